@@ -1,0 +1,139 @@
+/**
+ * The one error taxonomy of cloudmux. Every driver maps its SDK's failures into it in one function;
+ * no SDK error type crosses a provider folder. Messages never contain credentials.
+ */
+export type ErrorCode =
+  | 'NotFound'
+  | 'PreconditionFailed'
+  | 'NotModified'
+  | 'AlreadyExists'
+  | 'InvalidKey'
+  | 'InvalidArgument'
+  | 'InvalidRange'
+  | 'InvalidConfig'
+  | 'AuthFailed'
+  | 'AccessDenied'
+  | 'Throttled'
+  | 'Transient'
+  | 'ProviderUnavailable'
+  | 'IntegrityError'
+  | 'Aborted'
+  | 'NotSupported'
+  | 'ProviderError';
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['Throttled', 'Transient']);
+
+export interface CloudmuxErrorOptions {
+  /** Provider (store) name, e.g. `s3`, `memory`. */
+  provider?: string;
+  /** The key the operation was about, if any. */
+  key?: string;
+  cause?: unknown;
+  /** Overrides the code's default retryability. */
+  retryable?: boolean;
+  /** For Throttled: how long the provider asked us to wait, in milliseconds. */
+  retryAfterMs?: number;
+  /** HTTP status or provider error code, for diagnostics. */
+  status?: number;
+  providerCode?: string;
+}
+
+export class CloudmuxError extends Error {
+  override readonly name: string = 'CloudmuxError';
+  readonly code: ErrorCode;
+  readonly provider: string | undefined;
+  readonly key: string | undefined;
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  readonly status: number | undefined;
+  readonly providerCode: string | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: CloudmuxErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.provider = opts.provider;
+    this.key = opts.key;
+    this.retryable = opts.retryable ?? RETRYABLE.has(code);
+    this.retryAfterMs = opts.retryAfterMs;
+    this.status = opts.status;
+    this.providerCode = opts.providerCode;
+    this.name = `${code}Error`;
+  }
+}
+
+type Ctor = new (message: string, opts?: CloudmuxErrorOptions) => CloudmuxError;
+function define(code: ErrorCode): Ctor {
+  return class extends CloudmuxError {
+    constructor(message: string, opts?: CloudmuxErrorOptions) {
+      super(code, message, opts);
+    }
+  };
+}
+
+export const NotFoundError = define('NotFound');
+export const PreconditionFailedError = define('PreconditionFailed');
+export const NotModifiedError = define('NotModified');
+export const AlreadyExistsError = define('AlreadyExists');
+export const InvalidKeyError = define('InvalidKey');
+export const InvalidArgumentError = define('InvalidArgument');
+export const InvalidRangeError = define('InvalidRange');
+export const InvalidConfigError = define('InvalidConfig');
+export const AuthFailedError = define('AuthFailed');
+export const AccessDeniedError = define('AccessDenied');
+export const ThrottledError = define('Throttled');
+export const TransientError = define('Transient');
+export const ProviderUnavailableError = define('ProviderUnavailable');
+export const IntegrityError = define('IntegrityError');
+export const AbortedError = define('Aborted');
+export const NotSupportedError = define('NotSupported');
+export const ProviderError = define('ProviderError');
+
+export function isCloudmuxError(e: unknown, code?: ErrorCode): e is CloudmuxError {
+  return e instanceof CloudmuxError && (code === undefined || e.code === code);
+}
+
+/** True for errors a retry may cure (Throttled, Transient, or anything marked retryable). */
+export function isRetryable(e: unknown): boolean {
+  return e instanceof CloudmuxError && e.retryable;
+}
+
+/** An AbortError from an AbortSignal, mapped into the taxonomy. */
+export function abortedError(signal: AbortSignal | undefined, opts: CloudmuxErrorOptions = {}): CloudmuxError {
+  const reason: unknown = signal?.reason;
+  if (reason instanceof CloudmuxError) return reason;
+  return new AbortedError('operation aborted', { ...opts, cause: reason });
+}
+
+/** Throws Aborted when the signal has fired; call before starting I/O. */
+export function throwIfAborted(signal: AbortSignal | undefined, opts: CloudmuxErrorOptions = {}): void {
+  if (signal?.aborted) throw abortedError(signal, opts);
+}
+
+/** Node's own network failures that mean "try again". */
+const TRANSIENT_NET = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND',
+  'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT', 'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+/** True when `e` is a low-level network failure (reset, refused, timeout). */
+export function isNetworkError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && TRANSIENT_NET.has(code);
+}
+
+/** Best-effort check for an abort coming from an AbortSignal (DOMException or Node AbortError). */
+export function isAbortError(e: unknown): boolean {
+  if (e instanceof CloudmuxError) return e.code === 'Aborted';
+  const err = e as { name?: unknown; code?: unknown } | null;
+  return err?.name === 'AbortError' || err?.code === 'ABORT_ERR';
+}
+
+/** Parses an HTTP Retry-After header (seconds or HTTP date) into milliseconds. */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const secs = Number(value);
+  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}

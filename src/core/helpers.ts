@@ -1,0 +1,52 @@
+import { collect } from './body.js';
+import { isCloudmuxError } from './errors.js';
+import type { BlobStore, Body, GetOptions, ListItem, ListOptions, ObjectMeta, ObjectSummary, PutOptions, SignalOptions } from './types.js';
+
+/** Reads a whole object into memory. */
+export async function getBuffer(store: BlobStore, key: string, opts?: GetOptions): Promise<Buffer> {
+  const { body } = await store.get(key, opts);
+  return collect(body);
+}
+
+/** Reads a whole object as UTF-8 text. */
+export async function getText(store: BlobStore, key: string, opts?: GetOptions): Promise<string> {
+  return (await getBuffer(store, key, opts)).toString('utf8');
+}
+
+/** True if the key exists (head succeeds), false on NotFound. */
+export async function exists(store: BlobStore, key: string, opts?: SignalOptions): Promise<boolean> {
+  try {
+    await store.head(key, opts);
+    return true;
+  } catch (e) {
+    if (isCloudmuxError(e, 'NotFound')) return false;
+    throw e;
+  }
+}
+
+/** Creates the object only if absent. Returns its meta, or undefined when the key already existed. */
+export async function putIfAbsent(store: BlobStore, key: string, body: Body, opts?: Omit<PutOptions, 'ifNoneMatch' | 'ifMatch'>): Promise<ObjectMeta | undefined> {
+  try {
+    return await store.put(key, body, { ...opts, ifNoneMatch: '*' });
+  } catch (e) {
+    if (isCloudmuxError(e, 'AlreadyExists')) return undefined;
+    throw e;
+  }
+}
+
+/** Only the objects of a listing (no delimiter). */
+export async function* listObjects(store: BlobStore, opts?: Omit<ListOptions, 'delimiter'>): AsyncGenerator<ObjectSummary> {
+  for await (const item of store.list(opts)) if (item.type === 'object') yield stripType(item);
+}
+
+/** All items of a listing in an array. For tests and small listings. */
+export async function listAll(store: BlobStore, opts?: ListOptions): Promise<ListItem[]> {
+  const out: ListItem[] = [];
+  for await (const item of store.list(opts)) out.push(item);
+  return out;
+}
+
+function stripType(item: ListItem & { type: 'object' }): ObjectSummary {
+  const { type: _type, ...rest } = item;
+  return rest;
+}
