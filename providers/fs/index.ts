@@ -1,0 +1,7 @@
+import { NotSupportedError } from '../../src/core/errors.js';
+import type { BlobStore } from '../../src/core/types.js';
+
+/** Placeholder until the fs provider lands. */
+export function fromUrl(url: URL, _options?: Record<string, unknown>): BlobStore {
+  throw new NotSupportedError(`the fs provider is not built yet (${url.protocol})`);
+}
