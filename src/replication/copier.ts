@@ -1,0 +1,277 @@
+import { Transform, pipeline, type TransformCallback } from 'node:stream';
+import {
+  IntegrityError, MultiHasher, SHA256_KEY, encodeMetadataValue, isCloudmuxError, throwIfAborted,
+} from '../core/index.js';
+import type { BlobStore, ChecksumAlgorithm, Checksums, CopyOptions, ObjectMeta } from '../core/index.js';
+
+/**
+ * How a copy (or a comparison) proves the destination holds the source's bytes.
+ * - `auto`: SHA-256 when both sides know it, plus every provider-native digest both share; when
+ *   nothing is shared, re-read the destination and hash it.
+ * - `sha256`: SHA-256 only (re-read the destination when it does not record one).
+ * - `native`: provider-computed digests only (MD5 of single-part objects, CRC32C); re-read the
+ *   destination when none is shared.
+ * - `size-only`: sizes only. Fast, proves little.
+ */
+export type ChecksumMode = 'auto' | 'sha256' | 'native' | 'size-only';
+
+export const CHECKSUM_MODES: readonly ChecksumMode[] = ['auto', 'sha256', 'native', 'size-only'];
+
+export interface CopyObjectOptions {
+  signal?: AbortSignal;
+  /** Pin the source version: the copy fails with PreconditionFailed if the source's etag is no longer this. */
+  sourceEtag?: string;
+  /** How the copy is verified; default `auto`. */
+  verify?: ChecksumMode;
+  /** Replace the metadata instead of carrying the source's (mapped to portable names) over. */
+  metadata?: Record<string, string>;
+  /** Replace the content type instead of carrying the source's over. */
+  contentType?: string;
+  /** Called with the number of bytes just moved (a delta, so concurrent copies can be summed). */
+  onProgress?(bytes: number): void;
+  /** Set false to force a streamed copy even where a server-side copy is possible. Default true. */
+  serverSide?: boolean;
+}
+
+export interface CopyObjectResult {
+  /** The destination object as written. */
+  meta: ObjectMeta;
+  /** Bytes copied. */
+  bytes: number;
+  /** SHA-256 of the bytes, when known (always for streamed copies). */
+  sha256?: string;
+  /** True when the bytes never passed through this process. */
+  serverSide: boolean;
+  /** What proved the copy: e.g. `sha256+crc32c`, `reread-sha256`, `size-only`. */
+  verifiedBy: string;
+}
+
+/**
+ * An optional ability a driver may add (duck-typed, so no SDK type crosses the interface): copy
+ * from another store instance that lives on the same provider and account (another bucket or
+ * prefix) without the bytes passing through this process. Returns undefined when `source` is not
+ * such a store; the copier then streams.
+ */
+export interface ServerSideCopyFrom {
+  copyFromStore(source: BlobStore, srcKey: string, dstKey: string, opts: CopyOptions): Promise<ObjectMeta | undefined>;
+}
+
+function hasCopyFromStore(store: BlobStore): store is BlobStore & ServerSideCopyFrom {
+  return typeof (store as Partial<ServerSideCopyFrom>).copyFromStore === 'function';
+}
+
+/**
+ * Copies one object between two stores (or within one) and verifies it before returning.
+ *
+ * # Contract
+ * - Server-side when `src` and `dst` are the same store, or when `dst` implements
+ *   {@link ServerSideCopyFrom} and accepts `src`; otherwise the bytes stream through in bounded
+ *   memory (the destination's multipart/block upload) and are hashed while they stream.
+ * - The source's known digests are passed as `expect` to the destination's put, so a write whose
+ *   bytes differ fails and leaves nothing behind; a source whose bytes differ from its own recorded
+ *   digest fails the read (IntegrityError).
+ * - Content type and metadata are carried over (names mapped to portable ones, see
+ *   {@link portableMetadata}); `cloudmux_sha256` is set at the destination.
+ * - Verification never trusts an ETag as an MD5: only digests the drivers report in `checksums`.
+ * - Errors: those of get/put/copy (NotFound, PreconditionFailed when `sourceEtag` no longer
+ *   matches, …) and IntegrityError when the destination does not verify. Nothing is retried here.
+ */
+export async function copyObject(src: BlobStore, srcKey: string, dst: BlobStore, dstKey: string, opts: CopyObjectOptions = {}): Promise<CopyObjectResult> {
+  throwIfAborted(opts.signal, { provider: src.provider, key: srcKey });
+  const mode = opts.verify ?? 'auto';
+  if (opts.serverSide !== false) {
+    const done = await tryServerSideCopy(src, srcKey, dst, dstKey, opts, mode);
+    if (done) return done;
+  }
+  return streamCopy(src, srcKey, dst, dstKey, opts, mode);
+}
+
+async function tryServerSideCopy(src: BlobStore, srcKey: string, dst: BlobStore, dstKey: string, opts: CopyObjectOptions, mode: ChecksumMode): Promise<CopyObjectResult | undefined> {
+  const sameStore = src === dst;
+  if (!sameStore && !hasCopyFromStore(dst)) return undefined;
+  // Head first: the source's digests are what the copy is verified against.
+  const srcMeta = await src.head(srcKey, { signal: opts.signal });
+  if (opts.sourceEtag !== undefined && srcMeta.etag !== opts.sourceEtag) {
+    return streamCopy(src, srcKey, dst, dstKey, opts, mode); // let the pinned get report PreconditionFailed
+  }
+  const copyOpts: CopyOptions = { signal: opts.signal, sourceIfMatch: srcMeta.etag };
+  if (opts.metadata !== undefined || opts.contentType !== undefined) {
+    copyOpts.metadata = opts.metadata ?? carriedMetadata(srcMeta);
+    copyOpts.contentType = opts.contentType ?? srcMeta.contentType;
+  }
+  let meta: ObjectMeta | undefined;
+  if (sameStore) {
+    if (srcKey === dstKey && copyOpts.metadata === undefined) meta = srcMeta;
+    else meta = await dst.copy(srcKey, dstKey, copyOpts);
+  } else {
+    meta = await (dst as BlobStore & ServerSideCopyFrom).copyFromStore(src, srcKey, dstKey, copyOpts);
+    if (!meta) return undefined;
+  }
+  opts.onProgress?.(meta.size);
+  const verifiedBy = await verifyAgainst(dst, dstKey, meta, srcMeta.checksums, srcMeta.size, mode, opts.signal, async () => (await hashObject(src, srcKey, { ifMatch: srcMeta.etag, signal: opts.signal })).checksums);
+  return { meta, bytes: meta.size, sha256: meta.checksums.sha256 ?? srcMeta.checksums.sha256, serverSide: true, verifiedBy };
+}
+
+async function streamCopy(src: BlobStore, srcKey: string, dst: BlobStore, dstKey: string, opts: CopyObjectOptions, mode: ChecksumMode): Promise<CopyObjectResult> {
+  // verify: the source's recorded digest is checked as it streams, so a rotten source never
+  // becomes a "verified" destination.
+  const got = await src.get(srcKey, { signal: opts.signal, ifMatch: opts.sourceEtag, verify: mode !== 'size-only' });
+  const srcMeta = got.meta;
+  const algs = digestsToCompute(dst, srcMeta.checksums, mode);
+  const meter = new MeteringHasher(algs, opts.onProgress);
+  let streamError: Error | undefined;
+  const body = pipeline(got.body, meter, (err) => {
+    if (err) streamError = err;
+  });
+  const expect = mode === 'size-only' ? undefined : pickChecksums(srcMeta.checksums);
+  let meta: ObjectMeta;
+  try {
+    meta = await dst.put(dstKey, body, {
+      signal: opts.signal,
+      size: srcMeta.size,
+      contentType: opts.contentType ?? srcMeta.contentType,
+      metadata: opts.metadata ?? carriedMetadata(srcMeta),
+      expect,
+    });
+  } catch (e) {
+    // A source failure surfaces in the put as a generic stream error; report the source's own.
+    if (streamError && isCloudmuxError(streamError) && !isCloudmuxError(e, 'Aborted')) throw streamError;
+    throw e;
+  } finally {
+    if (!got.body.destroyed) got.body.destroy();
+  }
+  if (streamError) throw streamError;
+  const streamed = meter.result();
+  if (streamed.bytes !== srcMeta.size) {
+    throw new IntegrityError(`read ${streamed.bytes} bytes from the source, which reported ${srcMeta.size}`, { provider: src.provider, key: srcKey });
+  }
+  const verifiedBy = await verifyAgainst(dst, dstKey, meta, streamed, streamed.bytes, mode, opts.signal);
+  return { meta, bytes: streamed.bytes, sha256: streamed.sha256, serverSide: false, verifiedBy };
+}
+
+/**
+ * Checks the destination object against the expected digests and size; returns what proved it.
+ * `rehashSource` supplies source digests when the expected ones share nothing with the destination.
+ */
+async function verifyAgainst(
+  dst: BlobStore, dstKey: string, meta: ObjectMeta, expected: Checksums, expectedSize: number, mode: ChecksumMode,
+  signal: AbortSignal | undefined, rehashSource?: () => Promise<Checksums>,
+): Promise<string> {
+  const fail = (why: string): never => {
+    throw new IntegrityError(`destination does not verify: ${why}`, { provider: dst.provider, key: dstKey });
+  };
+  if (meta.size !== expectedSize) fail(`size ${meta.size}, expected ${expectedSize}`);
+  if (mode === 'size-only') return 'size-only';
+  const cmp = compareChecksums(expected, meta.checksums, mode);
+  if (cmp.mismatch) fail(`${cmp.mismatch} mismatch`);
+  if (cmp.matched.length > 0) return cmp.matched.join('+');
+  // Nothing shared: read the destination back and hash it.
+  let exp = expected;
+  if (!exp.sha256 && rehashSource) exp = await rehashSource();
+  const reread = await hashObject(dst, dstKey, { ifMatch: meta.etag, signal });
+  if (reread.bytes !== expectedSize) fail(`re-read ${reread.bytes} bytes, expected ${expectedSize}`);
+  if (exp.sha256 !== reread.checksums.sha256) fail('sha256 mismatch on re-read');
+  return 'reread-sha256';
+}
+
+/**
+ * Compares the digests two sides share, under a mode. `matched` lists the algorithms that agreed;
+ * `mismatch` names the first that did not.
+ */
+export function compareChecksums(a: Checksums, b: Checksums, mode: ChecksumMode): { matched: ChecksumAlgorithm[]; mismatch?: ChecksumAlgorithm } {
+  const algs: ChecksumAlgorithm[] = mode === 'sha256' ? ['sha256'] : mode === 'native' ? ['crc32c', 'md5'] : mode === 'auto' ? ['sha256', 'crc32c', 'md5'] : [];
+  const matched: ChecksumAlgorithm[] = [];
+  for (const alg of algs) {
+    const x = a[alg];
+    const y = b[alg];
+    if (x === undefined || y === undefined) continue;
+    if (x.toLowerCase() !== y.toLowerCase()) return { matched, mismatch: alg };
+    matched.push(alg);
+  }
+  return { matched };
+}
+
+/** Digests to compute while streaming beyond SHA-256: those the destination reports natively, and those the mode checks. */
+function digestsToCompute(dst: BlobStore, srcSums: Checksums, mode: ChecksumMode): ChecksumAlgorithm[] {
+  if (mode === 'size-only' || mode === 'sha256') return [];
+  const out = new Set<ChecksumAlgorithm>(['crc32c']); // cheap (hardware) and the one GCS always has
+  if (dst.capabilities.nativeChecksums.includes('md5') || srcSums.md5 !== undefined) out.add('md5');
+  return [...out];
+}
+
+function pickChecksums(c: Checksums): Checksums | undefined {
+  const out: Checksums = {};
+  if (c.sha256) out.sha256 = c.sha256;
+  if (c.md5) out.md5 = c.md5;
+  if (c.crc32c) out.crc32c = c.crc32c;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** The source's metadata as the destination should get it: portable names, `cloudmux_sha256` left to the put. */
+function carriedMetadata(meta: ObjectMeta): Record<string, string> {
+  const { [SHA256_KEY]: _sha, ...rest } = meta.metadata;
+  return portableMetadata(rest);
+}
+
+/**
+ * Maps metadata written by any tool onto the portable rules every provider accepts: names
+ * lower-cased with anything outside `[a-z0-9_]` turned into `_` (Azure wants C# identifiers; S3
+ * and GCS allow hyphens), a leading non-letter prefixed with `x`; values that are not printable
+ * ASCII RFC 2047-encoded. Names that collide after mapping keep the first value.
+ */
+export function portableMetadata(metadata: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(metadata)) {
+    let n = name.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+    if (!/^[a-z]/.test(n)) n = `x${n}`;
+    if (!(n in out)) out[n] = encodeMetadataValue(value);
+  }
+  return out;
+}
+
+/**
+ * Reads a whole object and returns its digests (SHA-256 plus `algs`) and size. Memory stays
+ * bounded: nothing is kept but the hash state.
+ */
+export async function hashObject(store: BlobStore, key: string, opts: { ifMatch?: string; signal?: AbortSignal; algs?: ChecksumAlgorithm[]; onProgress?(bytes: number): void } = {}): Promise<{ checksums: Checksums; bytes: number; meta: ObjectMeta }> {
+  const { meta, body } = await store.get(key, { ifMatch: opts.ifMatch, signal: opts.signal });
+  const hasher = new MultiHasher(opts.algs ?? []);
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      hasher.update(chunk);
+      opts.onProgress?.(chunk.byteLength);
+    }
+  } finally {
+    if (!body.destroyed) body.destroy();
+  }
+  const bytes = hasher.bytes;
+  return { checksums: hasher.digest(), bytes, meta };
+}
+
+/** Pass-through that hashes and reports progress per chunk. */
+class MeteringHasher extends Transform {
+  private readonly hasher: MultiHasher;
+  private final: (Checksums & { bytes: number }) | undefined;
+
+  constructor(algs: ChecksumAlgorithm[], private readonly onProgress?: (bytes: number) => void) {
+    super();
+    this.hasher = new MultiHasher(algs);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hasher.update(chunk);
+    this.onProgress?.(chunk.byteLength);
+    cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const bytes = this.hasher.bytes;
+    this.final = { ...this.hasher.digest(), bytes };
+    cb();
+  }
+
+  result(): Checksums & { bytes: number } {
+    if (!this.final) throw new IntegrityError('the source stream ended before all bytes were read');
+    return this.final;
+  }
+}
