@@ -45,6 +45,24 @@ export async function openStore(input: string | URL, options?: Record<string, un
   return factory(url, options);
 }
 
+/** How many leading path segments of a URL name the store rather than the key (Azure: the container). */
+const storeSegments: Record<string, number> = { 'az:': 1 };
+
+/**
+ * Splits an object URL into the store it lives in and its key: `s3://bucket/a/b.txt` →
+ * (`s3://bucket`, `a/b.txt`); `az://acct/container/a/b` → (`az://acct/container`, `a/b`).
+ * Query options stay with the store URL.
+ */
+export function splitObjectUrl(input: string | URL): { store: URL; key: string } {
+  const url = typeof input === 'string' ? parseStoreUrl(input) : new URL(input.href);
+  const segments = url.pathname.split('/').slice(1);
+  const keep = storeSegments[url.protocol] ?? 0;
+  const key = segments.slice(keep).map(decodeURIComponent).join('/');
+  const store = new URL(url.href);
+  store.pathname = keep > 0 ? `/${segments.slice(0, keep).join('/')}` : '/';
+  return { store, key };
+}
+
 /** A URL safe to print: user info and secret-looking query parameters masked. */
 export function redactUrl(input: string): string {
   try {

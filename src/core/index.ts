@@ -8,3 +8,4 @@ export * from './range.js';
 export * from './helpers.js';
 export * from './listing.js';
 export * from './validate.js';
+export * from './remove.js';

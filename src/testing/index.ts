@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
+import { removeAllUnder } from '../core/remove.js';
 import type { BlobStore } from '../core/types.js';
 import { conformanceCases, type CaseContext, type CaseName } from './cases.js';
 
@@ -77,16 +78,7 @@ export function testStore(name: string, opts: TestStoreOptions): void {
   });
 }
 
-/** Deletes every object under a prefix (best effort, batched). */
+/** Deletes every object under a prefix (batched). */
 export async function removeAll(store: BlobStore, prefix: string): Promise<void> {
-  let batch: string[] = [];
-  for await (const item of store.list({ prefix })) {
-    if (item.type !== 'object') continue;
-    batch.push(item.key);
-    if (batch.length >= 500) {
-      await store.deleteMany(batch);
-      batch = [];
-    }
-  }
-  if (batch.length > 0) await store.deleteMany(batch);
+  await removeAllUnder(store, prefix);
 }

@@ -1,0 +1,104 @@
+import type { Command } from 'commander';
+import { copyFile, mkdir } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Body, ObjectMeta } from '../../core/types.js';
+import { UsageError } from '../errors.js';
+import { localSize, openLocalRead, parseLocation, storeFor, writeLocal, type Location } from '../locations.js';
+
+type ObjectLocation = Extract<Location, { kind: 'object' }>;
+
+function targetKey(dst: ObjectLocation, srcName: string): string {
+  if (dst.key === '' || dst.key.endsWith('/')) {
+    if (!srcName) throw new UsageError(`${dst.display} names a prefix; give the destination key when copying from stdin`);
+    return dst.key + srcName;
+  }
+  return dst.key;
+}
+
+/** Copies one object or file. Whole-object reads are SHA-256 verified while they stream. */
+export async function copyOne(srcArg: string, dstArg: string, opts: { contentType?: string } = {}): Promise<{ bytes: number; sha256?: string; target: string }> {
+  const src = parseLocation(srcArg);
+  const dst = parseLocation(dstArg);
+  if (dst.kind === 'object') {
+    let body: Body;
+    let size: number | undefined;
+    let name = '';
+    let meta: ObjectMeta | undefined;
+    const srcStore = src.kind === 'object' ? await storeFor(src) : undefined;
+    const dstStore = await storeFor(dst);
+    if (src.kind === 'stdio') {
+      body = process.stdin;
+    } else if (src.kind === 'local') {
+      size = await localSize(src.path);
+      if (size === undefined) throw new UsageError(`${src.path} is not a readable file`);
+      body = openLocalRead(src.path);
+      name = basename(src.path);
+    } else {
+      name = basename(src.key);
+      const key = targetKey(dst, name);
+      if (srcStore === dstStore) {
+        // Same store: server-side, the bytes never leave the provider.
+        const m = await dstStore.copy(src.key, key, opts.contentType ? { contentType: opts.contentType } : {});
+        return { bytes: m.size, sha256: m.checksums.sha256, target: key };
+      }
+      const got = await srcStore!.get(src.key, { verify: true });
+      meta = got.meta;
+      body = got.body;
+      size = meta.size;
+    }
+    const key = targetKey(dst, name);
+    const put = await dstStore.put(key, body, {
+      size,
+      contentType: opts.contentType ?? meta?.contentType,
+      metadata: meta ? userMetadataOf(meta) : undefined,
+      expect: meta?.checksums.sha256 ? { sha256: meta.checksums.sha256 } : undefined,
+    });
+    return { bytes: put.size, sha256: put.checksums.sha256, target: key };
+  }
+  if (src.kind === 'object') {
+    const { body, meta } = await (await storeFor(src)).get(src.key, { verify: true });
+    if (dst.kind === 'stdio') {
+      await pipeline(body, process.stdout, { end: false });
+      return { bytes: meta.size, sha256: meta.checksums.sha256, target: '-' };
+    }
+    const target = await writeLocal(dst.path, body, src.key);
+    return { bytes: meta.size, sha256: meta.checksums.sha256, target };
+  }
+  if (src.kind === 'local' && dst.kind === 'local') {
+    await mkdir(dirname(dst.path), { recursive: true });
+    await copyFile(src.path, dst.path);
+    return { bytes: (await localSize(dst.path)) ?? 0, target: dst.path };
+  }
+  if (src.kind === 'stdio' && dst.kind === 'local') {
+    const target = await writeLocal(dst.path, process.stdin, 'stdin');
+    return { bytes: (await localSize(target)) ?? 0, target };
+  }
+  if (src.kind === 'local' && dst.kind === 'stdio') {
+    await pipeline(openLocalRead(src.path), process.stdout, { end: false });
+    return { bytes: (await localSize(src.path)) ?? 0, target: '-' };
+  }
+  throw new UsageError('cp from - to - is cat');
+}
+
+function userMetadataOf(meta: ObjectMeta): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(meta.metadata)) if (k !== 'cloudmux_sha256') out[k] = v;
+  return out;
+}
+
+export function register(program: Command): void {
+  program
+    .command('cp')
+    .description('copy one object or file: store URLs, local paths, or - for stdin/stdout (use `migrate` for trees)')
+    .argument('<src>', 'source: s3://bucket/key, gs://…, az://acct/container/key, memory://name/key, a local path, or -')
+    .argument('<dst>', 'destination, same forms; a trailing / keeps the source name')
+    .option('--content-type <type>', 'content type to store')
+    .option('--json', 'print the result as JSON')
+    .action(async (srcArg: string, dstArg: string, opts: { contentType?: string; json?: boolean }) => {
+      const res = await copyOne(srcArg, dstArg, opts);
+      if (dstArg === '-') return;
+      if (opts.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+      else process.stderr.write(`copied ${res.bytes} bytes to ${res.target}${res.sha256 ? ` (sha256 ${res.sha256})` : ''}\n`);
+    });
+}
