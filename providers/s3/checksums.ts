@@ -1,0 +1,46 @@
+import { createHash } from 'node:crypto';
+import { SHA256_KEY, base64ToHex } from '../../src/core/index.js';
+import type { Checksums } from '../../src/core/index.js';
+
+/**
+ * What to send with one request body so the server rejects corrupted bytes: S3's flexible
+ * SHA-256 where the endpoint supports it, else Content-MD5, which every S3-compatible checks.
+ */
+export function bodyChecksumHeaders(body: Uint8Array, flexible: boolean): { ChecksumSHA256?: string; ContentMD5?: string } {
+  if (flexible) return { ChecksumSHA256: createHash('sha256').update(body).digest('base64') };
+  return { ContentMD5: createHash('md5').update(body).digest('base64') };
+}
+
+interface NativeChecksumFields {
+  ChecksumSHA256?: string;
+  ChecksumCRC32C?: string;
+  ChecksumType?: string;
+}
+
+/**
+ * Digests known from a head/get answer: `sha256` from cloudmux's metadata, and S3's own
+ * full-object checksums. Composite (per-part) checksums (`…-N`, ChecksumType COMPOSITE) are
+ * checksums of checksums and say nothing comparable about the bytes, so they are dropped; so is
+ * the ETag, which is not an MD5 for multipart or SSE-KMS objects.
+ */
+export function checksumsFromResponse(metadata: Record<string, string>, r: NativeChecksumFields): Checksums {
+  const out: Checksums = {};
+  const sha = metadata[SHA256_KEY];
+  if (sha && /^[0-9a-f]{64}$/.test(sha)) out.sha256 = sha;
+  const fullObject = r.ChecksumType === undefined || r.ChecksumType === 'FULL_OBJECT';
+  if (fullObject) {
+    if (!out.sha256 && r.ChecksumSHA256 && !r.ChecksumSHA256.includes('-')) out.sha256 = base64ToHex(r.ChecksumSHA256);
+    if (r.ChecksumCRC32C && !r.ChecksumCRC32C.includes('-')) out.crc32c = base64ToHex(r.ChecksumCRC32C);
+  }
+  return out;
+}
+
+/** ETags arrive quoted; cloudmux's etags are opaque and unquoted. */
+export function unquoteEtag(etag: string | undefined): string {
+  return (etag ?? '').replace(/^W\//, '').replace(/^"|"$/g, '');
+}
+
+/** ETags go back to S3 quoted, as it sent them. */
+export function quoteEtag(etag: string): string {
+  return etag === '*' || etag.startsWith('"') ? etag : `"${etag}"`;
+}

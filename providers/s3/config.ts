@@ -1,0 +1,171 @@
+import { InvalidConfigError } from '../../src/core/errors.js';
+import { validatePrefix } from '../../src/core/keys.js';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** S3's own limits, the same on every compatible server that matters. */
+export const S3_LIMITS = {
+  minPartSize: 5 * MiB,
+  maxPartSize: 5 * GiB,
+  maxParts: 10_000,
+  /** Largest single PutObject / CopyObject. */
+  maxSingleShot: 5 * GiB,
+  maxDeleteBatch: 1000,
+  maxPresignSeconds: 7 * 24 * 3600,
+} as const;
+
+/** Typed options of {@link S3Store}. Every field but `bucket` has a documented default. */
+export interface S3StoreOptions {
+  bucket: string;
+  /** Key prefix applied to every operation and stripped from listed keys (default none). */
+  prefix?: string;
+  /** Default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else the SDK's shared config; `us-east-1` for custom endpoints. */
+  region?: string;
+  /** Custom endpoint (MinIO, R2, Wasabi, Ceph, s3rver). Absent: AWS. */
+  endpoint?: string;
+  /** Path-style addressing (default: true for custom endpoints, false for AWS). */
+  forcePathStyle?: boolean;
+  /** Default: the SDK's provider chain (env, shared config, SSO, IMDS). Never parsed by cloudmux. */
+  credentials?: S3ClientConfig['credentials'];
+  /** Multipart part size in bytes (default 8 MiB, at least 5 MiB). Also the single-PUT threshold. */
+  partSize?: number;
+  /** Parts uploaded (or copied) at once per put (default 4). Memory held ≈ (queueSize + 1) × partSize. */
+  queueSize?: number;
+  /**
+   * Whether the endpoint honours If-None-Match / If-Match on writes. Default: true on AWS, false on
+   * custom endpoints (many compatibles silently ignore the headers, which would make a "create only"
+   * put overwrite). Declared, never probed.
+   */
+  conditionalPut?: boolean;
+  /**
+   * Whether to send and read S3's flexible checksums (x-amz-checksum-sha256). Default: true on AWS,
+   * false on custom endpoints, which get `requestChecksumCalculation: 'WHEN_REQUIRED'` and
+   * Content-MD5 per request instead.
+   */
+  flexibleChecksums?: boolean;
+  /** Objects larger than this are copied with UploadPartCopy (default and maximum 5 GiB). */
+  multipartCopyThreshold?: number;
+  /** Bring your own client (tests, shared connection pools). `close()` then leaves it open. */
+  client?: S3Client;
+}
+
+/** Options with every default applied. */
+export interface ResolvedS3Options {
+  bucket: string;
+  prefix: string;
+  region: string | undefined;
+  endpoint: string | undefined;
+  forcePathStyle: boolean;
+  credentials: S3StoreOptions['credentials'];
+  partSize: number;
+  queueSize: number;
+  conditionalPut: boolean;
+  flexibleChecksums: boolean;
+  multipartCopyThreshold: number;
+  isAws: boolean;
+  client: S3Client | undefined;
+}
+
+/** True for endpoints that are AWS S3 itself (absent, or a *.amazonaws.com host). */
+export function isAwsEndpoint(endpoint: string | undefined): boolean {
+  if (!endpoint) return true;
+  try {
+    const host = new URL(endpoint).hostname;
+    return host.endsWith('.amazonaws.com') || host.endsWith('.amazonaws.com.cn');
+  } catch {
+    return false;
+  }
+}
+
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+export function resolveOptions(o: S3StoreOptions): ResolvedS3Options {
+  if (!o.bucket || !BUCKET.test(o.bucket)) throw new InvalidConfigError(`s3: invalid bucket name ${JSON.stringify(o.bucket ?? '')}`, { provider: 's3' });
+  const prefix = normalizePrefix(o.prefix ?? '');
+  if (o.endpoint !== undefined) {
+    try {
+      const u = new URL(o.endpoint);
+      if (u.username || u.password) throw new Error('credentials in URL');
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');
+    } catch (e) {
+      throw new InvalidConfigError(`s3: endpoint must be an http(s) URL without credentials (${(e as Error).message})`, { provider: 's3' });
+    }
+  }
+  const isAws = isAwsEndpoint(o.endpoint);
+  const partSize = o.partSize ?? 8 * MiB;
+  if (!Number.isSafeInteger(partSize) || partSize < S3_LIMITS.minPartSize || partSize > S3_LIMITS.maxPartSize) {
+    throw new InvalidConfigError(`s3: partSize must be an integer between 5 MiB and 5 GiB, got ${partSize}`, { provider: 's3' });
+  }
+  const queueSize = o.queueSize ?? 4;
+  if (!Number.isSafeInteger(queueSize) || queueSize < 1 || queueSize > 64) {
+    throw new InvalidConfigError(`s3: queueSize must be an integer in 1..64, got ${queueSize}`, { provider: 's3' });
+  }
+  const multipartCopyThreshold = Math.min(o.multipartCopyThreshold ?? S3_LIMITS.maxSingleShot, S3_LIMITS.maxSingleShot);
+  const region = o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (isAws ? undefined : 'us-east-1');
+  return {
+    bucket: o.bucket,
+    prefix,
+    region,
+    endpoint: o.endpoint,
+    forcePathStyle: o.forcePathStyle ?? !isAws,
+    credentials: o.credentials,
+    partSize,
+    queueSize,
+    conditionalPut: o.conditionalPut ?? isAws,
+    flexibleChecksums: o.flexibleChecksums ?? isAws,
+    multipartCopyThreshold,
+    isAws,
+    client: o.client,
+  };
+}
+
+/** `a/b` and `a/b/` both mean "everything under a/b/". */
+function normalizePrefix(prefix: string): string {
+  if (prefix === '') return '';
+  validatePrefix(prefix, 's3');
+  return prefix.endsWith('/') ? prefix : `${prefix}/`;
+}
+
+function bool(v: string | null): boolean | undefined {
+  if (v === null) return undefined;
+  if (v === 'true' || v === '1' || v === '') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new InvalidConfigError(`s3: expected true/false, got ${JSON.stringify(v)}`, { provider: 's3' });
+}
+
+function int(v: string | null, name: string): number | undefined {
+  if (v === null) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new InvalidConfigError(`s3: ${name} must be an integer, got ${JSON.stringify(v)}`, { provider: 's3' });
+  return n;
+}
+
+/**
+ * `s3://bucket/optional/prefix?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&forcePathStyle=true`
+ * plus `conditionalPut`, `flexibleChecksums`, `partSize`, `queueSize`. Credentials are never read
+ * from the URL (user info is rejected); they come from `options.credentials` or the SDK chain.
+ * Explicit `options` win over URL parameters.
+ */
+export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}): S3StoreOptions {
+  if (url.protocol !== 's3:') throw new InvalidConfigError(`s3: expected an s3:// URL, got ${url.protocol}`, { provider: 's3' });
+  if (url.username || url.password) throw new InvalidConfigError('s3: credentials do not belong in the URL; use the SDK credential chain or options.credentials', { provider: 's3' });
+  const q = url.searchParams;
+  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'flexibleChecksums', 'partSize', 'queueSize']);
+  for (const k of q.keys()) if (!known.has(k)) throw new InvalidConfigError(`s3: unknown URL parameter ${JSON.stringify(k)}; known: ${[...known].join(', ')}`, { provider: 's3' });
+  const fromUrl: S3StoreOptions = {
+    bucket: url.hostname,
+    prefix: decodeURIComponent(url.pathname.replace(/^\/+/, '')),
+    region: q.get('region') ?? undefined,
+    endpoint: q.get('endpoint') ?? undefined,
+    forcePathStyle: bool(q.get('forcePathStyle')),
+    conditionalPut: bool(q.get('conditionalPut')),
+    flexibleChecksums: bool(q.get('flexibleChecksums')),
+    partSize: int(q.get('partSize'), 'partSize'),
+    queueSize: int(q.get('queueSize'), 'queueSize'),
+  };
+  const merged: Record<string, unknown> = { ...fromUrl };
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) merged[k] = v;
+  return merged as unknown as S3StoreOptions;
+}

@@ -1,0 +1,54 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { S3Store, type S3StoreOptions } from '../../providers/s3/index.js';
+import type { BlobStore } from '../../src/core/index.js';
+import { testStore } from '../../src/testing/index.js';
+import { S3RVER_DEVIATIONS, S3RVER_MARK, s3rverObjectPath } from '../harness/s3.js';
+
+/**
+ * The conformance suite against the S3 endpoint the harness points at: s3rver by default, MinIO
+ * when S3_ENDPOINT is set (docker-compose.test.yml), and, opt-in, real AWS S3 when
+ * CLOUDMUX_TEST_S3_BUCKET is set. Driver-specific behaviour lives in s3-driver.test.ts.
+ */
+
+const onS3rver = process.env[S3RVER_MARK] === 's3rver';
+/** CLOUDMUX_S3_ALL_CASES=1 runs the listed s3rver deviations too (to re-check them after an s3rver upgrade). */
+const applyDeviations = onS3rver && !process.env.CLOUDMUX_S3_ALL_CASES;
+
+/** Options for a store on the harness endpoint. */
+export function emulatorOptions(extra: Partial<S3StoreOptions> = {}): S3StoreOptions {
+  return {
+    bucket: process.env.S3_BUCKET ?? 'cloudmux-test',
+    endpoint: process.env.S3_ENDPOINT,
+    region: process.env.AWS_REGION ?? 'us-east-1',
+    forcePathStyle: true,
+    ...extra,
+  };
+}
+
+const storePrefix = `prefixed-${randomBytes(3).toString('hex')}`;
+
+/** Flips a byte in s3rver's own file for the object, as a failing disk would. */
+async function corruptOnS3rver(store: BlobStore, key: string): Promise<void> {
+  const s = store as S3Store;
+  const path = s3rverObjectPath(process.env.CLOUDMUX_S3RVER_DIR!, s.options.bucket, s.options.prefix + key);
+  const data = await readFile(path);
+  data[data.length >> 1]! ^= 0x01;
+  await writeFile(path, data);
+}
+
+if (process.env.S3_ENDPOINT) {
+  testStore(onS3rver ? 's3 (s3rver)' : `s3 (${process.env.S3_ENDPOINT})`, {
+    create: () => new S3Store(emulatorOptions({ prefix: storePrefix })),
+    deviations: applyDeviations ? S3RVER_DEVIATIONS : undefined,
+    corrupt: onS3rver ? corruptOnS3rver : undefined,
+  });
+}
+
+const awsBucket = process.env.CLOUDMUX_TEST_S3_BUCKET;
+if (awsBucket) {
+  // Real AWS S3, opt-in: its own unique prefix; every case removes what it wrote.
+  testStore(`s3 (aws ${awsBucket})`, {
+    create: () => new S3Store({ bucket: awsBucket, region: process.env.CLOUDMUX_TEST_S3_REGION, prefix: `cloudmux-ci/${Date.now().toString(36)}-${randomBytes(4).toString('hex')}` }),
+  });
+}
