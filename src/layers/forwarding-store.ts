@@ -1,0 +1,99 @@
+import { EventEmitter } from 'node:events';
+import type {
+  BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
+  ObjectMeta, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
+} from '../core/index.js';
+
+/**
+ * Base of every layer: forwards each BlobStore method to `inner` unchanged, so a layer overrides
+ * only the methods its concern touches and can never forget one. `toString()` nests:
+ * `Retry(Breaker(s3://bucket/prefix))`. `provider` and `capabilities` are the inner store's, so
+ * errors and metrics keep naming the real provider whatever wraps it.
+ */
+export abstract class ForwardingStore<Events extends object = Record<never, never>> implements BlobStore {
+  /** The label shown in `toString()`, e.g. `Retry`. */
+  protected abstract readonly layerName: string;
+  private readonly emitter = new EventEmitter();
+
+  constructor(readonly inner: BlobStore) {}
+
+  /** Observes this layer's events (each layer documents its own). Listeners must not throw. */
+  on<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
+    this.emitter.on(event, listener);
+    return this;
+  }
+
+  off<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
+    this.emitter.off(event, listener);
+    return this;
+  }
+
+  protected emit<E extends keyof Events & string>(event: E, payload: Events[E]): void {
+    // A throwing observer must not turn a store call into a failure.
+    try {
+      this.emitter.emit(event, payload);
+    } catch {
+      /* observers are best-effort */
+    }
+  }
+
+  get provider(): string {
+    return this.inner.provider;
+  }
+
+  get capabilities(): Capabilities {
+    return this.inner.capabilities;
+  }
+
+  put(key: string, body: Body, opts?: PutOptions): Promise<ObjectMeta> {
+    return this.inner.put(key, body, opts);
+  }
+
+  get(key: string, opts?: GetOptions): Promise<GetResult> {
+    return this.inner.get(key, opts);
+  }
+
+  head(key: string, opts?: SignalOptions): Promise<ObjectMeta> {
+    return this.inner.head(key, opts);
+  }
+
+  delete(key: string, opts?: SignalOptions): Promise<void> {
+    return this.inner.delete(key, opts);
+  }
+
+  deleteMany(keys: Iterable<string>, opts?: SignalOptions): Promise<DeleteManyResult> {
+    return this.inner.deleteMany(keys, opts);
+  }
+
+  list(opts?: ListOptions): AsyncIterable<ListItem> {
+    return this.inner.list(opts);
+  }
+
+  copy(src: string, dst: string, opts?: CopyOptions): Promise<ObjectMeta> {
+    return this.inner.copy(src, dst, opts);
+  }
+
+  updateMetadata(key: string, opts: UpdateMetadataOptions): Promise<ObjectMeta> {
+    return this.inner.updateMetadata(key, opts);
+  }
+
+  presign(key: string, opts: PresignOptions): Promise<string> {
+    return this.inner.presign(key, opts);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /** Extra words shown before the inner store, e.g. `10/s, ` in `RateLimit(10/s, memory://)`. */
+  protected describe(): string {
+    return '';
+  }
+
+  toString(): string {
+    return `${this.layerName}(${this.describe()}${this.inner.toString()})`;
+  }
+}
+
+/** The BlobStore operations, as layers name them in events and metrics. */
+export type StoreOp = 'put' | 'get' | 'head' | 'delete' | 'deleteMany' | 'list' | 'copy' | 'updateMetadata' | 'presign';

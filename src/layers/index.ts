@@ -1,0 +1,18 @@
+/**
+ * Resilience layers: each a BlobStore over another BlobStore, forwarding every method, composable
+ * in any order (see `resilient` for the recommended one). Encryption lives in ./encryption.
+ */
+export { ForwardingStore, type StoreOp } from './forwarding-store.js';
+export { RetryStore, type RetryOptions, type RetryEvent, type ResumeEvent, type RetryEvents } from './retry.js';
+export {
+  BreakerStore, IGNORED_CODES, countsAsFailure, type BreakerEvent, type BreakerEvents, type BreakerOptions, type BreakerState, type OpClass,
+} from './breaker.js';
+export { TimeoutStore, type TimeoutOptions } from './timeout.js';
+export { RateLimitStore, type Rate, type RateLimitOptions } from './rate-limit.js';
+export { TokenBucket, type TokenBucketOptions } from './token-bucket.js';
+export {
+  InstrumentedStore, LATENCY_BUCKETS_MS, type InstrumentedEvents, type InstrumentedOptions, type MeasuredOp, type OpStats, type Sample,
+  type StatsSnapshot,
+} from './instrumented.js';
+export { ReopenableBody, isReopenable, reopenable } from './reopenable-body.js';
+export { resilient, type ResilienceOptions, type ResilientStack } from './resilient.js';

@@ -1,0 +1,62 @@
+import { sleep } from './sleep.js';
+
+export interface TokenBucketOptions {
+  /** Tokens added per second. */
+  ratePerSec: number;
+  /** Most tokens held at once (the burst). Default: a tenth of a second's worth, at least 1. */
+  capacity?: number;
+}
+
+/**
+ * A token bucket shared by every caller that holds it, served first come, first served.
+ * A request larger than the capacity is granted once the bucket is full and leaves it in debt,
+ * so big chunks are paced by the debt instead of being refused; over any long window the
+ * granted rate is `ratePerSec` plus at most one capacity.
+ */
+export class TokenBucket {
+  readonly ratePerSec: number;
+  readonly capacity: number;
+  private tokens: number;
+  private last = performance.now();
+  /** Tail of the FIFO: each take waits for the one before it. */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(options: TokenBucketOptions) {
+    if (!(options.ratePerSec > 0)) throw new RangeError(`ratePerSec must be > 0, got ${options.ratePerSec}`);
+    this.ratePerSec = options.ratePerSec;
+    this.capacity = options.capacity ?? Math.max(1, options.ratePerSec / 10);
+    this.tokens = this.capacity;
+  }
+
+  private refill(): void {
+    const now = performance.now();
+    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) / 1000) * this.ratePerSec);
+    this.last = now;
+  }
+
+  /** Waits until `n` tokens (n ≥ 0) are granted. Rejects with Aborted if the signal fires first; nothing is taken then. */
+  take(n: number, signal?: AbortSignal): Promise<void> {
+    const turn = this.queue.then(() => this.grant(n, signal));
+    // Later takers wait for this one whether it is granted or aborted.
+    this.queue = turn.catch(() => {});
+    return turn;
+  }
+
+  private async grant(n: number, signal: AbortSignal | undefined): Promise<void> {
+    const need = Math.min(n, this.capacity);
+    for (;;) {
+      this.refill();
+      if (this.tokens >= need) {
+        this.tokens -= n;
+        return;
+      }
+      await sleep(Math.max(1, Math.ceil(((need - this.tokens) / this.ratePerSec) * 1000)), signal);
+    }
+  }
+
+  /** Tokens available now (negative while in debt). */
+  available(): number {
+    this.refill();
+    return this.tokens;
+  }
+}
