@@ -1,0 +1,628 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { bodyBytes, bodyChunks, isReplayableBody } from '../../core/body.js';
+import { MultiHasher, checksumMismatches } from '../../core/checksums.js';
+import {
+  AccessDeniedError, CloudmuxError, IntegrityError, InvalidArgumentError, NotSupportedError, PreconditionFailedError, isCloudmuxError,
+  throwIfAborted,
+} from '../../core/errors.js';
+import { validateKey } from '../../core/keys.js';
+import { RESERVED_PREFIX, RESERVED_METADATA_BYTES, SHA256_KEY, validateMetadata } from '../../core/metadata.js';
+import { resolveRange } from '../../core/range.js';
+import type {
+  BlobStore, Body, ByteRange, Capabilities, ChecksumAlgorithm, Checksums, CopyOptions, DeleteManyResult, GetOptions, GetResult,
+  ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
+} from '../../core/types.js';
+import { checkGet, checkCopy } from '../../core/validate.js';
+import {
+  DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, SegmentDecryptor, SegmentEncryptor, TAG_BYTES, checkSegmentSize, cipherSize,
+  newDataKey, newNoncePrefix, openDigest, plainSize, sealDigest, segmentSpan,
+} from './format.js';
+import { headerToMetadata, isEncryptionMetaName, parseHeader, type EncryptionHeader } from './header.js';
+import { checkKeyId, type Keyring, type WrapContext } from './keyring.js';
+
+export interface EncryptedStoreOptions {
+  /** Where key-encryption keys come from. */
+  keyring: Keyring;
+  /** Key id new objects are encrypted under. Objects under other ids stay readable while the keyring has them. */
+  keyId: string;
+  /** Plaintext bytes per segment for new objects (default 64 KiB). Readers take it from each object. */
+  segmentSize?: number;
+  /**
+   * Read objects that carry no encryption header as plaintext (a bucket being migrated to
+   * encryption). Default false: such objects fail with IntegrityError, so nobody with write access
+   * to the bucket can slip unauthenticated content past a reader.
+   */
+  allowPlaintext?: boolean;
+  /**
+   * After a streamed put, record the plaintext size and sealed SHA-256 with one metadata update
+   * (they are only known at the end of the stream). Default true. On S3 that update is a
+   * copy-in-place, which for objects over 5 GB is a server-side multipart copy; turn it off to
+   * skip it, and streamed objects then report no sha256 from head.
+   */
+  recordStreamDigest?: boolean;
+}
+
+/** What `rotate` did to one object. */
+export interface RotateResult {
+  /** False when the object was already on the target key. */
+  rotated: boolean;
+  /** The key id the object was on before. */
+  from: string;
+  meta: ObjectMeta;
+}
+
+/** How many times a read-modify-write of metadata is retried when the object changes under it. */
+const RACE_ATTEMPTS = 3;
+
+/**
+ * Client-side envelope encryption over any store: the inner store only ever sees ciphertext.
+ * Each object gets a random 256-bit data key (DEK); its content is sealed with AES-256-GCM in
+ * segments (format v1, docs/encryption-format.md) and the DEK, wrapped by a key-encryption key
+ * from the keyring, travels in the object's metadata, so rotation rewrites metadata only.
+ *
+ * # Contract (beyond BlobStore's)
+ * - Sizes, ranges, digests and `verify` are of the plaintext; etags and versions are the inner
+ *   store's. User metadata and content type are stored in the clear.
+ * - Every byte a read returns has passed authentication; tampering, truncation, reordering and
+ *   swapped metadata fail with IntegrityError, a key id the keyring lacks with AccessDenied.
+ * - `presign` is NotSupported (a URL would bypass decryption).
+ * - Listings report plaintext sizes derived from stored sizes with this store's segment size,
+ *   and no digests (the inner ones are of ciphertext); `head` is exact.
+ */
+export class EncryptedStore implements BlobStore {
+  readonly provider: string;
+  readonly capabilities: Capabilities;
+  private readonly keyring: Keyring;
+  private readonly keyId: string;
+  private readonly segmentSize: number;
+  private readonly allowPlaintext: boolean;
+  private readonly recordStreamDigest: boolean;
+
+  constructor(readonly inner: BlobStore, options: EncryptedStoreOptions) {
+    checkKeyId(options.keyId);
+    this.segmentSize = options.segmentSize ?? DEFAULT_SEGMENT_SIZE;
+    checkSegmentSize(this.segmentSize);
+    this.keyring = options.keyring;
+    this.keyId = options.keyId;
+    this.allowPlaintext = options.allowPlaintext ?? false;
+    this.recordStreamDigest = options.recordStreamDigest ?? true;
+    this.provider = inner.provider;
+    this.capabilities = { ...inner.capabilities, presign: false, nativeChecksums: [] };
+  }
+
+  async put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
+    validateKey(key, this.provider);
+    validateMetadata(opts.metadata, this.provider, key);
+    throwIfAborted(opts.signal, { provider: this.provider, key });
+    const algorithms = extraAlgorithms(opts.expect);
+    const dek = newDataKey();
+    const noncePrefix = newNoncePrefix();
+    const header: EncryptionHeader = {
+      version: FORMAT_VERSION,
+      keyId: this.keyId,
+      wrappedKey: Buffer.from(await this.keyring.wrap(this.keyId, dek, wrapContext(this.keyId, noncePrefix))),
+      noncePrefix,
+      segmentSize: this.segmentSize,
+    };
+    const base = { ...keepUserMetadata(opts.metadata) };
+    const innerOpts: PutOptions = { contentType: opts.contentType, ifNoneMatch: opts.ifNoneMatch, ifMatch: opts.ifMatch, signal: opts.signal };
+
+    if (isReplayableBody(body)) {
+      // In memory already: digest first, so the header is complete in the one write, and hand the
+      // inner store a Buffer it can replay on retry.
+      const plain = bodyBytes(body);
+      const hasher = new MultiHasher(algorithms);
+      hasher.update(plain);
+      const digests = hasher.digest();
+      this.checkExpected(opts, digests, plain.byteLength, key);
+      header.plainSize = plain.byteLength;
+      header.sealedDigest = sealDigest(dek, noncePrefix, this.segmentSize, Buffer.from(digests.sha256!, 'hex'));
+      const enc = new SegmentEncryptor(dek, noncePrefix, this.segmentSize);
+      const sealed = Buffer.concat([...enc.update(plain), ...enc.final()]);
+      const meta = await this.inner.put(key, sealed, { ...innerOpts, size: sealed.byteLength, metadata: this.withHeader(base, header, key) });
+      return this.describeKnown(meta, header, digests.sha256!);
+    }
+
+    if (opts.size !== undefined) {
+      header.plainSize = opts.size;
+      innerOpts.size = cipherSize(opts.size, this.segmentSize);
+    }
+    const hasher = new MultiHasher(algorithms);
+    let digests: Checksums | undefined;
+    const signal = opts.signal;
+    const provider = this.provider;
+    const checkExpected = this.checkExpected.bind(this);
+    const segmentSize = this.segmentSize;
+    async function* sealedStream(): AsyncGenerator<Buffer> {
+      const enc = new SegmentEncryptor(dek, noncePrefix, segmentSize);
+      for await (const chunk of bodyChunks(body)) {
+        throwIfAborted(signal, { provider, key });
+        hasher.update(chunk);
+        for (const c of enc.update(chunk)) yield c;
+      }
+      throwIfAborted(signal, { provider, key });
+      // Fail before the last segment is sealed, so the inner store never completes the object.
+      digests = hasher.digest();
+      checkExpected(opts, digests, hasher.bytes, key);
+      for (const c of enc.final()) yield c;
+    }
+    const meta = await this.inner.put(key, sealedStream(), { ...innerOpts, metadata: this.withHeader(base, header, key) });
+    const sha256 = digests!.sha256!;
+    header.plainSize = hasher.bytes;
+    header.sealedDigest = sealDigest(dek, noncePrefix, this.segmentSize, Buffer.from(sha256, 'hex'));
+    if (this.recordStreamDigest) {
+      try {
+        const updated = await this.inner.updateMetadata(key, {
+          metadata: { ...meta.metadata, ...headerToMetadata(header) },
+          contentType: meta.contentType,
+          ifMatch: meta.etag,
+          signal: opts.signal,
+        });
+        return this.describeKnown(updated, header, sha256);
+      } catch {
+        // The object is durable and authenticated segment by segment; only the recorded digest is
+        // missing (overwritten meanwhile, or the update failed). Report what was written.
+      }
+    }
+    return this.describeKnown(meta, header, sha256);
+  }
+
+  async get(key: string, opts: GetOptions = {}): Promise<GetResult> {
+    checkGet(this.provider, key, opts);
+    if (opts.range) return this.getRange(key, opts.range, opts);
+    const r = await this.inner.get(key, { ifMatch: opts.ifMatch, ifNoneMatch: opts.ifNoneMatch, signal: opts.signal });
+    try {
+      const header = this.header(r.meta, key);
+      if (!header) return this.plaintextResult(r, opts.verify === true, key);
+      const size = this.plainSizeOf(r.meta, header, key);
+      const dek = await this.unwrap(header, key);
+      const sha256 = this.openSealedDigest(dek, header, key);
+      const body = decryptStream(r.body, {
+        dek, prefix: header.noncePrefix, segmentSize: header.segmentSize, plainSize: size, provider: this.provider, key,
+        cipherSkip: 0, cipherLength: r.meta.size, plainSkip: 0, plainLength: size, strictEnd: true,
+        expectSha256: opts.verify ? sha256 : undefined,
+      });
+      return { meta: this.describeWith(r.meta, header, size, sha256), body };
+    } catch (e) {
+      r.body.destroy();
+      throw e;
+    }
+  }
+
+  /**
+   * One round trip in the common case: the stored range is planned with this store's segment size
+   * and checked against the object's header when it arrives; if the object was written with
+   * another segment size the exact range is fetched again, pinned to the same etag.
+   */
+  private async getRange(key: string, range: ByteRange, opts: GetOptions): Promise<GetResult> {
+    let segmentSize = this.segmentSize;
+    let exact: { offset: number; length: number } | undefined;
+    let etag = opts.ifMatch;
+    for (let attempt = 0; ; attempt++) {
+      const planned: ByteRange = exact ?? planStoredRange(range, segmentSize);
+      let r: GetResult;
+      try {
+        r = await this.inner.get(key, { range: planned, ifMatch: etag, ifNoneMatch: opts.ifNoneMatch, signal: opts.signal });
+      } catch (e) {
+        if (attempt < RACE_ATTEMPTS && exact && etag !== opts.ifMatch && isCloudmuxError(e, 'PreconditionFailed')) {
+          // Overwritten between the two fetches: plan again from scratch.
+          exact = undefined;
+          etag = opts.ifMatch;
+          segmentSize = this.segmentSize;
+          continue;
+        }
+        if (!exact && isCloudmuxError(e, 'InvalidRange')) {
+          // Planned with a guessed segment size; decide on the object's real header.
+          const meta = await this.inner.head(key, { signal: opts.signal });
+          const header = this.header(meta, key);
+          if (!header) return this.plaintextRange(key, range, meta.etag, opts);
+          const size = this.plainSizeOf(meta, header, key);
+          const pr = resolveRange(range, size, this.provider, key);
+          const span = segmentSpan(pr.offset, pr.length, size, header.segmentSize);
+          exact = { offset: span.cipherOffset, length: span.cipherLength };
+          etag = meta.etag;
+          segmentSize = header.segmentSize;
+          if (attempt < RACE_ATTEMPTS) continue;
+        }
+        throw e;
+      }
+      try {
+        const header = this.header(r.meta, key);
+        if (!header) {
+          r.body.destroy();
+          return await this.plaintextRange(key, range, r.meta.etag, opts);
+        }
+        const size = this.plainSizeOf(r.meta, header, key);
+        const pr = resolveRange(range, size, this.provider, key);
+        const span = segmentSpan(pr.offset, pr.length, size, header.segmentSize);
+        const got = r.range ?? { offset: 0, length: r.meta.size };
+        if (got.offset <= span.cipherOffset && got.offset + got.length >= span.cipherOffset + span.cipherLength) {
+          const dek = await this.unwrap(header, key);
+          const sha256 = this.openSealedDigest(dek, header, key);
+          const body = decryptStream(r.body, {
+            dek, prefix: header.noncePrefix, segmentSize: header.segmentSize, plainSize: size, provider: this.provider, key,
+            firstSegment: span.firstSegment, lastSegment: span.lastSegment,
+            cipherSkip: span.cipherOffset - got.offset, cipherLength: span.cipherLength,
+            plainSkip: span.skip, plainLength: pr.length, strictEnd: false,
+          });
+          return { meta: this.describeWith(r.meta, header, size, sha256), body, range: pr };
+        }
+        r.body.destroy();
+        if (attempt >= RACE_ATTEMPTS) throw new IntegrityError('stored range did not cover the requested segments', { provider: this.provider, key });
+        exact = { offset: span.cipherOffset, length: span.cipherLength };
+        etag = r.meta.etag;
+        segmentSize = header.segmentSize;
+      } catch (e) {
+        r.body.destroy();
+        throw e;
+      }
+    }
+  }
+
+  async head(key: string, opts: SignalOptions = {}): Promise<ObjectMeta> {
+    validateKey(key, this.provider);
+    return this.describe(await this.inner.head(key, opts), key);
+  }
+
+  async delete(key: string, opts?: SignalOptions): Promise<void> {
+    return this.inner.delete(key, opts);
+  }
+
+  async deleteMany(keys: Iterable<string>, opts?: SignalOptions): Promise<DeleteManyResult> {
+    return this.inner.deleteMany(keys, opts);
+  }
+
+  async *list(opts: ListOptions = {}): AsyncGenerator<ListItem> {
+    for await (const item of this.inner.list(opts)) {
+      if (item.type === 'prefix') {
+        yield item;
+        continue;
+      }
+      // The inner digests are of ciphertext; the plaintext one needs head.
+      const { checksums: _ciphertextDigests, ...rest } = item;
+      yield { ...rest, size: plainSize(item.size, this.segmentSize) ?? item.size };
+    }
+  }
+
+  async copy(src: string, dst: string, opts: CopyOptions = {}): Promise<ObjectMeta> {
+    checkCopy(this.provider, this.capabilities, src, dst, opts);
+    if (!opts.metadata) {
+      // Ciphertext and header travel together; nothing in the format names the key, so the copy
+      // decrypts as is.
+      return this.describe(await this.inner.copy(src, dst, opts), dst);
+    }
+    const replacement = keepUserMetadata(opts.metadata);
+    for (let attempt = 1; ; attempt++) {
+      const source = await this.inner.head(src, { signal: opts.signal });
+      if (opts.sourceIfMatch !== undefined && opts.sourceIfMatch !== source.etag) {
+        throw new PreconditionFailedError(`source etag is ${source.etag}, not ${opts.sourceIfMatch}`, { provider: this.provider, key: src });
+      }
+      try {
+        const meta = await this.inner.copy(src, dst, {
+          ...opts,
+          metadata: { ...replacement, ...reservedMetadata(source.metadata) },
+          sourceIfMatch: source.etag,
+        });
+        return await this.describe(meta, dst);
+      } catch (e) {
+        if (attempt < RACE_ATTEMPTS && opts.sourceIfMatch === undefined && isCloudmuxError(e, 'PreconditionFailed')) continue;
+        throw e;
+      }
+    }
+  }
+
+  async updateMetadata(key: string, opts: UpdateMetadataOptions): Promise<ObjectMeta> {
+    validateKey(key, this.provider);
+    validateMetadata(opts.metadata, this.provider, key);
+    throwIfAborted(opts.signal, { provider: this.provider, key });
+    const replacement = keepUserMetadata(opts.metadata);
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.inner.head(key, { signal: opts.signal });
+      if (opts.ifMatch !== undefined && opts.ifMatch !== current.etag) {
+        throw new PreconditionFailedError(`etag is ${current.etag}, not ${opts.ifMatch}`, { provider: this.provider, key });
+      }
+      try {
+        // Pinned to the etag just read, so a concurrent overwrite never gets the old header.
+        const meta = await this.inner.updateMetadata(key, {
+          metadata: { ...replacement, ...reservedMetadata(current.metadata) },
+          contentType: opts.contentType,
+          ifMatch: current.etag,
+          signal: opts.signal,
+        });
+        return await this.describe(meta, key);
+      } catch (e) {
+        if (attempt < RACE_ATTEMPTS && opts.ifMatch === undefined && isCloudmuxError(e, 'PreconditionFailed')) continue;
+        throw e;
+      }
+    }
+  }
+
+  /**
+   * Re-wraps the object's data key under `toKeyId` and rewrites its metadata only (no data is
+   * read or written). Idempotent: an object already on `toKeyId` is left alone (`rotated: false`).
+   * Errors: NotFound, AccessDenied (a key id the keyring lacks), IntegrityError (not encrypted, or
+   * the wrapped key does not open), PreconditionFailed (`ifMatch`).
+   */
+  async rotate(key: string, toKeyId: string, opts: SignalOptions & { ifMatch?: string } = {}): Promise<RotateResult> {
+    validateKey(key, this.provider);
+    checkKeyId(toKeyId);
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.inner.head(key, { signal: opts.signal });
+      if (opts.ifMatch !== undefined && opts.ifMatch !== current.etag) {
+        throw new PreconditionFailedError(`etag is ${current.etag}, not ${opts.ifMatch}`, { provider: this.provider, key });
+      }
+      const header = parseHeader(current.metadata, { provider: this.provider, key });
+      if (!header) throw new IntegrityError('object is not encrypted; nothing to rotate', { provider: this.provider, key });
+      if (header.keyId === toKeyId) return { rotated: false, from: header.keyId, meta: await this.describe(current, key) };
+      const dek = await this.unwrap(header, key);
+      const rewrapped: EncryptionHeader = {
+        ...header,
+        keyId: toKeyId,
+        wrappedKey: Buffer.from(await this.keyring.wrap(toKeyId, dek, wrapContext(toKeyId, header.noncePrefix))),
+      };
+      try {
+        const meta = await this.inner.updateMetadata(key, {
+          metadata: this.withHeader(current.metadata, rewrapped, key),
+          contentType: current.contentType,
+          ifMatch: current.etag,
+          signal: opts.signal,
+        });
+        return { rotated: true, from: header.keyId, meta: this.describeWith(meta, rewrapped, this.plainSizeOf(meta, rewrapped, key), this.openSealedDigest(dek, rewrapped, key)) };
+      } catch (e) {
+        if (attempt < RACE_ATTEMPTS && opts.ifMatch === undefined && isCloudmuxError(e, 'PreconditionFailed')) continue;
+        throw e;
+      }
+    }
+  }
+
+  /** AccessDenied unless the keyring can wrap and unwrap under `keyId`. */
+  async assertKey(keyId: string): Promise<void> {
+    checkKeyId(keyId);
+    if (!(await this.keyring.has(keyId))) {
+      throw new AccessDeniedError(`key id ${keyId} is not in the keyring (${this.keyring.toString()})`, { provider: this.provider });
+    }
+  }
+
+  async presign(key: string, _opts: PresignOptions): Promise<string> {
+    throw new NotSupportedError('an encrypted store cannot presign URLs: the bearer would get or put ciphertext', { provider: this.provider, key });
+  }
+
+  async close(): Promise<void> {
+    await this.inner.close();
+  }
+
+  toString(): string {
+    return `Encrypted(${this.inner.toString()})`;
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private checkExpected(opts: PutOptions, digests: Checksums, bytes: number, key: string): void {
+    if (opts.size !== undefined && bytes !== opts.size) {
+      throw new InvalidArgumentError(`body was ${bytes} bytes, but size said ${opts.size}; nothing was written`, { provider: this.provider, key });
+    }
+    if (opts.expect && checksumMismatches(opts.expect, digests).length > 0) {
+      throw new IntegrityError('body does not match the expected checksums; nothing was written', { provider: this.provider, key });
+    }
+  }
+
+  /** User metadata (minus reserved names) plus the header, checked against the reserved budget. */
+  private withHeader(base: Record<string, string>, header: EncryptionHeader, key: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(base)) if (!isEncryptionMetaName(k)) out[k] = v;
+    const h = headerToMetadata(header);
+    let reserved = SHA256_KEY.length + 64;
+    for (const [k, v] of Object.entries(h)) reserved += k.length + v.length;
+    if (reserved > RESERVED_METADATA_BYTES) {
+      throw new InvalidArgumentError(`encryption header needs ${reserved} bytes of metadata; cloudmux reserves ${RESERVED_METADATA_BYTES} (is the wrapped key from the keyring too large?)`, { provider: this.provider, key });
+    }
+    return Object.assign(out, h);
+  }
+
+  private header(meta: ObjectMeta, key: string): EncryptionHeader | undefined {
+    const header = parseHeader(meta.metadata, { provider: this.provider, key });
+    if (!header && !this.allowPlaintext) {
+      throw new IntegrityError('object is not encrypted (no cloudmux_enc metadata); refusing to return unauthenticated bytes', { provider: this.provider, key });
+    }
+    return header;
+  }
+
+  /** Plaintext size from the stored size; a size no plaintext encrypts to means cut or padded data. */
+  private plainSizeOf(meta: ObjectMeta, header: EncryptionHeader, key: string): number {
+    const size = plainSize(meta.size, header.segmentSize);
+    if (size === undefined || (header.plainSize !== undefined && header.plainSize !== size)) {
+      throw new IntegrityError(`stored size ${meta.size} does not match the encrypted format (truncated or appended data)`, { provider: this.provider, key });
+    }
+    return size;
+  }
+
+  private async unwrap(header: EncryptionHeader, key: string): Promise<Buffer> {
+    try {
+      return Buffer.from(await this.keyring.unwrap(header.keyId, header.wrappedKey, wrapContext(header.keyId, header.noncePrefix)));
+    } catch (e) {
+      // Keyring errors know the key id, not the object: say which object needed it.
+      if (e instanceof CloudmuxError && e.key === undefined) throw new CloudmuxError(e.code, e.message, { provider: this.provider, key, cause: e });
+      throw e;
+    }
+  }
+
+  private openSealedDigest(dek: Buffer, header: EncryptionHeader, key: string): string | undefined {
+    if (!header.sealedDigest) return undefined;
+    const sha = openDigest(dek, header.noncePrefix, header.segmentSize, header.sealedDigest);
+    if (!sha) throw new IntegrityError('the recorded plaintext digest failed authentication (metadata altered or swapped)', { provider: this.provider, key });
+    return sha.toString('hex');
+  }
+
+  private async describe(meta: ObjectMeta, key: string): Promise<ObjectMeta> {
+    const header = this.header(meta, key);
+    if (!header) return meta;
+    const size = this.plainSizeOf(meta, header, key);
+    const sha256 = header.sealedDigest ? this.openSealedDigest(await this.unwrap(header, key), header, key) : undefined;
+    return this.describeWith(meta, header, size, sha256);
+  }
+
+  private describeKnown(meta: ObjectMeta, header: EncryptionHeader, sha256: string): ObjectMeta {
+    return this.describeWith(meta, header, this.plainSizeOf(meta, header, meta.key), sha256);
+  }
+
+  /** The plaintext view of an inner object: plaintext size and digest, header hidden. */
+  private describeWith(meta: ObjectMeta, _header: EncryptionHeader, size: number, sha256: string | undefined): ObjectMeta {
+    const metadata: Record<string, string> = {};
+    for (const [k, v] of Object.entries(meta.metadata)) if (!isEncryptionMetaName(k) && k !== SHA256_KEY) metadata[k] = v;
+    if (sha256) metadata[SHA256_KEY] = sha256;
+    return {
+      key: meta.key,
+      size,
+      etag: meta.etag,
+      ...(meta.version !== undefined ? { version: meta.version } : {}),
+      lastModified: meta.lastModified,
+      ...(meta.contentType !== undefined ? { contentType: meta.contentType } : {}),
+      metadata,
+      checksums: sha256 ? { sha256 } : {},
+    };
+  }
+
+  private plaintextResult(r: GetResult, verify: boolean, key: string): GetResult {
+    if (!verify) return r;
+    const expected = r.meta.checksums.sha256;
+    const body = decryptlessVerify(r.body, expected, r.meta.size, this.provider, key);
+    return { ...r, body };
+  }
+
+  private async plaintextRange(key: string, range: ByteRange, etag: string, opts: GetOptions): Promise<GetResult> {
+    return this.inner.get(key, { range, ifMatch: etag, signal: opts.signal });
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+
+function extraAlgorithms(expect: PutOptions['expect']): ChecksumAlgorithm[] {
+  const out: ChecksumAlgorithm[] = [];
+  if (expect?.md5) out.push('md5');
+  if (expect?.crc32c) out.push('crc32c');
+  return out;
+}
+
+function wrapContext(keyId: string, noncePrefix: Buffer): WrapContext {
+  return { formatVersion: FORMAT_VERSION, keyId, noncePrefix: noncePrefix.toString('base64') };
+}
+
+/** Caller metadata without names cloudmux reserves (the header and digest are the layer's to write). */
+function keepUserMetadata(metadata: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadata ?? {})) if (!k.startsWith(RESERVED_PREFIX)) out[k] = v;
+  return out;
+}
+
+/** cloudmux's own entries of stored metadata (header, inner digest), carried across rewrites. */
+function reservedMetadata(metadata: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadata)) if (k.startsWith(RESERVED_PREFIX)) out[k] = v;
+  return out;
+}
+
+/**
+ * The stored range to ask for before the header is known, assuming `segmentSize`: whole segments
+ * covering an offset range, or enough trailing segments to cover a suffix.
+ */
+function planStoredRange(range: ByteRange, segmentSize: number): ByteRange {
+  const stride = segmentSize + TAG_BYTES;
+  if ('suffix' in range) return { suffix: (Math.ceil(range.suffix / segmentSize) + 1) * stride };
+  const first = Math.floor(range.offset / segmentSize);
+  if (range.length === undefined) return { offset: first * stride };
+  const last = Math.floor((range.offset + range.length - 1) / segmentSize);
+  return { offset: first * stride, length: (last - first + 1) * stride };
+}
+
+interface DecryptStreamOptions {
+  dek: Buffer;
+  prefix: Buffer;
+  segmentSize: number;
+  plainSize: number;
+  provider: string;
+  key: string;
+  firstSegment?: number;
+  lastSegment?: number;
+  /** Stored bytes to drop before the first segment starts. */
+  cipherSkip: number;
+  /** Stored bytes of the segments to open. */
+  cipherLength: number;
+  plainSkip: number;
+  plainLength: number;
+  /** Bytes after the segments are an error (whole reads), not over-fetch (ranges). */
+  strictEnd: boolean;
+  /** Hex SHA-256 the plaintext must have (whole reads with verify). */
+  expectSha256?: string;
+}
+
+/**
+ * Decrypts stored bytes as they stream, in memory bounded by one segment. Only authenticated
+ * plaintext is emitted; the stream fails with IntegrityError on any tampering or truncation.
+ */
+function decryptStream(source: Readable, o: DecryptStreamOptions): Readable {
+  async function* run(): AsyncGenerator<Buffer> {
+    const dec = new SegmentDecryptor({
+      dek: o.dek, prefix: o.prefix, segmentSize: o.segmentSize, plainSize: o.plainSize,
+      firstSegment: o.firstSegment, lastSegment: o.lastSegment, provider: o.provider, key: o.key,
+    });
+    const hash = o.expectSha256 ? createHash('sha256') : undefined;
+    let cipherSkip = o.cipherSkip;
+    let cipherLeft = o.cipherLength;
+    let plainSkip = o.plainSkip;
+    let plainLeft = o.plainLength;
+    const fail = (m: string): CloudmuxError => new IntegrityError(`encrypted object: ${m}`, { provider: o.provider, key: o.key });
+    for await (const raw of source) {
+      let c = raw as Buffer;
+      if (cipherSkip > 0) {
+        if (c.byteLength <= cipherSkip) {
+          cipherSkip -= c.byteLength;
+          continue;
+        }
+        c = c.subarray(cipherSkip);
+        cipherSkip = 0;
+      }
+      if (c.byteLength > cipherLeft) {
+        if (o.strictEnd) throw fail('more stored bytes than the object size');
+        c = c.subarray(0, cipherLeft);
+      }
+      cipherLeft -= c.byteLength;
+      for (let p of dec.update(c)) {
+        if (plainSkip > 0) {
+          if (p.byteLength <= plainSkip) {
+            plainSkip -= p.byteLength;
+            continue;
+          }
+          p = p.subarray(plainSkip);
+          plainSkip = 0;
+        }
+        if (p.byteLength > plainLeft) p = p.subarray(0, plainLeft);
+        plainLeft -= p.byteLength;
+        hash?.update(p);
+        if (p.byteLength > 0) yield p;
+      }
+      if (cipherLeft === 0 && !o.strictEnd) break;
+    }
+    dec.final();
+    if (plainLeft !== 0) throw fail(`${plainLeft} plaintext bytes missing`);
+    if (hash && hash.digest('hex') !== o.expectSha256) throw fail('plaintext SHA-256 does not match the recorded digest');
+  }
+  return Readable.from(run(), { objectMode: false });
+}
+
+/** Whole read of an unencrypted object (allowPlaintext) with `verify`: the inner digest is of the plaintext. */
+function decryptlessVerify(source: Readable, sha256: string | undefined, size: number, provider: string, key: string): Readable {
+  async function* run(): AsyncGenerator<Buffer> {
+    const h = createHash('sha256');
+    let n = 0;
+    for await (const c of source) {
+      h.update(c as Buffer);
+      n += (c as Buffer).byteLength;
+      yield c as Buffer;
+    }
+    if (n !== size || (sha256 !== undefined && h.digest('hex') !== sha256)) {
+      throw new IntegrityError('stored bytes do not match the stored digest', { provider, key });
+    }
+  }
+  return Readable.from(run(), { objectMode: false });
+}
