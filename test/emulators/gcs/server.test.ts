@@ -1,6 +1,6 @@
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Storage, type File } from '@google-cloud/storage';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -38,9 +38,12 @@ const b64crc = (b: Buffer) => crc32cBase64(new Crc32c().update(b).value());
 
 async function download(file: File, opts: { start?: number; end?: number; validation?: boolean | 'crc32c' | 'md5' } = {}): Promise<Buffer> {
   const parts: Buffer[] = [];
-  await pipeline(file.createReadStream(opts), async function* (src: AsyncIterable<Buffer>) {
-    for await (const c of src) parts.push(c);
-  });
+  await pipeline(file.createReadStream(opts), new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(chunk);
+      cb();
+    },
+  }));
   return Buffer.concat(parts);
 }
 
