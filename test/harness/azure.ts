@@ -1,6 +1,61 @@
-import type { Emulator } from './emulator.js';
+import { resolve } from 'node:path';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { freePort, spawnManaged, tempDir, waitForPort, type Emulator } from './emulator.js';
 
-/** Placeholder until the azure provider issue lands its emulator. */
+/** Azurite's fixed development account; its key is public and documented, not a secret. */
+export const AZURITE_ACCOUNT = 'devstoreaccount1';
+export const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+/** The container the suite writes into (Azure container names are 3–63 chars, lower case). */
+export const AZURE_TEST_CONTAINER = 'cloudmux-test';
+
+/** A connection string for Azurite listening on `endpoint` (`http://127.0.0.1:port/devstoreaccount1`). */
+export function azuriteConnectionString(endpoint: string): string {
+  return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`;
+}
+
+/**
+ * Starts azurite-blob on a free loopback port with its workspace in a temp dir, creates the test
+ * container, and exports AZURE_STORAGE_CONNECTION_STRING and AZURE_CONTAINER. Leaves an instance
+ * alone when AZURE_STORAGE_CONNECTION_STRING is already set (docker-compose, real Azure); then
+ * only the container is ensured.
+ */
 export async function startAzure(): Promise<Emulator | undefined> {
-  return undefined;
+  const container = process.env.AZURE_CONTAINER ?? AZURE_TEST_CONTAINER;
+  const preset = process.env.AZURE_STORAGE_CONNECTION_STRING;
+  if (preset) {
+    await ensureContainer(preset, container);
+    process.env.AZURE_CONTAINER = container;
+    return undefined;
+  }
+  const port = await freePort();
+  const dir = await tempDir('azurite');
+  // --skipApiVersionCheck: the SDK speaks a newer service version than Azurite 3.35 advertises.
+  const proc = spawnManaged(resolve('node_modules/.bin/azurite-blob'), [
+    '--skipApiVersionCheck', '--disableTelemetry', '--silent',
+    '--location', dir.path, '--blobHost', '127.0.0.1', '--blobPort', String(port),
+  ]);
+  const stop = async (): Promise<void> => {
+    await proc.stop();
+    await dir.remove();
+  };
+  try {
+    await waitForPort(port);
+    const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+    const connectionString = azuriteConnectionString(endpoint);
+    await ensureContainer(connectionString, container);
+    return {
+      name: 'azurite',
+      env: { AZURE_STORAGE_CONNECTION_STRING: connectionString, AZURE_CONTAINER: container, AZURITE_BLOB_ENDPOINT: endpoint },
+      stop,
+    };
+  } catch (e) {
+    const output = proc.output();
+    await stop();
+    throw new Error(`azurite did not start: ${(e as Error).message}\n${output}`, { cause: e });
+  }
+}
+
+async function ensureContainer(connectionString: string, container: string): Promise<void> {
+  const service = BlobServiceClient.fromConnectionString(connectionString);
+  await service.getContainerClient(container).createIfNotExists();
 }

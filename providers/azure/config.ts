@@ -1,0 +1,220 @@
+import { InvalidConfigError } from '../../src/core/errors.js';
+
+const PROVIDER = 'azure';
+
+/** An object that issues Azure AD tokens (the @azure/identity `TokenCredential` shape). */
+export interface AzureTokenCredential {
+  getToken(scopes: string | string[], options?: unknown): Promise<{ token: string; expiresOnTimestamp: number } | null>;
+}
+
+/**
+ * Typed options for {@link AzureStore}. Anything not given is taken from the URL, then from the
+ * environment (AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN), then
+ * from DefaultAzureCredential.
+ */
+export interface AzureStoreOptions {
+  /** Storage account name. Default: the URL host, else the connection string's AccountName. */
+  account?: string;
+  container?: string;
+  /** Key prefix every key of this store lives under (no leading or trailing `/` needed). */
+  prefix?: string;
+  /** Blob service endpoint, e.g. `http://127.0.0.1:10000/devstoreaccount1` for Azurite. Default: `https://<account>.blob.core.windows.net`. */
+  endpoint?: string;
+  /** A full connection string (AccountName/AccountKey/BlobEndpoint or SharedAccessSignature). */
+  connectionString?: string;
+  /** Shared account key (base64). Enables presign. */
+  accountKey?: string;
+  /** SAS token (with or without the leading `?`). */
+  sasToken?: string;
+  /** Any @azure/identity credential; DefaultAzureCredential is used when nothing else is configured. */
+  credential?: AzureTokenCredential;
+  /** Bodies up to this many bytes go in one Put Blob; larger ones are staged as blocks. Default 8 MiB. */
+  singleShotThreshold?: number;
+  /** Bytes per staged block. Default 8 MiB (Azure allows up to 4000 MiB and 50 000 blocks per blob). */
+  blockSize?: number;
+  /** Blocks staged at once per upload. Default 4. Memory per upload is about blockSize × (concurrency + 1). */
+  uploadConcurrency?: number;
+  /** Parallel single deletes for deleteMany when blob batch cannot be used. Default 16. */
+  deleteConcurrency?: number;
+  /** Declare that the account keeps blob versions (capabilities.versioning). Default false. */
+  versioning?: boolean;
+  /**
+   * Listing keeps UTF-8 byte order although Azure lists in UTF-16 order; it holds at most this many
+   * reordered entries in memory before it re-lists instead (see list-order.ts). Default 10 000.
+   */
+  listReorderBuffer?: number;
+  /** How often a pending server-side copy is polled, ms. Default 500. */
+  copyPollIntervalMs?: number;
+}
+
+/** How requests are authenticated, resolved from options, URL and environment. */
+export type AzureAuth =
+  | { kind: 'sharedKey'; account: string; accountKey: string }
+  | { kind: 'sas'; sasToken: string }
+  | { kind: 'token'; credential: AzureTokenCredential }
+  | { kind: 'defaultCredential' };
+
+export interface ResolvedAzureConfig {
+  account: string;
+  container: string;
+  /** '' or a prefix ending without `/`. */
+  prefix: string;
+  /** Without a trailing `/`. */
+  endpoint: string;
+  auth: AzureAuth;
+  singleShotThreshold: number;
+  blockSize: number;
+  uploadConcurrency: number;
+  deleteConcurrency: number;
+  versioning: boolean;
+  listReorderBuffer: number;
+  copyPollIntervalMs: number;
+}
+
+const MiB = 1024 * 1024;
+/** Azure's Put Block limit. */
+export const MAX_BLOCK_SIZE = 4000 * MiB;
+/** Azure's committed block limit per blob. */
+export const MAX_BLOCKS = 50_000;
+/** Azure's Put Blob limit. */
+export const MAX_SINGLE_SHOT = 5000 * MiB;
+
+/** The parts of a storage connection string cloudmux uses. Keys are matched case-insensitively. */
+export interface ConnectionString {
+  accountName?: string;
+  accountKey?: string;
+  blobEndpoint?: string;
+  sharedAccessSignature?: string;
+}
+
+/** Parses `Key=Value;Key=Value` (values may contain `=`). `UseDevelopmentStorage=true` means Azurite's defaults. */
+export function parseConnectionString(cs: string): ConnectionString {
+  const fields = new Map<string, string>();
+  for (const part of cs.split(';')) {
+    const i = part.indexOf('=');
+    if (i <= 0) continue;
+    fields.set(part.slice(0, i).trim().toLowerCase(), part.slice(i + 1).trim());
+  }
+  if (fields.get('usedevelopmentstorage')?.toLowerCase() === 'true') {
+    // The emulator's well-known public development account.
+    return {
+      accountName: 'devstoreaccount1',
+      accountKey: 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
+      blobEndpoint: 'http://127.0.0.1:10000/devstoreaccount1',
+    };
+  }
+  const out: ConnectionString = {};
+  const accountName = fields.get('accountname');
+  if (accountName) out.accountName = accountName;
+  const accountKey = fields.get('accountkey');
+  if (accountKey) out.accountKey = accountKey;
+  const sas = fields.get('sharedaccesssignature');
+  if (sas) out.sharedAccessSignature = sas;
+  const explicit = fields.get('blobendpoint');
+  if (explicit) out.blobEndpoint = explicit;
+  else if (accountName) {
+    const protocol = fields.get('defaultendpointsprotocol') ?? 'https';
+    const suffix = fields.get('endpointsuffix') ?? 'core.windows.net';
+    out.blobEndpoint = `${protocol}://${accountName}.blob.${suffix}`;
+  }
+  return out;
+}
+
+/** The account a blob endpoint names: the first path segment for emulator-style URLs, else the host's first label. */
+function accountFromEndpoint(endpoint: string): string | undefined {
+  try {
+    const u = new URL(endpoint);
+    const seg = u.pathname.split('/').filter(Boolean)[0];
+    if (seg) return seg;
+    const label = u.hostname.split('.')[0];
+    return label && !/^\d+$/.test(label) && u.hostname.includes('.blob.') ? label : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) throw new InvalidConfigError(`azure option ${name} must be an integer in 1..${max}, got ${value}`, { provider: PROVIDER });
+  return value;
+}
+
+function validContainer(name: string): boolean {
+  return /^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/.test(name);
+}
+
+/**
+ * Resolves an `az://account/container/prefix?endpoint=…` URL plus options into one config.
+ * Credentials are never read from the URL (a URL ends up in logs); the query may carry only
+ * `endpoint`. Errors are InvalidConfig and never echo a secret.
+ */
+export function resolveAzureConfig(url: URL | undefined, options: AzureStoreOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedAzureConfig {
+  if (url && (url.username || url.password)) throw new InvalidConfigError('az:// URLs must not carry credentials; pass them as options or environment variables', { provider: PROVIDER });
+  if (url) {
+    for (const k of url.searchParams.keys()) {
+      if (k !== 'endpoint') throw new InvalidConfigError(`unknown az:// URL parameter ${JSON.stringify(k)}; only endpoint is accepted (credentials go in options or the environment)`, { provider: PROVIDER });
+    }
+  }
+  const segments = url ? decodeURIComponent(url.pathname).split('/').filter(Boolean) : [];
+  const urlAccount = url?.hostname ? decodeURIComponent(url.hostname) : undefined;
+  const container = options.container ?? segments[0];
+  const prefix = (options.prefix ?? segments.slice(1).join('/')).replace(/^\/+|\/+$/g, '');
+  if (!container) throw new InvalidConfigError('azure store needs a container: az://account/container[/prefix]', { provider: PROVIDER });
+  if (!validContainer(container)) throw new InvalidConfigError(`invalid Azure container name ${JSON.stringify(container)}: 3-63 lower-case letters, digits and single hyphens`, { provider: PROVIDER });
+
+  const explicitCs = options.connectionString ? parseConnectionString(options.connectionString) : undefined;
+  let account = options.account ?? urlAccount ?? explicitCs?.accountName;
+  if (explicitCs?.accountName && account && explicitCs.accountName !== account) {
+    throw new InvalidConfigError(`the connection string is for account ${explicitCs.accountName}, but the store names account ${account}`, { provider: PROVIDER });
+  }
+  // An environment connection string for another account is someone else's; ignore it.
+  const envCsRaw = env.AZURE_STORAGE_CONNECTION_STRING;
+  const envCsParsed = envCsRaw ? parseConnectionString(envCsRaw) : undefined;
+  const envCs = envCsParsed && (!account || envCsParsed.accountName === account) ? envCsParsed : undefined;
+  const cs = explicitCs ?? envCs;
+  account ??= cs?.accountName;
+
+  let endpoint = options.endpoint ?? url?.searchParams.get('endpoint') ?? cs?.blobEndpoint;
+  if (!endpoint && account) endpoint = `https://${account}.blob.core.windows.net`;
+  if (!endpoint) throw new InvalidConfigError('azure store needs an account: az://account/container or a connection string', { provider: PROVIDER });
+  endpoint = endpoint.replace(/\/+$/, '');
+  try {
+    const u = new URL(endpoint);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    if (u.search) throw new Error('query');
+  } catch {
+    throw new InvalidConfigError('azure endpoint must be an http(s) URL without a query', { provider: PROVIDER });
+  }
+  account ??= accountFromEndpoint(endpoint);
+  if (!account) throw new InvalidConfigError('azure store needs an account name', { provider: PROVIDER });
+
+  let auth: AzureAuth;
+  if (options.credential) auth = { kind: 'token', credential: options.credential };
+  else if (options.accountKey) auth = { kind: 'sharedKey', account, accountKey: options.accountKey };
+  else if (options.sasToken) auth = { kind: 'sas', sasToken: stripQ(options.sasToken) };
+  else if (cs?.accountKey) auth = { kind: 'sharedKey', account, accountKey: cs.accountKey };
+  else if (cs?.sharedAccessSignature) auth = { kind: 'sas', sasToken: stripQ(cs.sharedAccessSignature) };
+  else if (env.AZURE_STORAGE_KEY) auth = { kind: 'sharedKey', account, accountKey: env.AZURE_STORAGE_KEY };
+  else if (env.AZURE_STORAGE_SAS_TOKEN) auth = { kind: 'sas', sasToken: stripQ(env.AZURE_STORAGE_SAS_TOKEN) };
+  else auth = { kind: 'defaultCredential' };
+
+  const blockSize = positiveInt('blockSize', options.blockSize, 8 * MiB, MAX_BLOCK_SIZE);
+  return {
+    account,
+    container,
+    prefix,
+    endpoint,
+    auth,
+    singleShotThreshold: positiveInt('singleShotThreshold', options.singleShotThreshold, 8 * MiB, MAX_SINGLE_SHOT),
+    blockSize,
+    uploadConcurrency: positiveInt('uploadConcurrency', options.uploadConcurrency, 4, 64),
+    deleteConcurrency: positiveInt('deleteConcurrency', options.deleteConcurrency, 16, 256),
+    versioning: options.versioning ?? false,
+    listReorderBuffer: positiveInt('listReorderBuffer', options.listReorderBuffer, 10_000),
+    copyPollIntervalMs: positiveInt('copyPollIntervalMs', options.copyPollIntervalMs, 500),
+  };
+}
+
+function stripQ(sas: string): string {
+  return sas.startsWith('?') ? sas.slice(1) : sas;
+}

@@ -1,0 +1,719 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import {
+  AnonymousCredential, BlobSASPermissions, BlobServiceClient, SASProtocol, StorageSharedKeyCredential,
+  generateBlobSASQueryParameters, newPipeline,
+  type BlobDownloadResponseParsed, type BlobHTTPHeaders, type BlobItem, type BlobRequestConditions,
+  type BlockBlobClient, type BlockBlobUploadOptions, type ContainerClient,
+} from '@azure/storage-blob';
+import {
+  AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, MultiHasher, NotFoundError,
+  NotSupportedError, PreconditionFailedError, SHA256_KEY, TransientError, blocks, bodyBytes, bodyChunks, checkCopy, checkGet,
+  checkPut, checksumMismatches, compareKeys, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey,
+  validateMetadata, validatePrefix,
+} from '../../src/core/index.js';
+import type {
+  BlobStore, Body, Capabilities, ChecksumAlgorithm, Checksums, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem,
+  ListOptions, ObjectMeta, ObjectSummary, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
+} from '../../src/core/index.js';
+import { azureChecksums, blockId, md5Bytes } from './checksums.js';
+import { MAX_BLOCKS, type AzureTokenCredential, type ResolvedAzureConfig } from './config.js';
+import { mapAzureError } from './errors.js';
+import { mergeServerOrder, utf8Order } from './list-order.js';
+
+const PROVIDER = 'azure';
+const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
+/** Sub-requests per blob batch (Azure's limit). */
+const BATCH_LIMIT = 256;
+
+/** One entry of a server listing, before the UTF-8 re-ordering. */
+interface ListedEntry {
+  name: string;
+  blob?: BlobItem;
+}
+
+/** The properties both getProperties and download return, as far as ObjectMeta needs them. */
+interface BlobPropsLike {
+  contentLength?: number;
+  etag?: string;
+  versionId?: string;
+  lastModified?: Date;
+  contentType?: string;
+  metadata?: Record<string, string>;
+  contentMD5?: Uint8Array;
+  blobContentMD5?: Uint8Array;
+  contentEncoding?: string;
+  contentLanguage?: string;
+  contentDisposition?: string;
+  cacheControl?: string;
+}
+
+/** DefaultAzureCredential, imported on first use so that key- and SAS-based users never load @azure/identity. */
+function lazyDefaultCredential(): AzureTokenCredential {
+  let loaded: Promise<AzureTokenCredential> | undefined;
+  return {
+    async getToken(scopes, options) {
+      loaded ??= import('@azure/identity').then((m) => new m.DefaultAzureCredential() as unknown as AzureTokenCredential);
+      return (await loaded).getToken(scopes, options);
+    },
+  };
+}
+
+function unquote(etag: string | undefined): string {
+  if (!etag) return '';
+  return etag.startsWith('"') && etag.endsWith('"') && etag.length >= 2 ? etag.slice(1, -1) : etag;
+}
+
+function quote(etag: string): string {
+  return etag === '*' || etag.startsWith('"') ? etag : `"${etag}"`;
+}
+
+/**
+ * Azure Blob Storage (block blobs) as a {@link BlobStore}.
+ *
+ * - put: bodies up to `singleShotThreshold` (known size, or a stream that ends within one block)
+ *   go in one Put Blob with a transactional Content-MD5; larger ones are staged as blocks, each
+ *   with its transactional MD5, `uploadConcurrency` at a time, then committed with the blob's
+ *   Content-MD5 and `cloudmux_sha256`. Nothing is committed unless every byte was staged and the
+ *   `expect` digests match; uncommitted blocks are invisible and Azure drops them after a week.
+ *   Two concurrent staged puts of one key: the later commit fails with a retryable Transient
+ *   (Azure discards the other upload's blocks), where S3/GCS let the last writer win.
+ * - version: the versionId where the account keeps versions, else the etag.
+ * - list: Azure lists in UTF-16 order and has no startAfter; both are corrected here (list-order.ts),
+ *   startAfter by listing from the prefix and skipping.
+ * - deleteMany: blob batch (256 per request) with a shared key or Azure AD credential; bounded
+ *   parallel deletes with a SAS.
+ * - copy: Copy Blob within the account, polled until done; the source is pinned by its etag.
+ * - presign: service SAS; needs the account key. A presigned PUT must send `x-ms-blob-type: BlockBlob`.
+ * - SDK retries are off (one attempt); cloudmux's retry layer owns retries.
+ */
+export class AzureStore implements BlobStore {
+  readonly provider = PROVIDER;
+  readonly capabilities: Capabilities;
+  private readonly container: ContainerClient;
+  private readonly sharedKey: StorageSharedKeyCredential | undefined;
+  private readonly canBatch: boolean;
+  /** Blob-name prefix of this store's keys: '' or `prefix/`. */
+  private readonly namePrefix: string;
+
+  constructor(readonly config: ResolvedAzureConfig) {
+    const pipelineOptions = {
+      retryOptions: { maxTries: 1 },
+      userAgentOptions: { userAgentPrefix: 'cloudmux' },
+    };
+    let service: BlobServiceClient;
+    const auth = config.auth;
+    if (auth.kind === 'sharedKey') {
+      this.sharedKey = new StorageSharedKeyCredential(auth.account, auth.accountKey);
+      service = new BlobServiceClient(config.endpoint, this.sharedKey, pipelineOptions);
+    } else if (auth.kind === 'sas') {
+      service = new BlobServiceClient(`${config.endpoint}?${auth.sasToken}`, new AnonymousCredential(), pipelineOptions);
+    } else {
+      const credential = auth.kind === 'token' ? auth.credential : lazyDefaultCredential();
+      service = new BlobServiceClient(config.endpoint, credential as Parameters<typeof newPipeline>[0], pipelineOptions);
+    }
+    this.container = service.getContainerClient(config.container);
+    this.canBatch = auth.kind !== 'sas';
+    this.namePrefix = config.prefix ? `${config.prefix}/` : '';
+    this.capabilities = {
+      conditionalPut: true,
+      versioning: config.versioning,
+      nativeChecksums: ['md5'] satisfies ChecksumAlgorithm[],
+      presign: this.sharedKey !== undefined,
+      streaming: true,
+    };
+  }
+
+  /** Peak bytes one streamed put holds: the blocks in flight plus the one being filled and the next read ahead. */
+  get uploadMemoryBytes(): number {
+    return this.config.blockSize * (this.config.uploadConcurrency + 2);
+  }
+
+  async put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
+    checkPut(PROVIDER, this.capabilities, key, opts);
+    const client = this.container.getBlockBlobClient(this.blobName(key));
+    try {
+      if (isReplayableBody(body)) {
+        const buf = bodyBytes(body);
+        if (buf.byteLength <= this.config.singleShotThreshold) return await this.putSingle(client, key, buf, opts);
+      }
+      return await this.putStream(client, key, body, opts);
+    } catch (e) {
+      throw await this.writeError(e, key, opts);
+    }
+  }
+
+  async get(key: string, opts: GetOptions = {}): Promise<GetResult> {
+    checkGet(PROVIDER, key, opts);
+    const client = this.container.getBlobClient(this.blobName(key));
+    const signal = opts.signal;
+    const conditions: BlobRequestConditions = {};
+    if (opts.ifMatch !== undefined) conditions.ifMatch = quote(opts.ifMatch);
+    if (opts.ifNoneMatch !== undefined) conditions.ifNoneMatch = quote(opts.ifNoneMatch);
+    try {
+      let offset = 0;
+      let count: number | undefined;
+      let pinned = false;
+      const range = opts.range;
+      for (let attempt = 0; ; attempt++) {
+        if (range && 'suffix' in range) {
+          // Azure takes no suffix ranges: read the size, then pin that version by its etag.
+          const props = await client.getProperties({ conditions, abortSignal: signal });
+          const r = resolveRange(range, props.contentLength ?? 0, PROVIDER, key);
+          offset = r.offset;
+          count = r.length > 0 ? r.length : undefined;
+          pinned = true;
+          conditions.ifMatch = props.etag;
+        } else if (range) {
+          offset = range.offset;
+          count = range.length;
+        }
+        let res: BlobDownloadResponseParsed;
+        try {
+          res = await client.download(offset, count, { conditions, abortSignal: signal, maxRetryRequests: 0 });
+        } catch (e) {
+          const err = this.mapError(e, key, signal);
+          if (err.code === 'InvalidRange' && range && !('suffix' in range) && range.offset === 0) {
+            // Azure rejects any range on an empty blob; ours reads as empty from offset 0.
+            res = await client.download(0, undefined, { conditions, abortSignal: signal, maxRetryRequests: 0 });
+            if ((res.contentLength ?? 0) !== 0) throw err;
+          } else if (pinned && opts.ifMatch === undefined && err.code === 'PreconditionFailed' && attempt < 2) {
+            conditions.ifMatch = undefined;
+            continue; // overwritten between the size probe and the read
+          } else {
+            throw err;
+          }
+        }
+        return this.getResult(key, res, opts, range !== undefined);
+      }
+    } catch (e) {
+      throw this.mapError(e, key, signal);
+    }
+  }
+
+  async head(key: string, opts: SignalOptions = {}): Promise<ObjectMeta> {
+    validateKey(key, PROVIDER);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    try {
+      const props = await this.container.getBlobClient(this.blobName(key)).getProperties({ abortSignal: opts.signal });
+      return this.metaFrom(key, props);
+    } catch (e) {
+      throw this.mapError(e, key, opts.signal);
+    }
+  }
+
+  async delete(key: string, opts: SignalOptions = {}): Promise<void> {
+    validateKey(key, PROVIDER);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    try {
+      await this.container.getBlobClient(this.blobName(key)).delete({ deleteSnapshots: 'include', abortSignal: opts.signal });
+    } catch (e) {
+      const err = this.mapError(e, key, opts.signal);
+      if (err.code !== 'NotFound') throw err;
+    }
+  }
+
+  async deleteMany(keys: Iterable<string>, opts: SignalOptions = {}): Promise<DeleteManyResult> {
+    const result: DeleteManyResult = { deleted: [], errors: [] };
+    const valid: string[] = [];
+    for (const key of keys) {
+      try {
+        validateKey(key, PROVIDER);
+        valid.push(key);
+      } catch (error) {
+        result.errors.push({ key, error: error as Error });
+      }
+    }
+    for (let i = 0; i < valid.length; i += BATCH_LIMIT) {
+      const chunk = valid.slice(i, i + BATCH_LIMIT);
+      if (opts.signal?.aborted) {
+        const err = this.mapError(undefined, undefined, opts.signal);
+        for (const key of chunk) result.errors.push({ key, error: err });
+        continue;
+      }
+      if (this.canBatch && chunk.length > 1) await this.deleteBatch(chunk, result, opts.signal);
+      else await this.deleteParallel(chunk, result, opts.signal);
+    }
+    return result;
+  }
+
+  async *list(opts: ListOptions = {}): AsyncGenerator<ListItem> {
+    const prefix = opts.prefix ?? '';
+    validatePrefix(prefix, PROVIDER);
+    throwIfAborted(opts.signal, { provider: PROVIDER });
+    const { delimiter, startAfter, signal } = opts;
+    const serverPrefix = this.namePrefix + prefix;
+    const open = (p: string): AsyncIterator<ListedEntry> => this.serverListing(p, delimiter, opts.pageSize, signal);
+    for await (const entry of utf8Order(open, serverPrefix, this.config.listReorderBuffer)) {
+      const key = entry.name.slice(this.namePrefix.length);
+      if (entry.blob) {
+        if (startAfter !== undefined && compareKeys(key, startAfter) <= 0) continue;
+        yield { type: 'object', ...this.summaryFrom(key, entry.blob) };
+      } else {
+        if (startAfter !== undefined && !(await this.prefixHasKeyAfter(key, startAfter, signal))) continue;
+        yield { type: 'prefix', prefix: key };
+      }
+    }
+  }
+
+  async copy(src: string, dst: string, opts: CopyOptions = {}): Promise<ObjectMeta> {
+    checkCopy(PROVIDER, this.capabilities, src, dst, opts);
+    const signal = opts.signal;
+    const source = this.container.getBlobClient(this.blobName(src));
+    const target = this.container.getBlockBlobClient(this.blobName(dst));
+    let props: BlobPropsLike;
+    try {
+      props = await source.getProperties({ abortSignal: signal });
+    } catch (e) {
+      throw this.mapError(e, src, signal);
+    }
+    if (opts.sourceIfMatch !== undefined && unquote(props.etag) !== unquote(opts.sourceIfMatch)) {
+      throw new PreconditionFailedError(`source etag is ${unquote(props.etag)}, not ${opts.sourceIfMatch}`, { provider: PROVIDER, key: src });
+    }
+    const sha = props.metadata?.[SHA256_KEY];
+    const metadata = opts.metadata ? { ...opts.metadata, ...(sha ? { [SHA256_KEY]: sha } : {}) } : undefined;
+    let copyId: string | undefined;
+    try {
+      const poller = await target.beginCopyFromURL(source.url, {
+        metadata,
+        conditions: opts.ifNoneMatch === '*' ? { ifNoneMatch: '*' } : undefined,
+        // Pin the version whose properties were just read, so the copy and its metadata agree.
+        sourceConditions: { ifMatch: props.etag },
+        intervalInMs: this.config.copyPollIntervalMs,
+        abortSignal: signal,
+      });
+      copyId = (poller.getOperationState() as { copyId?: string }).copyId;
+      const done = await poller.pollUntilDone();
+      if (done.copyStatus !== 'success') {
+        throw new TransientError(`server-side copy of ${src} to ${dst} ended ${done.copyStatus ?? 'without a status'}`, { provider: PROVIDER, key: dst });
+      }
+      let etag = done.etag;
+      const wantType = opts.metadata ? (opts.contentType ?? DEFAULT_CONTENT_TYPE) : (opts.contentType ?? props.contentType ?? DEFAULT_CONTENT_TYPE);
+      if (wantType !== (props.contentType ?? DEFAULT_CONTENT_TYPE)) {
+        const res = await target.setHTTPHeaders(this.httpHeaders(props, wantType), { conditions: etag ? { ifMatch: etag } : undefined, abortSignal: signal });
+        etag = res.etag;
+      }
+      const after = await target.getProperties({ abortSignal: signal });
+      return this.metaFrom(dst, after);
+    } catch (e) {
+      if (signal?.aborted && copyId) await target.abortCopyFromURL(copyId).catch(() => undefined);
+      const err = this.mapError(e, dst, signal);
+      if (err.code === 'PreconditionFailed' && err.providerCode === 'SourceConditionNotMet' && opts.sourceIfMatch === undefined) {
+        throw new TransientError(`${src} changed while being copied; retry`, { provider: PROVIDER, key: src, cause: err });
+      }
+      if (err.code === 'NotFound' && !isCloudmuxError(e)) throw new NotFoundError(`no object at ${src}`, { provider: PROVIDER, key: src, cause: err });
+      throw err;
+    }
+  }
+
+  async updateMetadata(key: string, opts: UpdateMetadataOptions): Promise<ObjectMeta> {
+    validateKey(key, PROVIDER);
+    validateMetadata(opts.metadata, PROVIDER, key);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    const client = this.container.getBlobClient(this.blobName(key));
+    const signal = opts.signal;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const props = await client.getProperties({ abortSignal: signal });
+        if (opts.ifMatch !== undefined && unquote(props.etag) !== unquote(opts.ifMatch)) {
+          throw new PreconditionFailedError(`etag is ${unquote(props.etag)}, not ${opts.ifMatch}`, { provider: PROVIDER, key });
+        }
+        const sha = props.metadata?.[SHA256_KEY];
+        const metadata: Record<string, string> = { ...(sha ? { [SHA256_KEY]: sha } : {}), ...opts.metadata };
+        try {
+          // Set Blob Metadata changes the etag; the condition keeps it from landing on a newer version than the one read.
+          let res: { etag?: string; lastModified?: Date; versionId?: string } = await client.setMetadata(metadata, { conditions: { ifMatch: props.etag }, abortSignal: signal });
+          const contentType = opts.contentType ?? props.contentType ?? DEFAULT_CONTENT_TYPE;
+          if (contentType !== (props.contentType ?? DEFAULT_CONTENT_TYPE)) {
+            res = await client.setHTTPHeaders(this.httpHeaders(props, contentType), { conditions: res.etag ? { ifMatch: res.etag } : undefined, abortSignal: signal });
+          }
+          return this.metaFrom(key, { ...props, metadata, contentType, etag: res.etag ?? props.etag, lastModified: res.lastModified ?? props.lastModified, versionId: res.versionId ?? props.versionId });
+        } catch (e) {
+          const err = this.mapError(e, key, signal);
+          // Someone else rewrote it between our read and write; without a caller condition, read again.
+          if (err.code === 'PreconditionFailed' && opts.ifMatch === undefined && attempt < 2) continue;
+          throw err;
+        }
+      }
+    } catch (e) {
+      throw this.mapError(e, key, signal);
+    }
+  }
+
+  /**
+   * A service SAS URL for one blob. GET: read (with `contentType`, the response's Content-Type is
+   * overridden). PUT: create/write; the request must carry `x-ms-blob-type: BlockBlob`.
+   */
+  async presign(key: string, opts: PresignOptions): Promise<string> {
+    validateKey(key, PROVIDER);
+    if (!this.sharedKey) {
+      throw new NotSupportedError('presign needs the storage account key (SAS and Azure AD credentials cannot sign)', { provider: PROVIDER, key });
+    }
+    if (!Number.isSafeInteger(opts.expiresIn) || opts.expiresIn < 1) throw new InvalidArgumentError(`expiresIn must be a positive number of seconds, got ${opts.expiresIn}`, { provider: PROVIDER, key });
+    if (opts.method !== 'GET' && opts.method !== 'PUT') throw new InvalidArgumentError(`presign method must be GET or PUT, got ${String(opts.method)}`, { provider: PROVIDER, key });
+    const blob = this.container.getBlobClient(this.blobName(key));
+    const now = Date.now();
+    const sas = generateBlobSASQueryParameters({
+      containerName: this.config.container,
+      blobName: this.blobName(key),
+      permissions: BlobSASPermissions.parse(opts.method === 'GET' ? 'r' : 'cw'),
+      // Allow for clock skew between this host and Azure.
+      startsOn: new Date(now - 5 * 60_000),
+      expiresOn: new Date(now + opts.expiresIn * 1000),
+      protocol: this.config.endpoint.startsWith('https:') ? SASProtocol.Https : SASProtocol.HttpsAndHttp,
+      ...(opts.method === 'GET' && opts.contentType ? { contentType: opts.contentType } : {}),
+    }, this.sharedKey).toString();
+    return `${blob.url}?${sas}`;
+  }
+
+  async close(): Promise<void> {}
+
+  toString(): string {
+    const base = `az://${this.config.account}/${this.config.container}${this.config.prefix ? `/${this.config.prefix}` : ''}`;
+    const standard = `https://${this.config.account}.blob.core.windows.net`;
+    return this.config.endpoint === standard ? base : `${base}?endpoint=${this.config.endpoint}`;
+  }
+
+  // ---- put ----
+
+  private async putSingle(client: BlockBlobClient, key: string, buf: Buffer, opts: PutOptions): Promise<ObjectMeta> {
+    const checksums = this.digestAndCheck(buf, key, opts);
+    const md5 = Buffer.from(checksums.md5!, 'hex');
+    const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
+    const metadata = { ...opts.metadata, [SHA256_KEY]: checksums.sha256! };
+    // transactionalContentMD5 is read by the SDK at run time though its type omits it for Put Blob.
+    const uploadOptions: BlockBlobUploadOptions & { transactionalContentMD5?: Uint8Array } = {
+      blobHTTPHeaders: { blobContentType: contentType, blobContentMD5: md5 },
+      transactionalContentMD5: md5,
+      metadata,
+      conditions: this.writeConditions(opts),
+      abortSignal: opts.signal,
+    };
+    const res = await client.upload(buf, buf.byteLength, uploadOptions);
+    return this.writtenMeta(key, buf.byteLength, contentType, metadata, checksums, res);
+  }
+
+  private digestAndCheck(buf: Buffer, key: string, opts: PutOptions): Checksums {
+    const hasher = new MultiHasher(['md5']);
+    hasher.update(buf);
+    const checksums = hasher.digest();
+    this.checkExpect(checksums, key, opts);
+    return checksums;
+  }
+
+  private checkExpect(actual: Checksums, key: string, opts: PutOptions): void {
+    if (opts.expect && checksumMismatches(opts.expect, actual).length > 0) {
+      throw new IntegrityError('body does not match the expected checksums; nothing was written', { provider: PROVIDER, key });
+    }
+  }
+
+  private async putStream(client: BlockBlobClient, key: string, body: Body, opts: PutOptions): Promise<ObjectMeta> {
+    const size = opts.size;
+    // Azure commits at most 50 000 blocks: grow the block size when the caller says the body is large.
+    let blockSize = this.config.blockSize;
+    if (size !== undefined && Math.ceil(size / blockSize) > MAX_BLOCKS) blockSize = Math.ceil(size / MAX_BLOCKS);
+    const source = blocks(bodyChunks(body), blockSize)[Symbol.asyncIterator]();
+    const first = await source.next();
+    const second = first.done ? first : await source.next();
+    if (second.done) {
+      const buf = first.done ? Buffer.alloc(0) : first.value;
+      if (buf.byteLength <= this.config.singleShotThreshold) return this.putSingle(client, key, buf, opts);
+    }
+    await this.precheckConditions(key, opts);
+
+    const signal = opts.signal;
+    const stageAbort = new AbortController();
+    const onAbort = (): void => stageAbort.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const uploadId = randomBytes(8).toString('hex');
+    const ids: string[] = [];
+    const hasher = new MultiHasher(['md5']);
+    const inflight = new Set<Promise<void>>();
+    let failure: unknown;
+    let bytes = 0;
+    const stage = (block: Buffer): void => {
+      if (ids.length >= MAX_BLOCKS) {
+        throw new InvalidArgumentError(`body exceeds ${MAX_BLOCKS} blocks of ${blockSize} bytes; pass opts.size or a larger blockSize`, { provider: PROVIDER, key });
+      }
+      hasher.update(block);
+      bytes += block.byteLength;
+      const id = blockId(uploadId, ids.length);
+      ids.push(id);
+      const p: Promise<void> = client
+        .stageBlock(id, block, block.byteLength, { transactionalContentMD5: md5Bytes(block), abortSignal: stageAbort.signal })
+        .then(
+          () => undefined,
+          (e: unknown) => {
+            failure ??= e;
+            stageAbort.abort();
+          },
+        )
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+    };
+    try {
+      for (const r of [first, second]) if (!r.done) stage(r.value);
+      for (;;) {
+        while (inflight.size >= this.config.uploadConcurrency && failure === undefined) await Promise.race(inflight);
+        if (failure !== undefined) break;
+        throwIfAborted(signal, { provider: PROVIDER, key });
+        const next = await source.next();
+        if (next.done) break;
+        stage(next.value);
+      }
+      await Promise.all(inflight);
+      if (failure !== undefined) throw failure;
+      throwIfAborted(signal, { provider: PROVIDER, key });
+      const checksums = hasher.digest();
+      this.checkExpect(checksums, key, opts);
+      const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
+      const metadata = { ...opts.metadata, [SHA256_KEY]: checksums.sha256! };
+      // Azure leaves a block blob's Content-MD5 empty unless the committer sets it; set it so readers can verify.
+      const res = await client.commitBlockList(ids, {
+        blobHTTPHeaders: { blobContentType: contentType, blobContentMD5: Buffer.from(checksums.md5!, 'hex') },
+        metadata,
+        conditions: this.writeConditions(opts),
+        abortSignal: signal,
+      });
+      return this.writtenMeta(key, bytes, contentType, metadata, checksums, res);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      if (inflight.size > 0) {
+        stageAbort.abort();
+        await Promise.allSettled(inflight);
+      }
+      await source.return?.(undefined);
+    }
+  }
+
+  /** Fails a staged put before uploading when its condition already cannot hold (the commit re-checks atomically). */
+  private async precheckConditions(key: string, opts: PutOptions): Promise<void> {
+    if (opts.ifNoneMatch === undefined && opts.ifMatch === undefined) return;
+    let current: ObjectMeta | undefined;
+    try {
+      current = await this.head(key, { signal: opts.signal });
+    } catch (e) {
+      if (!isCloudmuxError(e, 'NotFound')) throw e;
+    }
+    if (opts.ifNoneMatch === '*' && current) throw new AlreadyExistsError(`${key} already exists`, { provider: PROVIDER, key });
+    if (opts.ifMatch !== undefined) {
+      if (!current) throw new NotFoundError(`no object at ${key} to compare with ifMatch`, { provider: PROVIDER, key });
+      if (current.etag !== unquote(opts.ifMatch)) throw new PreconditionFailedError(`etag is ${current.etag}, not ${opts.ifMatch}`, { provider: PROVIDER, key });
+    }
+  }
+
+  private writeConditions(opts: PutOptions): BlobRequestConditions | undefined {
+    if (opts.ifNoneMatch === '*') return { ifNoneMatch: '*' };
+    if (opts.ifMatch !== undefined) return { ifMatch: quote(opts.ifMatch) };
+    return undefined;
+  }
+
+  /** Maps a put failure, telling "ifMatch on a missing key" (NotFound) from a changed etag. */
+  private async writeError(e: unknown, key: string, opts: PutOptions): Promise<CloudmuxError> {
+    const err = this.mapError(e, key, opts.signal);
+    if (opts.ifNoneMatch === '*' && err.code === 'PreconditionFailed') return new AlreadyExistsError(`${key} already exists`, { provider: PROVIDER, key, cause: err });
+    if (opts.ifMatch !== undefined && err.code === 'PreconditionFailed') {
+      try {
+        await this.head(key);
+      } catch (h) {
+        if (isCloudmuxError(h, 'NotFound')) return new NotFoundError(`no object at ${key} to compare with ifMatch`, { provider: PROVIDER, key, cause: err });
+      }
+    }
+    return err;
+  }
+
+  private writtenMeta(key: string, size: number, contentType: string, metadata: Record<string, string>, checksums: Checksums, res: { etag?: string; lastModified?: Date; versionId?: string }): ObjectMeta {
+    return {
+      key,
+      size,
+      etag: unquote(res.etag),
+      version: res.versionId ?? unquote(res.etag),
+      lastModified: res.lastModified ?? new Date(),
+      contentType,
+      metadata,
+      checksums: { sha256: checksums.sha256, md5: checksums.md5 },
+    };
+  }
+
+  // ---- get ----
+
+  private getResult(key: string, res: BlobDownloadResponseParsed, opts: GetOptions, ranged: boolean): GetResult {
+    const length = res.contentLength ?? 0;
+    let size = length;
+    const total = /\/(\d+)\s*$/.exec(res.contentRange ?? '');
+    if (total) size = Number(total[1]);
+    // A ranged download reports the blob's MD5 as blobContentMD5 and the range's (if asked) as contentMD5.
+    const meta = this.metaFrom(key, { ...res, contentLength: size, contentMD5: res.blobContentMD5 ?? (res.contentRange ? undefined : res.contentMD5) });
+    const src = res.readableStreamBody as Readable | undefined;
+    const verify = opts.verify === true && !ranged;
+    const body = Readable.from(this.streamBody(src, key, meta, verify, opts.signal), { objectMode: false });
+    const result: GetResult = { meta, body };
+    if (ranged) {
+      const offset = total ? Number(/bytes\s+(\d+)-/.exec(res.contentRange ?? '')?.[1] ?? 0) : 0;
+      result.range = { offset, length };
+    }
+    return result;
+  }
+
+  /** The download's bytes with SDK and socket errors mapped, verified against the stored digest when asked. */
+  private async *streamBody(src: Readable | undefined, key: string, meta: ObjectMeta, verify: boolean, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+    if (!src) return;
+    const expected = meta.checksums;
+    const algs: ChecksumAlgorithm[] = expected.sha256 ? [] : expected.md5 ? ['md5'] : [];
+    const hasher = verify ? new MultiHasher(algs) : undefined;
+    try {
+      for await (const chunk of src) {
+        const buf = chunk as Buffer;
+        hasher?.update(buf);
+        yield buf;
+      }
+    } catch (e) {
+      throw this.mapError(e, key, signal);
+    } finally {
+      if (!src.destroyed) src.destroy();
+    }
+    if (hasher) {
+      if (hasher.bytes !== meta.size) throw new IntegrityError(`read ${hasher.bytes} bytes, expected ${meta.size}`, { provider: PROVIDER, key });
+      const bad = checksumMismatches(expected, hasher.digest());
+      if (bad.length > 0) throw new IntegrityError(`${bad.join(', ')} mismatch: the stored bytes are not the bytes that were written`, { provider: PROVIDER, key });
+    }
+  }
+
+  // ---- delete ----
+
+  private async deleteBatch(keys: string[], result: DeleteManyResult, signal: AbortSignal | undefined): Promise<void> {
+    const clients = keys.map((k) => this.container.getBlobClient(this.blobName(k)));
+    const byUrl = new Map(clients.map((c, i) => [c.url, keys[i]!]));
+    let res;
+    try {
+      res = await this.container.getBlobBatchClient().deleteBlobs(clients, { deleteSnapshots: 'include', abortSignal: signal });
+    } catch (e) {
+      const err = this.mapError(e, undefined, signal);
+      for (const key of keys) result.errors.push({ key, error: err });
+      return;
+    }
+    const seen = new Set<string>();
+    res.subResponses.forEach((sub, i) => {
+      const key = byUrl.get(sub._request.url) ?? keys[i]!;
+      seen.add(key);
+      if (sub.status < 300 || sub.status === 404) {
+        result.deleted.push(key);
+        return;
+      }
+      const err = mapAzureError({ name: 'RestError', statusCode: sub.status, code: sub.errorCode, message: sub.statusMessage }, this.errorContext(key, signal));
+      result.errors.push({ key, error: err });
+    });
+    for (const key of keys) {
+      if (!seen.has(key)) result.errors.push({ key, error: new TransientError('the blob batch response had no answer for this key', { provider: PROVIDER, key }) });
+    }
+  }
+
+  private async deleteParallel(keys: string[], result: DeleteManyResult, signal: AbortSignal | undefined): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < keys.length) {
+        const key = keys[next++]!;
+        try {
+          await this.delete(key, { signal });
+          result.deleted.push(key);
+        } catch (error) {
+          result.errors.push({ key, error: error as Error });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.config.deleteConcurrency, keys.length) }, worker));
+  }
+
+  // ---- list ----
+
+  /** One lazy server listing in server (UTF-16) order; a hierarchy page's prefixes merged among its blobs. */
+  private async *serverListing(prefix: string, delimiter: string | undefined, pageSize: number | undefined, signal: AbortSignal | undefined): AsyncGenerator<ListedEntry> {
+    const options = { prefix, includeMetadata: true, abortSignal: signal };
+    const settings = pageSize ? { maxPageSize: Math.min(Math.max(1, Math.floor(pageSize)), 5000) } : {};
+    const pages = delimiter
+      ? this.container.listBlobsByHierarchy(delimiter, options).byPage(settings)
+      : this.container.listBlobsFlat(options).byPage(settings);
+    const iterator = pages[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        throwIfAborted(signal, { provider: PROVIDER });
+        let page;
+        try {
+          page = await iterator.next();
+        } catch (e) {
+          throw this.mapError(e, undefined, signal);
+        }
+        if (page.done) return;
+        const segment = page.value.segment as { blobItems: BlobItem[]; blobPrefixes?: { name: string }[] };
+        // Hierarchical-namespace accounts list directories as empty marker blobs; they are not objects.
+        const items = segment.blobItems.filter((b) => b.metadata?.hdi_isfolder !== 'true').map((b) => ({ name: b.name, blob: b }));
+        const prefixes = (segment.blobPrefixes ?? []).map((p) => ({ name: p.name }));
+        yield* mergeServerOrder<ListedEntry>(items, prefixes);
+      }
+    } finally {
+      await iterator.return?.(undefined);
+    }
+  }
+
+  /** Whether a rolled-up prefix still holds a key after `startAfter` (only in doubt when startAfter lies inside it). */
+  private async prefixHasKeyAfter(prefix: string, startAfter: string, signal: AbortSignal | undefined): Promise<boolean> {
+    if (compareKeys(prefix, startAfter) > 0) return true;
+    if (!startAfter.startsWith(prefix)) return false;
+    for await (const e of this.serverListing(this.namePrefix + prefix, undefined, undefined, signal)) {
+      if (compareKeys(e.name.slice(this.namePrefix.length), startAfter) > 0) return true;
+    }
+    return false;
+  }
+
+  // ---- helpers ----
+
+  private blobName(key: string): string {
+    return this.namePrefix + key;
+  }
+
+  private errorContext(key: string | undefined, signal: AbortSignal | undefined): { key?: string; account: string; container: string; signal?: AbortSignal } {
+    return { key, account: this.config.account, container: this.config.container, signal };
+  }
+
+  private mapError(e: unknown, key: string | undefined, signal: AbortSignal | undefined): CloudmuxError {
+    if (e === undefined && signal?.aborted) return new AbortedError('operation aborted', { provider: PROVIDER, key, cause: signal.reason });
+    return mapAzureError(e, this.errorContext(key, signal));
+  }
+
+  private metaFrom(key: string, p: BlobPropsLike): ObjectMeta {
+    const metadata = { ...(p.metadata ?? {}) };
+    return {
+      key,
+      size: p.contentLength ?? 0,
+      etag: unquote(p.etag),
+      version: p.versionId ?? unquote(p.etag),
+      lastModified: p.lastModified ?? new Date(0),
+      contentType: p.contentType ?? DEFAULT_CONTENT_TYPE,
+      metadata,
+      checksums: azureChecksums(metadata, p.contentMD5 ?? p.blobContentMD5),
+    };
+  }
+
+  private summaryFrom(key: string, b: BlobItem): ObjectSummary {
+    return {
+      key,
+      size: b.properties.contentLength ?? 0,
+      etag: unquote(b.properties.etag),
+      lastModified: b.properties.lastModified,
+      version: b.versionId ?? unquote(b.properties.etag),
+      checksums: azureChecksums(b.metadata, b.properties.contentMD5),
+    };
+  }
+
+  /** Set Blob Properties replaces every HTTP header, so carry the ones not being changed. */
+  private httpHeaders(p: BlobPropsLike, contentType: string): BlobHTTPHeaders {
+    return {
+      blobContentType: contentType,
+      blobContentMD5: p.contentMD5,
+      blobContentEncoding: p.contentEncoding,
+      blobContentLanguage: p.contentLanguage,
+      blobContentDisposition: p.contentDisposition,
+      blobCacheControl: p.cacheControl,
+    };
+  }
+}
