@@ -1,0 +1,11 @@
+export { copyObject, compareChecksums, hashObject, portableMetadata, CHECKSUM_MODES } from './copier.js';
+export type { ChecksumMode, CopyObjectOptions, CopyObjectResult, ServerSideCopyFrom } from './copier.js';
+export { migrate, preflight } from './migrate.js';
+export type { MigrateOptions, MigrationEvent, MigrationSummary, ObjectOutcome } from './migrate.js';
+export { MigrationJournal } from './journal.js';
+export type { JournalEntry, JournalEvent, JournalState } from './journal.js';
+export { verifyTrees, treesMatch } from './verify.js';
+export type { VerifyEvent, VerifyOptions, VerifyOutcome, VerifyReport } from './verify.js';
+export { compareObjects, keyFilter, listResumable, mergeListings } from './plan.js';
+export type { Comparison, MergedEntry } from './plan.js';
+export { TokenBucket, TransferLimitStore } from './migrate-limits.js';
