@@ -8,4 +8,3 @@ export { verifyTrees, treesMatch } from './verify.js';
 export type { VerifyEvent, VerifyOptions, VerifyOutcome, VerifyReport } from './verify.js';
 export { compareObjects, keyFilter, listResumable, mergeListings } from './plan.js';
 export type { Comparison, MergedEntry } from './plan.js';
-export { TokenBucket, TransferLimitStore } from './migrate-limits.js';

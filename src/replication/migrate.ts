@@ -4,7 +4,8 @@ import {
 import type { BlobStore, ErrorCode, ObjectMeta, ObjectSummary } from '../core/index.js';
 import { copyObject, type ChecksumMode } from './copier.js';
 import { MigrationJournal } from './journal.js';
-import { TransferLimitStore, TokenBucket } from './migrate-limits.js';
+import { RateLimitStore } from '../layers/rate-limit.js';
+import { TokenBucket } from '../layers/token-bucket.js';
 import { backoff, compareObjects, keyFilter, listResumable, mergeListings } from './plan.js';
 
 export interface MigrateOptions {
@@ -112,13 +113,12 @@ export async function migrate(src: BlobStore, dst: BlobStore, opts: MigrateOptio
   }
 
   if (opts.bytesPerSecond || opts.opsPerSecond) {
-    const shared = {
-      bytes: opts.bytesPerSecond ? new TokenBucket(opts.bytesPerSecond) : undefined,
-      ops: opts.opsPerSecond ? new TokenBucket(opts.opsPerSecond) : undefined,
-    };
+    // Every byte moved is read from the source once: pacing source reads paces the transfer.
+    // One ops bucket is shared so --tpslimit counts requests to both sides.
+    const ops = opts.opsPerSecond ? new TokenBucket({ ratePerSec: opts.opsPerSecond }) : undefined;
     const sameStore = src === dst;
-    src = new TransferLimitStore(src, {}, shared);
-    dst = sameStore ? src : new TransferLimitStore(dst, {}, { ops: shared.ops });
+    src = new RateLimitStore(src, { opsPerSec: ops, readBytesPerSec: opts.bytesPerSecond });
+    dst = sameStore ? src : new RateLimitStore(dst, { opsPerSec: ops });
   }
 
   const include = opts.include ?? [];

@@ -9,7 +9,7 @@ import { MigrationJournal } from '../../src/replication/journal.js';
 import { migrate, type MigrationEvent } from '../../src/replication/migrate.js';
 import { treesMatch, verifyTrees } from '../../src/replication/verify.js';
 import { seedDataset } from './dataset.js';
-import { FlakyStore } from './faulty.js';
+import { FaultyStore, type FaultPlan } from '../faults/faulty-store.js';
 import { overrideStore, payload } from './helpers.js';
 
 const dirs: string[] = [];
@@ -125,23 +125,29 @@ describe('migrate', () => {
     expect(await keysOf(inner)).toEqual([]);
   });
 
-  it('completes and verifies through stores that fail 10% of calls (listings, heads, gets mid-body, puts)', async () => {
+  it('completes and verifies through FaultyStores injecting 10% faults (errors, lost responses, reset/truncated/corrupt bodies, broken listings)', async () => {
     const srcInner = new MemoryStore();
     const dstInner = new MemoryStore();
     const keys = await seedDataset(srcInner, { small: 120 });
-    let seed = 42;
-    const random = (): number => {
-      seed = (seed * 1103515245 + 12345) >>> 0;
-      return seed / 2 ** 32;
-    };
-    const src = new FlakyStore(srcInner, 0.1, random);
-    const dst = new FlakyStore(dstInner, 0.1, random);
+    const plan = (seed: number): FaultPlan => ({
+      seed,
+      errorRates: { Transient: 0.04, Throttled: 0.02 },
+      lostResponse: 0.01,
+      resetBody: 0.01,
+      truncateBody: 0.01,
+      corruptBody: 0.01,
+      resetListing: 0.01,
+    });
+    const src = new FaultyStore(srcInner, plan(11));
+    const dst = new FaultyStore(dstInner, plan(12));
     const path = journalPath();
     const s = await migrate(src, dst, { concurrency: 8, journal: path, preflight: false });
-    expect(src.faults + dst.faults).toBeGreaterThan(20);
-    expect(s.failed).toBe(0);
+    expect(src.injected + dst.injected).toBeGreaterThan(20);
+    expect(s.failures).toEqual([]);
     expect(s.copied).toBe(keys.length);
-    expect(treesMatch(await verifyTrees(srcInner, dstInner))).toBe(true);
+    const report = await verifyTrees(srcInner, dstInner, { download: true });
+    expect(report.matching).toBe(keys.length);
+    expect(treesMatch(report)).toBe(true);
   });
 
   it('resumes after an abort from the journal cursor without copying a verified object twice', async () => {
