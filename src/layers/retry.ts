@@ -73,7 +73,9 @@ export interface RetryEvents {
  * - A conditional put (ifNoneMatch/ifMatch) whose earlier attempt may have landed is confirmed, not
  *   reported as a conflict: if the retry meets AlreadyExists/PreconditionFailed and the stored
  *   object's SHA-256 is the body's, the put succeeded (in-memory bodies only).
- * - A get body that breaks (reset, premature end) continues with a ranged re-get of the remaining
+ * - get returns once the first chunk of the body has arrived; a body that breaks before it is
+ *   retried as a whole get.
+ * - A get body that breaks later (reset, premature end) continues with a ranged re-get of the remaining
  *   bytes pinned to the first response's etag (ifMatch), so the caller sees one uninterrupted
  *   stream of the version it started reading. If the object changed in between, the stream fails
  *   with a non-retryable Transient error. With `verify`, the whole stream is hashed here and
@@ -219,10 +221,21 @@ export class RetryStore extends ForwardingStore<RetryEvents> {
     const verify = opts.verify === true && opts.range === undefined;
     // Verification moves here: the inner store cannot verify a stream stitched from ranged reads.
     const innerOpts: GetOptions = { ...opts, verify: false };
-    const first = await this.run('get', key, opts.signal, () => this.inner.get(key, innerOpts));
+    // The first chunk is read inside the retried call: a body that breaks before its first byte is
+    // retried as a whole get (fresh meta), not resumed against a version the caller never saw a byte of.
+    const { first, reader, head } = await this.run('get', key, opts.signal, async () => {
+      const r = await this.inner.get(key, innerOpts);
+      const rd = readerOf(r.body);
+      try {
+        return { first: r, reader: rd, head: await rd.read() };
+      } catch (e) {
+        rd.destroy();
+        throw e;
+      }
+    });
     const start = first.range?.offset ?? 0;
     const total = first.range?.length ?? first.meta.size;
-    const source = this.resumingSource(key, opts, first, start, total);
+    const source = this.resumingSource(key, opts, first, reader, head, start, total);
     let body: Readable = new RelayStream(source);
     if (verify) {
       const verifier = verifyingTransform(first.meta.checksums, { expectedSize: first.meta.size, provider: this.provider, key });
@@ -231,8 +244,9 @@ export class RetryStore extends ForwardingStore<RetryEvents> {
     return { ...first, body };
   }
 
-  private resumingSource(key: string, opts: GetOptions, first: GetResult, start: number, total: number): ChunkSource {
-    let reader = readerOf(first.body);
+  private resumingSource(key: string, opts: GetOptions, first: GetResult, firstReader: ChunkSource, head: Buffer | null, start: number, total: number): ChunkSource {
+    let reader = firstReader;
+    let pending: Buffer | null | undefined = head;
     let delivered = 0;
     let failuresInARow = 0;
     let destroyed = false;
@@ -269,7 +283,12 @@ export class RetryStore extends ForwardingStore<RetryEvents> {
         for (;;) {
           let chunk: Buffer | null;
           try {
-            chunk = await reader.read();
+            if (pending !== undefined) {
+              chunk = pending;
+              pending = undefined;
+            } else {
+              chunk = await reader.read();
+            }
             if (chunk === null && delivered < total) {
               throw new TransientError(`body ended after ${delivered} of ${total} bytes`, { provider: this.provider, key });
             }
