@@ -260,7 +260,10 @@ export class S3Store implements BlobStore {
         parts[n - 1] = { PartNumber: n, ETag: r.ETag, ...(flexible ? { ChecksumSHA256: r.ChecksumSHA256 } : {}) };
       }, (error: unknown) => {
         failure ??= { error };
-      }).finally(() => inflight.delete(task));
+      }).finally(() => {
+        inflight.delete(task);
+        reader.recycle(bodyPart);
+      });
       inflight.add(task);
       part = undefined;
       if (inflight.size >= this.resolved.queueSize) await Promise.race(inflight);
@@ -689,13 +692,17 @@ function servedRange(r: GetObjectCommandOutput, asked: ByteRange, total: number,
 }
 
 /**
- * Cuts a byte stream into parts of exactly `partSize` bytes (the last may be shorter), one
- * allocation per part and one copy per byte, hashing as bytes arrive. Holds at most one part
- * plus one incoming chunk.
+ * Cuts a byte stream into parts of exactly `partSize` bytes (the last may be shorter), one copy per
+ * byte, hashing as bytes arrive. Part buffers are recycled once their upload has settled: the
+ * SDK's HTTP layer keeps a reference to the last body sent on each keep-alive socket, so fresh
+ * buffers per part would hold up to one extra part per socket; a pool bounds memory at
+ * (parts in flight + 1) × partSize whatever the layers below retain.
  */
 class PartReader {
   private pending: Buffer | undefined;
   private done = false;
+  private readonly free: Buffer[] = [];
+  private readonly pooled = new WeakSet<ArrayBufferLike>();
 
   constructor(private readonly source: AsyncIterator<Buffer>, readonly partSize: number, private readonly hasher: MultiHasher, private readonly signal: AbortSignal | undefined) {}
 
@@ -722,6 +729,19 @@ class PartReader {
     return r.value;
   }
 
+  private allocate(): Buffer {
+    const reused = this.free.pop();
+    if (reused) return reused;
+    const buf = Buffer.allocUnsafeSlow(this.partSize);
+    this.pooled.add(buf.buffer);
+    return buf;
+  }
+
+  /** Hands a part's memory back once nothing will read it again (its request has settled). */
+  recycle(part: Buffer): void {
+    if (this.pooled.has(part.buffer)) this.free.push(Buffer.from(part.buffer, 0, this.partSize));
+  }
+
   /** The next part, or undefined when the body is exhausted. */
   async next(): Promise<Buffer | undefined> {
     let buf: Buffer | undefined;
@@ -729,8 +749,7 @@ class PartReader {
     while (have < this.partSize) {
       const c = await this.pull();
       if (!c) break;
-      if (!buf && c.byteLength === this.partSize) return c;
-      buf ??= Buffer.allocUnsafeSlow(this.partSize);
+      buf ??= this.allocate();
       const take = Math.min(this.partSize - have, c.byteLength);
       c.copy(buf, have, 0, take);
       have += take;
