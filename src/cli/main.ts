@@ -2,7 +2,9 @@ import { Command, CommanderError } from 'commander';
 import { register as registerCat } from './commands/cat.js';
 import { register as registerCp } from './commands/cp.js';
 import { register as registerLs } from './commands/ls.js';
+import { register as registerMigrate } from './commands/migrate.js';
 import { register as registerRm } from './commands/rm.js';
+import { register as registerVerify } from './commands/verify.js';
 import { EXIT, describeError, exitCodeFor } from './errors.js';
 import { closeStores } from './locations.js';
 
@@ -17,6 +19,8 @@ export function buildProgram(): Command {
   registerCat(program);
   registerCp(program);
   registerRm(program);
+  registerMigrate(program);
+  registerVerify(program);
   return program;
 }
 

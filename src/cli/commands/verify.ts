@@ -1,0 +1,67 @@
+import type { Command } from 'commander';
+import { CHECKSUM_MODES } from '../../replication/copier.js';
+import { treesMatch, verifyTrees, type VerifyOutcome } from '../../replication/verify.js';
+import { EXIT } from '../errors.js';
+import { formatDuration } from '../progress.js';
+import { openSide, parseChecksumMode, parsePositiveInt } from './migrate.js';
+
+/** rclone check's --combined markers, so scripts written for it read ours. */
+const MARK: Record<VerifyOutcome, string> = { match: '=', 'only-in-a': '-', 'only-in-b': '+', differ: '*', error: '!' };
+
+interface VerifyFlags {
+  include: string[];
+  exclude: string[];
+  checksum: string;
+  download?: boolean;
+  concurrency?: string;
+  json?: boolean;
+  matching?: boolean;
+  config?: string;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+export function register(program: Command): void {
+  program
+    .command('verify')
+    .description('compare two trees by size and content digest, like rclone check; exit 1 on any difference')
+    .argument('<a>', 'first tree: store URL or a provider name from --config')
+    .argument('<b>', 'second tree')
+    .option('--include <glob>', 'only keys matching this glob (repeatable)', collect, [])
+    .option('--exclude <glob>', 'never keys matching this glob (repeatable)', collect, [])
+    .option('--checksum <mode>', `how contents are compared: ${CHECKSUM_MODES.join('|')}`, 'auto')
+    .option('--download', 'read and hash both sides of every object (also catches bytes rotted behind a recorded digest)')
+    .option('--concurrency <n>', 'comparisons in flight', '16')
+    .option('--matching', 'also print matching keys')
+    .option('--config <file>', 'cloudmux.yaml whose provider names may stand for <a>/<b>')
+    .option('--json', 'JSON lines: one per difference (and match with --matching), then a summary')
+    .action(async (aArg: string, bArg: string, flags: VerifyFlags) => {
+      const checksum = parseChecksumMode(flags.checksum);
+      const concurrency = parsePositiveInt(flags.concurrency ?? '16', '--concurrency');
+      const a = await openSide(aArg, '<a>', flags.config);
+      const b = await openSide(bArg, '<b>', flags.config);
+      try {
+        const report = await verifyTrees(a.store, b.store, {
+          include: flags.include, exclude: flags.exclude, checksum, download: flags.download, concurrency,
+          onEvent: (e) => {
+            if (e.outcome === 'match' && !flags.matching) return;
+            if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'object', ...e })}\n`);
+            else process.stdout.write(`${MARK[e.outcome]} ${e.key}${e.reason ? `  (${e.reason})` : ''}\n`);
+          },
+        });
+        const ok = treesMatch(report);
+        if (flags.json) {
+          const { problems: _p, ...counts } = report;
+          process.stdout.write(`${JSON.stringify({ event: 'summary', ok, ...counts })}\n`);
+        } else {
+          const by = Object.entries(report.matchedBy).map(([k, v]) => `${v} by ${k}`).join(', ');
+          process.stderr.write(`${ok ? 'no differences' : 'DIFFERENCES FOUND'}: ${report.matching} matching${by ? ` (${by})` : ''}, `
+            + `${report.differing} differing, ${report.onlyInA} only in ${a.name}, ${report.onlyInB} only in ${b.name}, `
+            + `${report.errors} errors, ${formatDuration(report.durationMs / 1000)}\n`);
+        }
+        process.exitCode = ok ? EXIT.ok : EXIT.failed;
+      } finally {
+        await Promise.allSettled([a.store.close(), b.store.close()]);
+      }
+    });
+}
