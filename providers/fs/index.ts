@@ -1,7 +1,19 @@
-import { NotSupportedError } from '../../src/core/errors.js';
-import type { BlobStore } from '../../src/core/types.js';
+import { FsStore } from './store.js';
+import { optionsFromUrl, type FsStoreOptions } from './config.js';
 
-/** Placeholder until the fs provider lands. */
-export function fromUrl(url: URL, _options?: Record<string, unknown>): BlobStore {
-  throw new NotSupportedError(`the fs provider is not built yet (${url.protocol})`);
+export { FsStore };
+export type { FsStoreOptions } from './config.js';
+export { mapFsError } from './errors.js';
+
+/**
+ * `file:///abs/path` (query: `fsync`, `create`, `sweep`, `leftover_ttl_ms`, `lock_timeout_ms`,
+ * `stale_lock_ms`, `small_object_bytes`); typed `options` override the URL's.
+ */
+export function fromUrl(url: URL, options?: Record<string, unknown>): FsStore {
+  return new FsStore(optionsFromUrl(url, options));
+}
+
+/** An fs store over `root` (see FsStore for the on-disk layout and guarantees). */
+export function createFsStore(options: FsStoreOptions): FsStore {
+  return new FsStore(options);
 }

@@ -1,0 +1,105 @@
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidConfigError } from '../../src/core/errors.js';
+import { PROVIDER } from './errors.js';
+
+export interface FsStoreOptions {
+  /** The directory that holds the store. Relative paths resolve against the working directory. */
+  root: string;
+  /** Create the root (and its parents) when missing. Default true. */
+  createRoot?: boolean;
+  /** fsync data, sidecars and directories before a write returns, so it survives a power cut. Default true. */
+  fsync?: boolean;
+  /**
+   * Temp files, lock files and orphaned sidecars untouched for this long are crash leftovers;
+   * listings remove those they meet. Default 1 hour (a put in flight keeps its temp file fresh).
+   */
+  leftoverTtlMs?: number;
+  /** Remove crash leftovers met while listing. Default true. */
+  sweepOnList?: boolean;
+  /** How long a write waits for another writer's lock on the same key before failing Transient. Default 30 s. */
+  lockTimeoutMs?: number;
+  /**
+   * A lock file held this long by a process that cannot be confirmed alive (another host) is
+   * broken. Locks are held for a few file operations, never while a body streams. Default 60 s.
+   * On the same host, a lock whose process is gone is broken at once.
+   */
+  staleLockMs?: number;
+  /** Objects up to this size are read whole on get and their file closed at once. Default 64 KiB. */
+  smallObjectBytes?: number;
+}
+
+export type ResolvedFsOptions = Required<FsStoreOptions>;
+
+export const DEFAULTS: Omit<ResolvedFsOptions, 'root'> = {
+  createRoot: true,
+  fsync: true,
+  leftoverTtlMs: 60 * 60 * 1000,
+  sweepOnList: true,
+  lockTimeoutMs: 30_000,
+  staleLockMs: 60_000,
+  smallObjectBytes: 64 * 1024,
+};
+
+/** Options with their defaults filled in; InvalidConfig for values that make no sense. */
+export function resolveFsOptions(opts: FsStoreOptions): ResolvedFsOptions {
+  if (typeof opts.root !== 'string' || opts.root === '') throw new InvalidConfigError('fs store needs a root directory', { provider: PROVIDER });
+  const out: ResolvedFsOptions = { ...DEFAULTS, ...stripUndefined(opts), root: resolve(opts.root) };
+  for (const name of ['leftoverTtlMs', 'lockTimeoutMs', 'staleLockMs', 'smallObjectBytes'] as const) {
+    const v = out[name];
+    if (!Number.isSafeInteger(v) || v < 0) throw new InvalidConfigError(`fs option ${name} must be a non-negative integer, got ${String(v)}`, { provider: PROVIDER });
+  }
+  return out;
+}
+
+const URL_PARAMS: Record<string, keyof Omit<FsStoreOptions, 'root'>> = {
+  create: 'createRoot',
+  fsync: 'fsync',
+  leftover_ttl_ms: 'leftoverTtlMs',
+  sweep: 'sweepOnList',
+  lock_timeout_ms: 'lockTimeoutMs',
+  stale_lock_ms: 'staleLockMs',
+  small_object_bytes: 'smallObjectBytes',
+};
+
+/**
+ * Options from a `file:///abs/path?fsync=false` URL (host empty or `localhost`), overridden by
+ * `extra` (typed options from config files). Unknown query parameters are InvalidConfig, so a typo
+ * does not silently fall back to a default.
+ */
+export function optionsFromUrl(url: URL, extra: Record<string, unknown> = {}): FsStoreOptions {
+  if (url.protocol !== 'file:') throw new InvalidConfigError(`fs store URLs are file:///path, got ${url.protocol}`, { provider: PROVIDER });
+  if (url.host !== '' && url.host !== 'localhost') throw new InvalidConfigError(`file URLs name a local path; host ${url.host} is not supported`, { provider: PROVIDER });
+  const root = fileURLToPath(url);
+  if (!isAbsolute(root)) throw new InvalidConfigError('fs store root must be absolute', { provider: PROVIDER });
+  const opts: FsStoreOptions = { root };
+  const bag = opts as unknown as Record<string, unknown>;
+  for (const [param, value] of url.searchParams) {
+    const name = URL_PARAMS[param];
+    if (!name) throw new InvalidConfigError(`unknown fs store parameter ${param}; known: ${Object.keys(URL_PARAMS).join(', ')}`, { provider: PROVIDER });
+    bag[name] = parseParam(param, name, value);
+  }
+  for (const [name, value] of Object.entries(extra)) {
+    if (value === undefined) continue;
+    if (name !== 'root' && !(Object.values(URL_PARAMS) as string[]).includes(name)) {
+      throw new InvalidConfigError(`unknown fs store option ${name}`, { provider: PROVIDER });
+    }
+    bag[name] = value;
+  }
+  return opts;
+}
+
+function parseParam(param: string, name: string, value: string): boolean | number {
+  if (name === 'createRoot' || name === 'fsync' || name === 'sweepOnList') {
+    if (value === 'true' || value === '1') return true;
+    if (value === 'false' || value === '0') return false;
+    throw new InvalidConfigError(`fs store parameter ${param} must be true or false, got ${value}`, { provider: PROVIDER });
+  }
+  const n = Number(value);
+  if (value === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidConfigError(`fs store parameter ${param} must be a non-negative integer, got ${value}`, { provider: PROVIDER });
+  return n;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
