@@ -5,6 +5,7 @@ import { register as registerLs } from './commands/ls.js';
 import { register as registerMigrate } from './commands/migrate.js';
 import { register as registerRm } from './commands/rm.js';
 import { register as registerVerify } from './commands/verify.js';
+import { register as registerKeys } from './commands/keys.js';
 import { EXIT, describeError, exitCodeFor } from './errors.js';
 import { closeStores } from './locations.js';
 
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerRm(program);
   registerMigrate(program);
   registerVerify(program);
+  registerKeys(program);
   return program;
 }
 

@@ -1,4 +1,4 @@
-import { collect } from '../../src/core/body.js';
+import { bodyChunks, collect } from '../../src/core/body.js';
 import type { BlobStore, ObjectMeta } from '../../src/core/types.js';
 import { MemoryStore } from '../../providers/memory/index.js';
 import { EncryptedStore, LocalKeyring, generateKey, type EncryptedStoreOptions } from '../../src/layers/encryption/index.js';
@@ -63,7 +63,7 @@ export class CountingStore implements BlobStore {
   }
   put: BlobStore['put'] = async (key, body, opts) => {
     this.puts++;
-    const bytes = await collect(typeof body === 'string' || body instanceof Uint8Array ? [Buffer.from(body as Uint8Array)] : (body as AsyncIterable<Uint8Array>));
+    const bytes = await collect(bodyChunks(body));
     this.putBytes += bytes.byteLength;
     return this.inner.put(key, bytes, opts);
   };
