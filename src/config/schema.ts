@@ -1,0 +1,193 @@
+import { z } from 'zod';
+
+/**
+ * The cloudmux configuration file (YAML or JSON), shared by the library, the CLI and the daemon.
+ * Secrets appear only as `${ENV_VAR}` references; {@link loadConfig} resolves them after validation.
+ */
+
+const nonNegative = z.number().nonnegative();
+
+/** Price figures in US dollars. Any field may be left out when `use` names a price-table entry. */
+export const pricesSchema = z.strictObject({
+  /** Entry of config/prices.yaml (or of `priceTable`) this provider's prices start from. */
+  use: z.string().min(1).optional(),
+  /** $ per GB-month stored. */
+  storageGbMonth: nonNegative.optional(),
+  /** $ per GB read out to the internet (where cloudmux runs, unless `router.location` says otherwise). */
+  egressInternetGb: nonNegative.optional(),
+  /** $ per GB sent to another configured provider; absent entries cost the internet rate. */
+  egressToGb: z.record(z.string(), nonNegative).optional(),
+  /** $ per 1,000 class-A requests (writes, lists). */
+  classAPer1k: nonNegative.optional(),
+  /** $ per 1,000 class-B requests (reads). */
+  classBPer1k: nonNegative.optional(),
+});
+
+export const providerSchema = z.strictObject({
+  /** Unique name used in policies, the catalog and metrics: `[a-z][a-z0-9_-]*`. */
+  name: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a provider name is [a-z][a-z0-9_-]*, at most 63 characters'),
+  /** Store URL (`s3://bucket/prefix`, `gs://bucket`, `az://account/container`, `file:///dir`, `memory://`). */
+  url: z.string().min(1),
+  /** Driver options (endpoint, credentials by `${ENV}` reference, …), passed to the driver as given. */
+  options: z.record(z.string(), z.unknown()).optional(),
+  region: z.string().optional(),
+  /** Tie-breaker between equally priced providers: higher is preferred. */
+  weight: z.number().positive().default(1),
+  prices: pricesSchema.default({}),
+  /** Resilience settings for this provider's layers (read by the daemon's store builder). */
+  resilience: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const hedgeSchema = z.strictObject({
+  /** Send a second read when the first has not answered after this percentile of its latency (50–99.9). */
+  afterPercentile: z.number().min(50).max(99.9).default(95),
+  /** At most this fraction of reads may be hedged (0–1), so hedging cannot double the load. */
+  budget: z.number().min(0).max(1).default(0.1),
+});
+
+export const policySchema = z.strictObject({
+  /** Keys starting with this use the policy; the longest matching prefix wins; `""` is the default. */
+  prefix: z.string().default(''),
+  /** Providers that hold every object (N). */
+  replicas: z.number().int().min(1).default(1),
+  /** Acknowledgements before put returns (W ≤ N); the other N−W are owed to the outbox. */
+  writeQuorum: z.number().int().min(1).default(1),
+  read: z.enum(['cheapest', 'fastest', 'primary']).default('cheapest'),
+  hedge: hedgeSchema.optional(),
+  /** Providers that must hold a copy (data residency). Listed first when reads use `primary`. */
+  pin: z.array(z.string()).default([]),
+  /** Restrict placement to these providers (default: all). Also the probe order for unknown keys. */
+  providers: z.array(z.string()).optional(),
+  /** Serve a stale replica (marked `stale`) when no provider holding the current version is up. */
+  allowStaleReads: z.boolean().default(false),
+  /** Adopt keys found on a provider but unknown to the catalog (written before cloudmux). */
+  adoptUnknown: z.boolean().default(true),
+});
+
+export const stateSchema = z.union([
+  z.strictObject({
+    sqlite: z.strictObject({
+      path: z.string().min(1),
+      /** `normal`: WAL with synchronous=NORMAL (a power loss may drop the last commits, never corrupts); `full`: fsync every commit. */
+      durability: z.enum(['normal', 'full']).default('full'),
+    }),
+  }),
+  z.strictObject({
+    postgres: z.strictObject({
+      /** Connection URL; put the password in an env var: `postgres://user:${PGPASSWORD}@host/db`. */
+      url: z.string().min(1),
+      schema: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('cloudmux'),
+    }),
+  }),
+]);
+
+export const healthSchema = z.strictObject({
+  /** Canary put/get/delete on each provider every this many ms; 0 disables probes. */
+  probeIntervalMs: z.number().int().nonnegative().default(15_000),
+  /** Key prefix for canary objects. */
+  probePrefix: z.string().default('cloudmux-probe'),
+  /** Rolling window for error rates. */
+  windowMs: z.number().int().positive().default(30_000),
+  /** Error rate at or above which a provider is degraded / down. */
+  degradedErrorRate: z.number().min(0).max(1).default(0.1),
+  downErrorRate: z.number().min(0).max(1).default(0.5),
+  /** Fewest requests in the window before the error rate counts. */
+  minRequests: z.number().int().positive().default(5),
+  /** p95 latency above which a provider is degraded; 0 disables. */
+  degradedP95Ms: z.number().nonnegative().default(0),
+  /** Consecutive good evaluations before a state improves (hysteresis). */
+  recoverAfter: z.number().int().positive().default(3),
+});
+
+export const replicationSchema = z.strictObject({
+  concurrency: z.number().int().positive().default(4),
+  /** Attempts before an entry is dead-lettered with its last error. */
+  maxAttempts: z.number().int().positive().default(8),
+  backoffBaseMs: z.number().int().positive().default(1_000),
+  backoffMaxMs: z.number().int().positive().default(5 * 60_000),
+  /** How long a claimed entry stays leased to one worker. */
+  leaseMs: z.number().int().positive().default(5 * 60_000),
+  pollIntervalMs: z.number().int().positive().default(1_000),
+  verify: z.enum(['auto', 'sha256', 'native', 'size-only']).default('sha256'),
+});
+
+export const configSchema = z.strictObject({
+  providers: z.array(providerSchema).min(1, 'at least one provider is needed'),
+  policies: z.array(policySchema).default([{ prefix: '', replicas: 1, writeQuorum: 1, read: 'cheapest', pin: [], allowStaleReads: false, adoptUnknown: true }]),
+  state: stateSchema.optional(),
+  router: z.strictObject({
+    /** The provider cloudmux runs next to (egress from it is free; from others it costs their egressToGb to it). */
+    location: z.string().optional(),
+  }).default({}),
+  health: healthSchema.default(healthSchema.parse({})),
+  replication: replicationSchema.default(replicationSchema.parse({})),
+  /** Extra price-table entries (merged over config/prices.yaml). */
+  priceTable: z.record(z.string(), pricesSchema.omit({ use: true })).optional(),
+}).superRefine((cfg, ctx) => {
+  const names = new Map<string, number>();
+  cfg.providers.forEach((p, i) => {
+    const first = names.get(p.name);
+    if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['providers', i, 'name'], message: `duplicate provider name "${p.name}" (also providers[${first}])` });
+    else names.set(p.name, i);
+  });
+  const known = (n: string): boolean => names.has(n);
+  const list = [...names.keys()].join(', ');
+  cfg.providers.forEach((p, i) => {
+    for (const to of Object.keys(p.prices.egressToGb ?? {})) {
+      if (!known(to)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'prices', 'egressToGb', to], message: `unknown provider "${to}"; expected one of: ${list}` });
+    }
+  });
+  if (cfg.router.location !== undefined && !known(cfg.router.location)) {
+    ctx.addIssue({ code: 'custom', path: ['router', 'location'], message: `unknown provider "${cfg.router.location}"; expected one of: ${list}` });
+  }
+  const prefixes = new Map<string, number>();
+  cfg.policies.forEach((pol, i) => {
+    const first = prefixes.get(pol.prefix);
+    if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['policies', i, 'prefix'], message: `duplicate policy prefix "${pol.prefix}" (also policies[${first}])` });
+    else prefixes.set(pol.prefix, i);
+    if (pol.writeQuorum > pol.replicas) {
+      ctx.addIssue({ code: 'custom', path: ['policies', i, 'writeQuorum'], message: `writeQuorum ${pol.writeQuorum} is more than replicas ${pol.replicas}; expected 1..${pol.replicas}` });
+    }
+    const eligible = pol.providers ?? [...names.keys()];
+    pol.providers?.forEach((n, j) => {
+      if (!known(n)) ctx.addIssue({ code: 'custom', path: ['policies', i, 'providers', j], message: `unknown provider "${n}"; expected one of: ${list}` });
+    });
+    pol.pin.forEach((n, j) => {
+      if (!known(n)) ctx.addIssue({ code: 'custom', path: ['policies', i, 'pin', j], message: `unknown provider "${n}"; expected one of: ${list}` });
+      else if (!eligible.includes(n)) ctx.addIssue({ code: 'custom', path: ['policies', i, 'pin', j], message: `pinned provider "${n}" is not in this policy's providers` });
+    });
+    if (pol.pin.length > pol.replicas) {
+      ctx.addIssue({ code: 'custom', path: ['policies', i, 'pin'], message: `${pol.pin.length} pinned providers but only ${pol.replicas} replicas; expected at most ${pol.replicas}` });
+    }
+    if (pol.replicas > eligible.length) {
+      ctx.addIssue({ code: 'custom', path: ['policies', i, 'replicas'], message: `replicas ${pol.replicas} but only ${eligible.length} providers are eligible; expected at most ${eligible.length}` });
+    }
+  });
+  if (!prefixes.has('')) {
+    ctx.addIssue({ code: 'custom', path: ['policies'], message: 'no default policy; expected one policy with prefix "" (or none at all)' });
+  }
+});
+
+export type PricesInput = z.infer<typeof pricesSchema>;
+export type ProviderConfig = z.infer<typeof providerSchema>;
+export type PolicyConfig = z.infer<typeof policySchema>;
+export type HedgeConfig = z.infer<typeof hedgeSchema>;
+export type StateConfig = z.infer<typeof stateSchema>;
+export type HealthConfig = z.infer<typeof healthSchema>;
+export type ReplicationConfig = z.infer<typeof replicationSchema>;
+/** A validated configuration, before price references are resolved. */
+export type RawConfig = z.infer<typeof configSchema>;
+
+/** Complete prices of one provider, every figure known. */
+export interface Prices {
+  storageGbMonth: number;
+  egressInternetGb: number;
+  egressToGb: Record<string, number>;
+  classAPer1k: number;
+  classBPer1k: number;
+}
+
+/** A validated configuration with every `${ENV}` resolved and every provider's prices complete. */
+export type CloudmuxConfig = Omit<RawConfig, 'providers'> & {
+  providers: (Omit<ProviderConfig, 'prices'> & { prices: Prices })[];
+};

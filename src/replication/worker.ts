@@ -1,0 +1,325 @@
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { IntegrityError, TransientError, isCloudmuxError, userMetadata } from '../core/index.js';
+import type { BlobStore } from '../core/index.js';
+import type { ReplicationConfig } from '../config/schema.js';
+import type { CostModel } from '../router/cost-model.js';
+import type { HealthTracker } from '../router/health-tracker.js';
+import { KeyLocks } from '../router/key-locks.js';
+import type { Router } from '../router/router.js';
+import type { BacklogStats, OutboxEntry, StateStore } from '../state/types.js';
+import { copyObject, type ChecksumMode } from './copier.js';
+
+export interface ReplicationWorkerOptions extends Partial<Omit<ReplicationConfig, 'verify'>> {
+  state: StateStore;
+  /** Provider stores by the names the catalog uses. */
+  providers: Record<string, BlobStore>;
+  /** Health to consult: down destinations are deferred (not counted as attempts), down sources skipped. */
+  health?: HealthTracker;
+  /** Picks the cheapest source for each copy. */
+  cost?: CostModel;
+  /** Share the router's locks when both run in one process (see KeyLocks). */
+  locks?: KeyLocks;
+  /** How copies are verified (default `sha256`: the destination's digest must equal the catalog's). */
+  verify?: ChecksumMode;
+  /** Lease owner name (default: random per worker). */
+  owner?: string;
+  /** Delay before retrying an entry whose destination is down (default pollIntervalMs × 2). */
+  deferMs?: number;
+}
+
+export type EntryOutcome = 'copied' | 'deleted' | 'obsolete' | 'already-done';
+
+export interface WorkerEvents {
+  done: [{ entry: OutboxEntry; outcome: EntryOutcome; source?: string; bytes?: number; verifiedBy?: string }];
+  retry: [{ entry: OutboxEntry; error: string; at: Date; counted: boolean }];
+  dead: [{ entry: OutboxEntry; reason: string }];
+  error: [unknown];
+}
+
+export interface WorkerCounters {
+  copied: number;
+  bytesCopied: number;
+  deleted: number;
+  obsolete: number;
+  retries: number;
+  deferred: number;
+  dead: number;
+}
+
+/**
+ * Drains the outbox: copies each owed replica from a healthy holder (verified against the
+ * catalog's SHA-256) and performs each owed delete, with bounded concurrency, exponential backoff
+ * per entry and a dead-letter state after `maxAttempts`.
+ *
+ * # Contract
+ * - Idempotent: an entry replayed after a crash (its lease expired) re-checks the catalog first;
+ *   a replica already in place or a version since replaced is discarded, a copy is simply redone.
+ * - A replicate entry only ever writes the catalog's current version, proven by its digest; a
+ *   source whose bytes differ is reported for repair and the next holder is tried.
+ * - A delete entry never removes the current version from a provider that holds or is owed it.
+ * - A destination that is down is deferred without spending an attempt.
+ */
+export class ReplicationWorker extends EventEmitter<WorkerEvents> {
+  readonly owner: string;
+  readonly counters: WorkerCounters = { copied: 0, bytesCopied: 0, deleted: 0, obsolete: 0, retries: 0, deferred: 0, dead: 0 };
+  private readonly state: StateStore;
+  private readonly providers: Map<string, BlobStore>;
+  private readonly health: HealthTracker | undefined;
+  private readonly cost: CostModel | undefined;
+  private readonly locks: KeyLocks;
+  private readonly concurrency: number;
+  private readonly maxAttempts: number;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly leaseMs: number;
+  private readonly pollIntervalMs: number;
+  private readonly deferMs: number;
+  private readonly verify: ChecksumMode;
+  private running = false;
+  private loopDone: Promise<void> | undefined;
+  private readonly inflight = new Set<Promise<void>>();
+  private wake: (() => void) | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(opts: ReplicationWorkerOptions) {
+    super();
+    this.state = opts.state;
+    this.providers = new Map(Object.entries(opts.providers));
+    this.health = opts.health;
+    this.cost = opts.cost;
+    this.locks = opts.locks ?? new KeyLocks();
+    this.concurrency = opts.concurrency ?? 4;
+    this.maxAttempts = opts.maxAttempts ?? 8;
+    this.backoffBaseMs = opts.backoffBaseMs ?? 1_000;
+    this.backoffMaxMs = opts.backoffMaxMs ?? 5 * 60_000;
+    this.leaseMs = opts.leaseMs ?? 5 * 60_000;
+    this.pollIntervalMs = opts.pollIntervalMs ?? 1_000;
+    this.deferMs = opts.deferMs ?? this.pollIntervalMs * 2;
+    this.verify = opts.verify ?? 'sha256';
+    this.owner = opts.owner ?? `worker-${process.pid}-${randomBytes(4).toString('hex')}`;
+  }
+
+  /** A worker over a router's state, providers, health, costs and locks, woken by its `owed` events. */
+  static forRouter(router: Router, opts: Omit<ReplicationWorkerOptions, 'state' | 'providers' | 'health' | 'cost' | 'locks'> = {}): ReplicationWorker {
+    const worker = new ReplicationWorker({ ...opts, state: router.state, providers: router.providerStores(), health: router.health, cost: router.cost, locks: router.locks });
+    router.events.on('owed', () => worker.notify());
+    return worker;
+  }
+
+  /** Runs in the background until {@link stop}. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  /** Stops claiming work and waits for what is in flight (aborting copies after `graceMs`). */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.running = false;
+    this.notify();
+    await this.loopDone;
+    const timer = setTimeout(() => this.abort.abort(new TransientError('replication worker stopping')), graceMs);
+    timer.unref();
+    await Promise.allSettled([...this.inflight]);
+    clearTimeout(timer);
+  }
+
+  /** Wakes an idle loop (new work was owed). */
+  notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  backlog(): Promise<BacklogStats> {
+    return this.state.backlog();
+  }
+
+  /** Claims up to `concurrency` due entries and processes them. Returns how many it processed. */
+  async runOnce(): Promise<number> {
+    const batch = await this.state.claim(this.owner, this.concurrency, this.leaseMs);
+    await Promise.all(batch.map((e) => this.process(e)));
+    return batch.length;
+  }
+
+  /**
+   * Processes entries until the backlog is empty (dead letters excepted), waiting out backoffs and
+   * outages, or fails with Transient after `timeoutMs` saying what is left.
+   */
+  async drain(opts: { timeoutMs?: number } = {}): Promise<BacklogStats> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+    for (;;) {
+      const processed = await this.runOnce();
+      const stats = await this.state.backlog();
+      if (stats.count === 0) return stats;
+      if (Date.now() > deadline) {
+        throw new TransientError(`outbox not drained: ${stats.count} entries (${stats.bytes} bytes) left, oldest ${Math.round(stats.oldestAgeMs / 1000)} s; by provider ${JSON.stringify(stats.byProvider)}`);
+      }
+      if (processed === 0) await new Promise((r) => setTimeout(r, Math.min(this.pollIntervalMs, 100)));
+    }
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      const free = this.concurrency - this.inflight.size;
+      if (free > 0) {
+        let batch: OutboxEntry[] = [];
+        try {
+          batch = await this.state.claim(this.owner, free, this.leaseMs);
+        } catch (e) {
+          this.emit('error', e);
+        }
+        for (const entry of batch) {
+          const p = this.process(entry).finally(() => {
+            this.inflight.delete(p);
+            this.notify();
+          });
+          this.inflight.add(p);
+        }
+        if (batch.length > 0) continue;
+      }
+      if (!this.running) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.pollIntervalMs);
+        timer.unref();
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Handles one claimed entry; never throws (failures are recorded on the entry). */
+  private async process(entry: OutboxEntry): Promise<void> {
+    try {
+      const store = this.providers.get(entry.provider);
+      if (!store) {
+        await this.giveUp(entry, `provider ${entry.provider} is not configured`);
+        return;
+      }
+      if (this.health?.state(entry.provider) === 'down') {
+        await this.defer(entry, `${entry.provider} is down`);
+        return;
+      }
+      await this.locks.with(entry.key, () => (entry.kind === 'replicate' ? this.replicate(entry, store) : this.remove(entry, store)));
+    } catch (e) {
+      await this.failed(entry, e).catch((err: unknown) => this.emit('error', err));
+    }
+  }
+
+  private async replicate(entry: OutboxEntry, dst: BlobStore): Promise<void> {
+    const found = await this.state.lookup(entry.key);
+    if (found.state !== 'live' || found.object.version !== entry.version) {
+      await this.state.discard(entry.id);
+      this.counters.obsolete++;
+      this.emit('done', { entry, outcome: 'obsolete' });
+      return;
+    }
+    if (found.holders.some((h) => h.provider === entry.provider)) {
+      await this.state.discard(entry.id);
+      this.emit('done', { entry, outcome: 'already-done' });
+      return;
+    }
+    const { object } = found;
+    const sources = found.holders
+      .filter((h) => this.providers.has(h.provider))
+      .sort((a, b) => this.sourceRank(a.provider, entry.provider, object.size) - this.sourceRank(b.provider, entry.provider, object.size));
+    if (sources.length === 0) {
+      await this.giveUp(entry, `no provider holds version ${entry.version} of ${entry.key} any more`);
+      return;
+    }
+    const live = sources.filter((s) => this.health?.state(s.provider) !== 'down');
+    if (live.length === 0) {
+      await this.defer(entry, `every holder (${sources.map((s) => s.provider).join(', ')}) is down`);
+      return;
+    }
+    let failure: unknown;
+    for (const src of live) {
+      try {
+        const res = await copyObject(this.providers.get(src.provider)!, entry.key, dst, entry.key, {
+          signal: this.abort.signal,
+          sourceEtag: src.etag,
+          verify: this.verify,
+          metadata: userMetadata(object.metadata),
+          contentType: object.contentType,
+        });
+        const sha = res.sha256 ?? res.meta.checksums.sha256;
+        if (object.sha256 && sha !== undefined && sha !== object.sha256) {
+          throw new IntegrityError(`${src.provider} served bytes whose sha256 is not version ${entry.version}'s`, { provider: src.provider, key: entry.key });
+        }
+        if (res.bytes !== object.size) throw new IntegrityError(`copied ${res.bytes} bytes, version ${entry.version} has ${object.size}`, { provider: src.provider, key: entry.key });
+        const current = await this.state.completeReplicate(entry, res.meta.etag);
+        if (current) {
+          this.counters.copied++;
+          this.counters.bytesCopied += res.bytes;
+        } else this.counters.obsolete++;
+        this.emit('done', { entry, outcome: current ? 'copied' : 'obsolete', source: src.provider, bytes: res.bytes, verifiedBy: res.verifiedBy });
+        return;
+      } catch (e) {
+        failure = e;
+        // The source no longer has what the catalog says it has: have it repaired, try the next holder.
+        if (isCloudmuxError(e) && (e.code === 'NotFound' || e.code === 'PreconditionFailed' || (e.code === 'IntegrityError' && e.provider === src.provider))) {
+          await this.state.repairReplica(entry.key, src.provider);
+        }
+        if (isCloudmuxError(e, 'Aborted')) break;
+      }
+    }
+    throw failure;
+  }
+
+  private async remove(entry: OutboxEntry, store: BlobStore): Promise<void> {
+    const found = await this.state.lookup(entry.key);
+    if (found.state === 'live') {
+      const holds = found.holders.some((h) => h.provider === entry.provider);
+      const owed = !holds && (await this.state.entries({ key: entry.key, state: 'pending' })).some((e) => e.kind === 'replicate' && e.provider === entry.provider);
+      if (holds || owed) {
+        await this.state.discard(entry.id);
+        this.counters.obsolete++;
+        this.emit('done', { entry, outcome: 'obsolete' });
+        return;
+      }
+    }
+    await store.delete(entry.key, { signal: this.abort.signal });
+    await this.state.completeDelete(entry);
+    this.counters.deleted++;
+    this.emit('done', { entry, outcome: 'deleted' });
+  }
+
+  private sourceRank(src: string, dst: string, size: number): number {
+    const health = this.health ? this.health.rank(src) * 1e6 : 0;
+    return health + (this.cost?.transferCost(src, dst, size) ?? 0);
+  }
+
+  private async failed(entry: OutboxEntry, e: unknown): Promise<void> {
+    const reason = isCloudmuxError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+    if (entry.attempts + 1 >= this.maxAttempts) {
+      await this.giveUp(entry, `after ${entry.attempts + 1} attempts: ${reason}`);
+      return;
+    }
+    const at = new Date(Date.now() + this.backoff(entry.attempts + 1));
+    await this.state.retryLater(entry.id, reason, at, true);
+    this.counters.retries++;
+    this.emit('retry', { entry, error: reason, at, counted: true });
+  }
+
+  private async defer(entry: OutboxEntry, reason: string): Promise<void> {
+    const at = new Date(Date.now() + this.deferMs);
+    await this.state.retryLater(entry.id, reason, at, false);
+    this.counters.deferred++;
+    this.emit('retry', { entry, error: reason, at, counted: false });
+  }
+
+  private async giveUp(entry: OutboxEntry, reason: string): Promise<void> {
+    await this.state.deadLetter(entry.id, reason);
+    this.counters.dead++;
+    this.emit('dead', { entry, reason });
+  }
+
+  /** Exponential backoff with jitter in [½, 1] of the step, capped. */
+  private backoff(attempt: number): number {
+    const step = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** (attempt - 1));
+    return Math.round(step * (0.5 + Math.random() * 0.5));
+  }
+}

@@ -1,0 +1,195 @@
+import { describe, expect, it } from 'vitest';
+import { compareKeys } from '../../src/core/keys.js';
+import type { PutRecord, StateStore } from '../../src/state/types.js';
+
+/** A controllable clock (ms). */
+export function testClock(start = 1_700_000_000_000): { now: () => number; advance(ms: number): void } {
+  let t = start;
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
+function rec(key: string, version: number, acked: string[], owed: string[] = [], size = 10): PutRecord {
+  return { key, version, size, sha256: `sha-${version}`, contentType: 'text/plain', metadata: { a: '1' }, lastModified: new Date(), acked: acked.map((provider) => ({ provider, version, etag: `e-${provider}-${version}` })), owed };
+}
+
+/**
+ * The StateStore contract, run against each implementation. `fresh` returns an empty store
+ * (optionally on a test clock).
+ */
+export function stateStoreCases(name: string, fresh: (clock?: () => number) => Promise<StateStore>): void {
+  describe(`state store contract: ${name}`, () => {
+    it('hands out strictly increasing versions, also concurrently', async () => {
+      const s = await fresh();
+      const vs = await Promise.all(Array.from({ length: 50 }, () => s.nextVersion()));
+      expect(new Set(vs).size).toBe(50);
+      const next = await s.nextVersion();
+      expect(next).toBeGreaterThan(Math.max(...vs));
+    });
+
+    it('records a put and the replicas it owes in one commit', async () => {
+      const s = await fresh();
+      const v = await s.nextVersion();
+      const res = await s.commitPut(rec('k', v, ['a'], ['b', 'c'], 42));
+      expect(res.committed).toBe(true);
+      expect(res.entries.map((e) => [e.kind, e.provider, e.version, e.size])).toEqual([['replicate', 'b', v, 42], ['replicate', 'c', v, 42]]);
+      const found = await s.lookup('k');
+      expect(found.state).toBe('live');
+      if (found.state !== 'live') return;
+      expect(found.object).toMatchObject({ key: 'k', version: v, size: 42, sha256: `sha-${v}`, contentType: 'text/plain', metadata: { a: '1' } });
+      expect(found.holders).toEqual([{ provider: 'a', version: v, etag: `e-a-${v}` }]);
+      expect(await s.lookup('other')).toEqual({ state: 'unknown' });
+    });
+
+    it('never lets an older version overwrite a newer one', async () => {
+      const s = await fresh();
+      const v1 = await s.nextVersion();
+      const v2 = await s.nextVersion();
+      await s.commitPut(rec('k', v2, ['a']));
+      const late = await s.commitPut(rec('k', v1, ['b'], ['a']));
+      expect(late).toMatchObject({ committed: false, version: v2, entries: [] });
+      const found = await s.lookup('k');
+      expect(found.state === 'live' && found.object.version).toBe(v2);
+      expect((await s.backlog()).count).toBe(0);
+    });
+
+    it('an overwrite supersedes owed replicas of the old version and owes deletes of stale copies', async () => {
+      const s = await fresh();
+      const v1 = await s.nextVersion();
+      await s.commitPut(rec('k', v1, ['a', 'b'], ['c']));
+      const v2 = await s.nextVersion();
+      const res = await s.commitPut(rec('k', v2, ['c'], ['d']));
+      expect(res.entries.map((e) => `${e.kind}:${e.provider}`).sort()).toEqual(['delete:a', 'delete:b', 'replicate:d']);
+      const pending = await s.entries({ key: 'k' });
+      expect(pending.map((e) => `${e.kind}:${e.provider}@${e.version}`).sort()).toEqual([`delete:a@${v2}`, `delete:b@${v2}`, `replicate:d@${v2}`]);
+      const found = await s.lookup('k');
+      if (found.state !== 'live') throw new Error('not live');
+      expect(found.holders.map((h) => h.provider)).toEqual(['c']);
+      expect(found.stale.map((h) => h.provider)).toEqual(['a', 'b']);
+    });
+
+    it('adoption commits only for keys the catalog has never seen', async () => {
+      const s = await fresh();
+      const v1 = await s.nextVersion();
+      expect((await s.commitPut({ ...rec('k', v1, ['a']), onlyIfUnknown: true })).committed).toBe(true);
+      const v2 = await s.nextVersion();
+      expect((await s.commitPut({ ...rec('k', v2, ['b']), onlyIfUnknown: true })).committed).toBe(false);
+      const v3 = await s.nextVersion();
+      await s.commitDelete({ key: 'gone', version: v3, alsoOn: [] });
+      const v4 = await s.nextVersion();
+      expect((await s.commitPut({ ...rec('gone', v4, ['a']), onlyIfUnknown: true })).committed).toBe(false);
+    });
+
+    it('a delete tombstones the key and owes a delete everywhere a copy may be, leased to the deleter', async () => {
+      const clock = testClock();
+      const s = await fresh(clock.now);
+      const v1 = await s.nextVersion();
+      await s.commitPut(rec('k', v1, ['a'], ['b']));
+      const v2 = await s.nextVersion();
+      const res = await s.commitDelete({ key: 'k', version: v2, alsoOn: ['c'], leaseOwner: 'router-1', leaseMs: 1000 });
+      expect(res.committed).toBe(true);
+      expect(await s.lookup('k')).toEqual({ state: 'deleted', version: v2 });
+      // The owed replicate to b is cancelled; a (holder) and c (asked for) get deletes.
+      expect(res.entries.map((e) => `${e.kind}:${e.provider}`).sort()).toEqual(['delete:a', 'delete:c']);
+      expect(await s.claim('worker', 10, 60_000)).toEqual([]);
+      clock.advance(1001);
+      const claimed = await s.claim('worker', 10, 60_000);
+      expect(claimed).toHaveLength(2);
+      for (const e of claimed) await s.completeDelete(e);
+      expect((await s.backlog()).count).toBe(0);
+      expect(await s.listObjects({ limit: 10 })).toEqual([]);
+      expect(await s.pruneTombstones(60_000)).toBe(0);
+      expect(await s.pruneTombstones(5)).toBe(1);
+      expect(await s.lookup('k')).toEqual({ state: 'unknown' });
+    });
+
+    it('leases: two claimers never get the same entry; an expired lease is taken over', async () => {
+      const clock = testClock();
+      const s = await fresh(clock.now);
+      for (let i = 0; i < 6; i++) await s.commitPut(rec(`k${i}`, await s.nextVersion(), ['a'], ['b']));
+      const [x, y] = await Promise.all([s.claim('w1', 4, 1000), s.claim('w2', 4, 1000)]);
+      expect(x.length + y.length).toBe(6);
+      expect(new Set([...x, ...y].map((e) => e.id)).size).toBe(6);
+      expect(await s.claim('w3', 10, 1000)).toEqual([]);
+      clock.advance(1001);
+      const retaken = await s.claim('w3', 10, 1000);
+      expect(retaken).toHaveLength(6);
+      expect(retaken.every((e) => e.leaseOwner === 'w3')).toBe(true);
+    });
+
+    it('retryLater schedules the next attempt; deferrals do not count; dead letters keep their reason', async () => {
+      const clock = testClock();
+      const s = await fresh(clock.now);
+      await s.commitPut(rec('k', await s.nextVersion(), ['a'], ['b'], 100));
+      let [e] = await s.claim('w', 1, 1000);
+      await s.retryLater(e!.id, 'Transient: boom', new Date(clock.now() + 5000), true);
+      expect(await s.claim('w', 1, 1000)).toEqual([]);
+      clock.advance(5000);
+      [e] = await s.claim('w', 1, 1000);
+      expect(e).toMatchObject({ attempts: 1, lastError: 'Transient: boom' });
+      await s.retryLater(e!.id, 'b is down', new Date(clock.now()), false);
+      [e] = await s.claim('w', 1, 1000);
+      expect(e!.attempts).toBe(1);
+      await s.deadLetter(e!.id, 'after 2 attempts: AccessDenied');
+      const stats = await s.backlog();
+      expect(stats).toMatchObject({ count: 0, bytes: 0, dead: 1 });
+      expect((await s.entries({ state: 'dead' }))[0]).toMatchObject({ lastError: 'after 2 attempts: AccessDenied', state: 'dead' });
+      expect(await s.claim('w', 1, 1000)).toEqual([]);
+      expect(await s.requeueDead()).toBe(1);
+      expect(await s.claim('w', 1, 1000)).toHaveLength(1);
+    });
+
+    it('completing a replica makes the provider a holder, unless the key moved on meanwhile', async () => {
+      const s = await fresh();
+      const v1 = await s.nextVersion();
+      await s.commitPut(rec('k', v1, ['a'], ['b']));
+      await s.commitPut(rec('j', await s.nextVersion(), ['a'], ['b']));
+      const claimed = await s.claim('w', 10, 60_000);
+      const forK = claimed.find((e) => e.key === 'k')!;
+      const forJ = claimed.find((e) => e.key === 'j')!;
+      expect(await s.completeReplicate(forK, 'etag-b')).toBe(true);
+      const found = await s.lookup('k');
+      expect(found.state === 'live' && found.holders.map((h) => `${h.provider}:${h.etag ?? ''}`)).toEqual(['a:e-a-' + v1, 'b:etag-b']);
+      // j is overwritten (on a only) while its copy to b runs: the finished copy is stale and must go.
+      await s.commitPut(rec('j', await s.nextVersion(), ['a']));
+      expect(await s.completeReplicate(forJ, 'etag-old')).toBe(false);
+      const owed = await s.entries({ key: 'j', state: 'pending' });
+      expect(owed.map((e) => `${e.kind}:${e.provider}`)).toEqual(['delete:b']);
+    });
+
+    it('repairReplica owes a replica to a holder that lost its copy, a delete to a non-holder', async () => {
+      const s = await fresh();
+      const v = await s.nextVersion();
+      await s.commitPut(rec('k', v, ['a', 'b']));
+      const r1 = await s.repairReplica('k', 'b');
+      expect(r1).toMatchObject({ kind: 'replicate', provider: 'b', version: v });
+      const found = await s.lookup('k');
+      expect(found.state === 'live' && found.holders.map((h) => h.provider)).toEqual(['a']);
+      expect(await s.repairReplica('k', 'b')).toBeUndefined(); // already owed
+      expect(await s.repairReplica('k', 'c')).toMatchObject({ kind: 'delete', provider: 'c' });
+      expect(await s.repairReplica('never-seen', 'a')).toMatchObject({ kind: 'delete', provider: 'a', key: 'never-seen' });
+    });
+
+    it('lists live keys in UTF-8 byte order with prefix and startAfter', async () => {
+      const s = await fresh();
+      const keys = ['p/a', 'p/b', 'p/\u{1F600}', 'p/\uFF21', 'p/z', 'q/a', 'o'];
+      for (const k of keys) await s.commitPut(rec(k, await s.nextVersion(), ['a']));
+      await s.commitDelete({ key: 'p/b', version: await s.nextVersion(), alsoOn: [] });
+      const expected = ['p/a', 'p/z', 'p/\uFF21', 'p/\u{1F600}'];
+      expect([...expected].sort(compareKeys)).toEqual(expected);
+      expect((await s.listObjects({ prefix: 'p/', limit: 100 })).map((o) => o.key)).toEqual(expected);
+      expect((await s.listObjects({ prefix: 'p/', startAfter: 'p/z', limit: 100 })).map((o) => o.key)).toEqual(expected.slice(2));
+      expect((await s.listObjects({ prefix: 'p/', limit: 2 })).map((o) => o.key)).toEqual(expected.slice(0, 2));
+      expect((await s.listObjects({ startAfter: 'p', limit: 100 })).map((o) => o.key)).toEqual([...expected, 'q/a']);
+    });
+
+    it('reports the backlog: count, bytes, oldest age, per provider', async () => {
+      const clock = testClock();
+      const s = await fresh(clock.now);
+      await s.commitPut(rec('k1', await s.nextVersion(), ['a'], ['b'], 100));
+      clock.advance(2000);
+      await s.commitPut(rec('k2', await s.nextVersion(), ['a'], ['b', 'c'], 50));
+      clock.advance(500);
+      expect(await s.backlog()).toEqual({ count: 3, bytes: 200, oldestAgeMs: 2500, dead: 0, byProvider: { b: { count: 2, bytes: 150 }, c: { count: 1, bytes: 50 } } });
+    });
+  });
+}
