@@ -318,6 +318,10 @@ export class S3Store implements BlobStore {
       if (opts.ifNoneMatch !== undefined && (opts.ifNoneMatch === '*' || meta.etag === unquoteEtag(opts.ifNoneMatch))) {
         throw new NotModifiedError('etag matches ifNoneMatch', { provider: PROVIDER, key });
       }
+      if (opts.range && total === 0) {
+        src.destroy();
+        return { meta, body: Readable.from([]), range: { offset: 0, length: 0 } };
+      }
       if (opts.range) {
         const range = servedRange(r, opts.range, total, key);
         return { meta, body: this.wrapBody(src, ctx), range };

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import type { S3StoreOptions } from '../../providers/s3/config.js';
 import type { CaseName } from '../../src/testing/cases.js';
 import { freePort, spawnManaged, tempDir, waitForPort, type Emulator } from './emulator.js';
 
@@ -78,4 +79,15 @@ export function s3rverObjectPath(dataDir: string, bucket: string, bucketKey: str
 /** Where s3rver keeps the parts of unfinished multipart uploads, one directory per upload id. */
 export function s3rverUploadsDir(dataDir: string, bucket: string): string {
   return join(dataDir, bucket, '._S3rver_uploads');
+}
+
+/** Options for a store on the endpoint the harness points at (S3_ENDPOINT, S3_BUCKET, AWS_REGION). */
+export function emulatorOptions(extra: Partial<S3StoreOptions> = {}): S3StoreOptions {
+  return {
+    bucket: process.env.S3_BUCKET ?? S3_TEST_BUCKET,
+    endpoint: process.env.S3_ENDPOINT,
+    region: process.env.AWS_REGION ?? 'us-east-1',
+    forcePathStyle: true,
+    ...extra,
+  };
 }

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { S3Store, type S3StoreOptions } from '../../providers/s3/index.js';
+import { S3Store } from '../../providers/s3/index.js';
 import type { BlobStore } from '../../src/core/index.js';
 import { testStore } from '../../src/testing/index.js';
-import { S3RVER_DEVIATIONS, S3RVER_MARK, s3rverObjectPath } from '../harness/s3.js';
+import { S3RVER_DEVIATIONS, S3RVER_MARK, emulatorOptions, s3rverObjectPath } from '../harness/s3.js';
 
 /**
  * The conformance suite against the S3 endpoint the harness points at: s3rver by default, MinIO
@@ -14,17 +14,6 @@ import { S3RVER_DEVIATIONS, S3RVER_MARK, s3rverObjectPath } from '../harness/s3.
 const onS3rver = process.env[S3RVER_MARK] === 's3rver';
 /** CLOUDMUX_S3_ALL_CASES=1 runs the listed s3rver deviations too (to re-check them after an s3rver upgrade). */
 const applyDeviations = onS3rver && !process.env.CLOUDMUX_S3_ALL_CASES;
-
-/** Options for a store on the harness endpoint. */
-export function emulatorOptions(extra: Partial<S3StoreOptions> = {}): S3StoreOptions {
-  return {
-    bucket: process.env.S3_BUCKET ?? 'cloudmux-test',
-    endpoint: process.env.S3_ENDPOINT,
-    region: process.env.AWS_REGION ?? 'us-east-1',
-    forcePathStyle: true,
-    ...extra,
-  };
-}
 
 const storePrefix = `prefixed-${randomBytes(3).toString('hex')}`;
 
