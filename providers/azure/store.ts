@@ -7,7 +7,7 @@ import {
   type BlockBlobClient, type BlockBlobUploadOptions, type ContainerClient,
 } from '@azure/storage-blob';
 import {
-  AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, MultiHasher, NotFoundError,
+  AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidRangeError, MultiHasher, NotFoundError,
   NotSupportedError, PreconditionFailedError, SHA256_KEY, TransientError, blocks, bodyBytes, bodyChunks, checkCopy, checkGet,
   checkPut, checksumMismatches, compareKeys, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey,
   validateMetadata, validatePrefix,
@@ -542,16 +542,29 @@ export class AzureStore implements BlobStore {
     let size = length;
     const total = /\/(\d+)\s*$/.exec(res.contentRange ?? '');
     if (total) size = Number(total[1]);
-    // A ranged download reports the blob's MD5 as blobContentMD5 and the range's (if asked) as contentMD5.
-    const meta = this.metaFrom(key, { ...res, contentLength: size, contentMD5: res.blobContentMD5 ?? (res.contentRange ? undefined : res.contentMD5) });
     const src = res.readableStreamBody as Readable | undefined;
+    const offset = ranged ? Number(/bytes\s+(\d+)-/.exec(res.contentRange ?? '')?.[1] ?? 0) : 0;
+    const requested = opts.range && 'offset' in opts.range ? opts.range.offset : 0;
+    if (ranged && requested >= size && size > 0) {
+      // Azurite answers a range starting at the end with an empty 206 where Azure says 416.
+      src?.destroy();
+      throw new InvalidRangeError(`offset ${requested} is at or past the end of a ${size}-byte object`, { provider: PROVIDER, key });
+    }
+    // BlobDownloadResponse exposes its fields as getters, so they are copied one by one.
+    const meta = this.metaFrom(key, {
+      contentLength: size,
+      etag: res.etag,
+      versionId: res.versionId,
+      lastModified: res.lastModified,
+      contentType: res.contentType,
+      metadata: res.metadata,
+      // A ranged download reports the blob's MD5 as blobContentMD5 and the range's (if asked) as contentMD5.
+      contentMD5: res.blobContentMD5 ?? (res.contentRange ? undefined : res.contentMD5),
+    });
     const verify = opts.verify === true && !ranged;
     const body = Readable.from(this.streamBody(src, key, meta, verify, opts.signal), { objectMode: false });
     const result: GetResult = { meta, body };
-    if (ranged) {
-      const offset = total ? Number(/bytes\s+(\d+)-/.exec(res.contentRange ?? '')?.[1] ?? 0) : 0;
-      result.range = { offset, length };
-    }
+    if (ranged) result.range = { offset, length };
     return result;
   }
 
