@@ -1,4 +1,6 @@
+import { expect } from 'vitest';
 import type { BlobStore } from '../../src/core/index.js';
+import type { MigrationJournal } from '../../src/replication/journal.js';
 
 /**
  * A store that forwards every call to `inner` except the ones overridden: for tests that need a
@@ -23,4 +25,14 @@ export function payload(n: number, seed = 1): Buffer {
     buf[i] = x >>> 24;
   }
   return buf;
+}
+
+/** The journal's audit trail: once a key's source version is verified, no copy of that version starts again. */
+export function expectNoVerifiedRecopy(j: MigrationJournal): void {
+  const verified = new Set<string>();
+  for (const e of j.events()) {
+    const id = `${e.key}\u0000${e.srcEtag ?? ''}`;
+    if (e.event === 'verified' || e.event === 'identical') verified.add(id);
+    if (e.event === 'copy-start') expect(verified.has(id), `${e.key} was copied again after it verified`).toBe(false);
+  }
 }

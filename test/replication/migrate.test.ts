@@ -10,7 +10,7 @@ import { migrate, type MigrationEvent } from '../../src/replication/migrate.js';
 import { treesMatch, verifyTrees } from '../../src/replication/verify.js';
 import { seedDataset } from './dataset.js';
 import { FaultyStore, type FaultPlan } from '../faults/faulty-store.js';
-import { overrideStore, payload } from './helpers.js';
+import { expectNoVerifiedRecopy, overrideStore, payload } from './helpers.js';
 
 const dirs: string[] = [];
 function journalPath(): string {
@@ -208,13 +208,3 @@ describe('migrate', () => {
     expect(events.reduce((a, b) => a + b, 0)).toBe(300_000);
   });
 });
-
-/** The journal's audit trail: once a key's source version is verified, no copy of that version starts again. */
-export function expectNoVerifiedRecopy(j: MigrationJournal): void {
-  const verified = new Set<string>();
-  for (const e of j.events()) {
-    const id = `${e.key}\u0000${e.srcEtag ?? ''}`;
-    if (e.event === 'verified' || e.event === 'identical') verified.add(id);
-    if (e.event === 'copy-start') expect(verified.has(id), `${e.key} was copied again after it verified`).toBe(false);
-  }
-}

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { isCloudmuxError } from '../../core/errors.js';
 import type { BlobStore } from '../../core/types.js';
@@ -35,7 +37,7 @@ const collect = (v: string, prev: string[]): string[] => [...prev, v];
  * A side of a migration: a store URL (or plain path), or with `--config` the name of a configured
  * provider. Returns the opened store and a printable (credential-free) name.
  */
-export async function openSide(arg: string, flag: string, configFile: string | undefined, extra: Record<string, unknown> = {}): Promise<{ store: BlobStore; name: string }> {
+export async function openSide(arg: string, flag: string, configFile: string | undefined, extra: Record<string, unknown> = {}, mustExist = true): Promise<{ store: BlobStore; name: string }> {
   if (configFile && /^[a-z][a-z0-9_-]*$/.test(arg)) {
     const { loadConfig } = await import('../../config/load.js');
     const config = await loadConfig(configFile);
@@ -48,6 +50,8 @@ export async function openSide(arg: string, flag: string, configFile: string | u
   } catch (e) {
     throw new UsageError(`${flag}: ${describeError(e)}`);
   }
+  // A missing source directory would otherwise list as empty and "succeed" with nothing copied.
+  if (url.protocol === 'file:' && mustExist && !existsSync(fileURLToPath(url))) throw new UsageError(`${flag} ${fileURLToPath(url)}: no such directory`);
   try {
     return { store: await openStore(url, Object.keys(extra).length > 0 ? extra : undefined), name: redactUrl(url.href) };
   } catch (e) {
@@ -112,7 +116,7 @@ export function register(program: Command): void {
         else dstExtra.partSize = partSize;
       }
       const src = await openSide(srcArg, '<src>', flags.config);
-      const dst = await openSide(dstArg, '<dst>', flags.config, dstExtra);
+      const dst = await openSide(dstArg, '<dst>', flags.config, dstExtra, false);
       const journalPath = flags.journal === false ? undefined : flags.journal ?? MigrationJournal.defaultPath(src.name, dst.name);
       const reporter = createProgressReporter({ json: flags.json, tty: process.stderr.isTTY === true, dryRun: flags.dryRun });
       const ctl = new AbortController();
