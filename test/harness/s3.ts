@@ -47,7 +47,7 @@ export async function startS3(): Promise<Emulator | undefined> {
   } catch (e) {
     await proc.stop();
     await dir.remove();
-    throw new Error(`s3rver did not start: ${(e as Error).message}\n${proc.output()}`);
+    throw new Error(`s3rver did not start: ${(e as Error).message}\n${proc.output()}`, { cause: e });
   }
   return {
     name: 's3rver',
