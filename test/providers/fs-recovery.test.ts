@@ -1,0 +1,192 @@
+import { spawn } from 'node:child_process';
+import { hostname } from 'node:os';
+import { appendFile, lstat, mkdtemp, open, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FsStore } from '../../providers/fs/index.js';
+import { getBuffer, listAll, type ListItem } from '../../src/core/index.js';
+import { expectCode, sha256Hex } from '../../src/testing/index.js';
+
+const HOUR = 60 * 60 * 1000;
+
+async function age(path: string, ms: number): Promise<void> {
+  const t = new Date(Date.now() - ms);
+  await utimes(path, t, t);
+}
+
+/** A pid that belonged to a process that has exited. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+  await new Promise((resolve) => child.on('exit', resolve));
+  return child.pid!;
+}
+
+function keysOf(items: ListItem[]): string[] {
+  return items.map((i) => (i.type === 'object' ? i.key : `p:${i.prefix}`));
+}
+
+describe('fs: crash leftovers and sidecar recovery', () => {
+  let root: string;
+  let store: FsStore;
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'cloudmux-fs-recovery-'));
+    store = new FsStore({ root, fsync: false, lockTimeoutMs: 2_000 });
+  });
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('a put that crashed before its commit leaves the old object whole; list ignores then removes the leftovers', async () => {
+    const v1 = await store.put('dir/k', 'version one', { metadata: { n: '1' } });
+    const data = await store.dataPath('dir/k');
+    const dir = dirname(data);
+    // What a crash mid-put leaves: a partial temp file, and (crash between the two renames) the
+    // temp data file plus a sidecar already renamed for that temp file's inode.
+    await writeFile(join(dir, 'k%t0123456789abcdef'), 'version tw');
+    const temp = join(dir, 'k%tfedcba9876543210');
+    await writeFile(temp, 'version two');
+    const tempIno = (await stat(temp, { bigint: true })).ino;
+    const orphan = join(dir, `k%m${tempIno}`);
+    await writeFile(orphan, JSON.stringify({ v: 1, key: 'dir/k', inode: String(tempIno), size: 11, etag: 'e2', lastModified: new Date().toISOString(), contentType: 'x/y', metadata: {}, checksums: {} }));
+    await writeFile(join(dir, 'k%l'), JSON.stringify({ pid: await deadPid(), host: hostname(), token: 't' }));
+    // A leftover of a key that no longer exists at all.
+    await writeFile(join(dir, 'gone%t00ff'), 'x');
+
+    const listed = await listAll(store);
+    expect(keysOf(listed)).toEqual(['dir/k']);
+    expect(listed[0]!.type === 'object' && listed[0]!.etag).toBe(v1.etag);
+    const head = await store.head('dir/k');
+    expect(head.etag).toBe(v1.etag);
+    expect(head.metadata.n).toBe('1');
+    expect((await getBuffer(store, 'dir/k', { verify: true })).toString()).toBe('version one');
+    // Fresh leftovers may belong to a put in flight: kept.
+    expect((await readdir(dir)).length).toBe(7);
+
+    for (const name of await readdir(dir)) if (name.includes('%t') || name.includes('%l') || name === `k%m${tempIno}`) await age(join(dir, name), 2 * HOUR);
+    await listAll(store);
+    expect((await readdir(dir)).sort()).toEqual(['k', `k%m${(await stat(data, { bigint: true })).ino}`]);
+    // The dead writer's lock was removed by the sweep; a live put would have broken it anyway.
+    await store.put('dir/k', 'version three');
+    expect((await getBuffer(store, 'dir/k', { verify: true })).toString()).toBe('version three');
+  });
+
+  it('a lock left by a dead process on this host is broken at once', async () => {
+    await store.put('k', 'one');
+    const lock = join(dirname(await store.dataPath('k')), 'k%l');
+    await writeFile(lock, JSON.stringify({ pid: await deadPid(), host: hostname(), token: 'dead' }));
+    await store.put('k', 'two', { ifMatch: (await store.head('k')).etag });
+    expect((await getBuffer(store, 'k')).toString()).toBe('two');
+    await expect(lstat(lock)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a live lock of another host blocks writers (Transient), and is broken once older than staleLockMs', async () => {
+    const s = new FsStore({ root, fsync: false, lockTimeoutMs: 300, staleLockMs: 60_000 });
+    await s.put('k', 'one');
+    const lock = join(dirname(await s.dataPath('k')), 'k%l');
+    await writeFile(lock, JSON.stringify({ pid: 1, host: 'some-other-host', token: 'remote' }));
+    const err = await expectCode(s.put('k', 'two'), 'Transient');
+    expect(err.retryable).toBe(true);
+    await expectCode(s.delete('k'), 'Transient');
+    expect((await getBuffer(s, 'k')).toString()).toBe('one');
+    await age(lock, 61_000);
+    await s.put('k', 'two');
+    expect((await getBuffer(s, 'k')).toString()).toBe('two');
+  });
+
+  it('a missing sidecar is detected and recomputed once, with the etag listings already showed', async () => {
+    const body = 'x'.repeat(100_000);
+    await store.put('a/b', body, { contentType: 'text/plain', metadata: { keep: 'me' } });
+    const data = await store.dataPath('a/b');
+    const ino = (await stat(data, { bigint: true })).ino;
+    await rm(join(dirname(data), `b%m${ino}`));
+
+    const [item] = await listAll(store);
+    expect(item?.type === 'object' && item.checksums).toBeFalsy();
+    const head = await store.head('a/b');
+    expect(head.checksums.sha256).toBe(sha256Hex(body));
+    expect(head.metadata.cloudmux_sha256).toBe(sha256Hex(body));
+    expect(head.size).toBe(100_000);
+    expect(item?.type === 'object' && item.etag).toBe(head.etag);
+    // Metadata that lived only in the lost sidecar is gone; the bytes are intact and verifiable.
+    expect(head.metadata.keep).toBeUndefined();
+    expect(head.contentType).toBe('application/octet-stream');
+    expect((await getBuffer(store, 'a/b', { verify: true })).toString()).toBe(body);
+    // Recorded: the next head does not need to recompute.
+    expect(await readdir(dirname(data))).toContain(`b%m${ino}`);
+    expect((await store.head('a/b')).etag).toBe(head.etag);
+  });
+
+  it('a data file replaced behind the store (new inode) is never described by the old sidecar', async () => {
+    const old = await store.put('k', 'old bytes', { metadata: { v: 'old' } });
+    const data = await store.dataPath('k');
+    await writeFile(`${data}.tmp-by-hand`, 'new bytes by hand');
+    await rename(`${data}.tmp-by-hand`, data);
+    const head = await store.head('k');
+    expect(head.etag).not.toBe(old.etag);
+    expect(head.size).toBe('new bytes by hand'.length);
+    expect(head.checksums.sha256).toBe(sha256Hex('new bytes by hand'));
+    expect(head.metadata.v).toBeUndefined();
+    expect((await getBuffer(store, 'k', { verify: true })).toString()).toBe('new bytes by hand');
+  });
+
+  it('a data file rewritten in place to another size keeps its metadata and gets fresh digests', async () => {
+    const old = await store.put('k', 'abc', { contentType: 'text/x-a', metadata: { v: 'kept' } });
+    await appendFile(await store.dataPath('k'), 'def');
+    const head = await store.head('k');
+    expect(head.size).toBe(6);
+    expect(head.etag).not.toBe(old.etag);
+    expect(head.checksums.sha256).toBe(sha256Hex('abcdef'));
+    expect(head.contentType).toBe('text/x-a');
+    expect(head.metadata.v).toBe('kept');
+  });
+
+  it('files dropped into the root by hand are objects', async () => {
+    await writeFile(join(root, 'dropped.txt'), 'by hand');
+    await store.put('other', 'x');
+    expect(keysOf(await listAll(store))).toEqual(['dropped.txt', 'other']);
+    const head = await store.head('dropped.txt');
+    expect(head.checksums.sha256).toBe(sha256Hex('by hand'));
+    expect((await getBuffer(store, 'dropped.txt', { verify: true })).toString()).toBe('by hand');
+    await store.delete('dropped.txt');
+    expect(keysOf(await listAll(store))).toEqual(['other']);
+  });
+
+  it('failed, aborted and rejected puts leave no temp files behind', async () => {
+    await store.put('d/k', 'old');
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield Buffer.alloc(300_000, 1);
+      throw new Error('source broke');
+    }
+    const err = await expectCode(store.put('d/k', failing()), 'ProviderError');
+    expect(err.message).toMatch(/reading the body failed/);
+    const ac = new AbortController();
+    async function* slow(): AsyncGenerator<Buffer> {
+      yield Buffer.alloc(300_000, 2);
+      ac.abort();
+      yield Buffer.alloc(300_000, 3);
+    }
+    await expectCode(store.put('d/k', slow(), { signal: ac.signal }), 'Aborted');
+    await expectCode(store.put('d/k', 'new', { expect: { sha256: sha256Hex('other') } }), 'IntegrityError');
+    await expectCode(store.put('d/k', 'new', { ifNoneMatch: '*' }), 'AlreadyExists');
+    await expectCode(store.put('d/new', 'new', { ifMatch: 'nope' }), 'NotFound');
+    const dir = dirname(await store.dataPath('d/k'));
+    const names = await readdir(dir);
+    expect(names.filter((n) => n.includes('%t') || n.includes('%l'))).toEqual([]);
+    expect(names).toHaveLength(2);
+    expect((await getBuffer(store, 'd/k', { verify: true })).toString()).toBe('old');
+  });
+
+  it('a file truncated behind the store fails the read instead of ending short', async () => {
+    await store.put('big', Buffer.alloc(500_000, 7));
+    const { body } = await store.get('big');
+    const fh = await open(await store.dataPath('big'), 'r+');
+    await fh.truncate(200_000);
+    await fh.close();
+    const chunks: Buffer[] = [];
+    await expect((async () => {
+      for await (const c of body) chunks.push(c as Buffer);
+    })()).rejects.toMatchObject({ code: 'IntegrityError' });
+  });
+});
