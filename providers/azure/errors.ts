@@ -84,7 +84,7 @@ export function mapAzureError(e: unknown, ctx: AzureErrorContext = {}): Cloudmux
 
   if (status === undefined) {
     const netCause = err.cause ?? (err as { request?: unknown }).request;
-    if (isNetworkError(e) || isNetworkError(netCause) || err.code === 'REQUEST_SEND_ERROR' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || /socket hang up|aborted|ECONNRESET/i.test(String(err.message))) {
+    if (isNetworkError(e) || isNetworkError(netCause) || err.code === 'REQUEST_SEND_ERROR' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || /socket hang up|aborted|ECONNRESET|received less data than required/i.test(String(err.message))) {
       return new TransientError(`network failure talking to Azure: ${serviceMsg || err.code}`, { ...opts, providerCode: err.code });
     }
     return new ProviderError(`azure: ${serviceMsg || 'unknown failure'}`, opts);
