@@ -27,16 +27,18 @@ export interface ResilientStack {
 
 /**
  * The recommended stack around one driver:
- * `Timeout(operation) → Retry → Breaker → RateLimit → Timeout(attempt) → Instrumented → driver`.
- * Instrumentation is innermost and the breaker is inside retry so both see every attempt; the rate
- * limit is inside the breaker so refused calls spend no tokens, and outside the attempt deadline so
- * waiting for a token never times an attempt out.
+ * `Timeout(operation) → Retry → Breaker → RateLimit → Instrumented → Timeout(attempt) → driver`.
+ * Instrumentation and the breaker sit inside retry so both see every attempt, and outside the
+ * attempt deadline so a timed-out attempt reaches them as Transient (a driver may report the
+ * cancelled request as Aborted, which neither counts). The rate limit is inside the breaker so
+ * refused calls spend no tokens, and outside the attempt deadline so waiting for a token never
+ * times an attempt out.
  */
 export function resilient(driver: BlobStore, options: ResilienceOptions = {}): ResilientStack {
   const stack: ResilientStack = { store: driver };
   let store: BlobStore = driver;
-  if (options.instrument !== false) store = stack.instrumented = new InstrumentedStore(store, options.instrument || {});
   if (options.attemptTimeout) store = new TimeoutStore(store, options.attemptTimeout);
+  if (options.instrument !== false) store = stack.instrumented = new InstrumentedStore(store, options.instrument || {});
   if (options.rateLimit) store = stack.rateLimit = new RateLimitStore(store, options.rateLimit);
   if (options.breaker !== false) store = stack.breaker = new BreakerStore(store, options.breaker || {});
   if (options.retry !== false) store = stack.retry = new RetryStore(store, options.retry || {});
