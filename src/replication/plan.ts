@@ -1,5 +1,5 @@
 import picomatch from 'picomatch';
-import { compareKeys, isRetryable, throwIfAborted } from '../core/index.js';
+import { ProviderError, compareKeys, isRetryable, throwIfAborted } from '../core/index.js';
 import type { BlobStore, Checksums, ObjectMeta, ObjectSummary } from '../core/index.js';
 import { compareChecksums, hashObject, type ChecksumMode } from './copier.js';
 
@@ -38,9 +38,15 @@ export async function* listResumable(store: BlobStore, opts: ListingOptions = {}
   const limit = opts.retries ?? 8;
   for (;;) {
     try {
+      let previous: string | undefined;
       for await (const item of store.list({ prefix: opts.prefix, startAfter: after, signal: opts.signal, pageSize: opts.pageSize })) {
         if (item.type !== 'object') continue;
-        // A listing must move forward; anything else would break the merge-join.
+        // The merge-join needs byte order; a store that breaks it would make keys look missing.
+        if (previous !== undefined && compareKeys(item.key, previous) <= 0) {
+          throw new ProviderError(`${store.toString()} listed ${JSON.stringify(item.key)} after ${JSON.stringify(previous)}: not UTF-8 byte order`, { provider: store.provider, key: item.key });
+        }
+        previous = item.key;
+        // After a restart, a store that ignores startAfter repeats keys already passed on.
         if (after !== undefined && compareKeys(item.key, after) <= 0) continue;
         failures = 0;
         after = item.key;
