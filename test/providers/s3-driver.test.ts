@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store, fromUrl, mapS3Error, type S3StoreOptions } from '../../providers/s3/index.js';
+import { openStore } from '../../src/registry.js';
 import { CloudmuxError, SHA256_KEY, collect, getBuffer, listAll } from '../../src/core/index.js';
 import { expectCode, generatedStream, pseudoRandomBytes, sha256Hex } from '../../src/testing/index.js';
 import { S3RVER_MARK, emulatorOptions, s3rverUploadsDir } from '../harness/s3.js';
@@ -20,6 +21,13 @@ describe('s3 config', () => {
     const s = fromUrl(new URL('s3://my-bucket/some/prefix?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&partSize=10485760&queueSize=2'), { queueSize: 3 });
     expect(s.options).toMatchObject({ bucket: 'my-bucket', prefix: 'some/prefix/', region: 'eu-west-1', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true, partSize: 10 * MiB, queueSize: 3 });
     expect(s.toString()).toBe('s3://my-bucket/some/prefix/?endpoint=http://127.0.0.1:9000');
+  });
+
+  it('opens through the store URL registry', async () => {
+    const s = await openStore('s3://cloudmux-test/reg?endpoint=http%3A%2F%2F127.0.0.1%3A9&conditionalPut=true');
+    expect(s).toBeInstanceOf(S3Store);
+    expect(s.capabilities.conditionalPut).toBe(true);
+    await s.close();
   });
 
   it('declares capabilities from configuration: conditional writes and flexible checksums on for AWS, off for custom endpoints unless set', () => {
