@@ -1,7 +1,15 @@
-import { NotSupportedError } from '../../src/core/errors.js';
-import type { BlobStore } from '../../src/core/types.js';
+import { GcsStore } from './store.js';
+import { optionsFromUrl, type GcsStoreOptions } from './config.js';
 
-/** Placeholder until the gcs provider lands. */
-export function fromUrl(url: URL, _options?: Record<string, unknown>): BlobStore {
-  throw new NotSupportedError(`the gcs provider is not built yet (${url.protocol})`);
+export { GcsStore };
+export { GCS_LIMITS, optionsFromUrl, type GcsStoreOptions, type GcsSigningCredentials } from './config.js';
+export { mapGcsError } from './errors.js';
+
+/**
+ * `gs://bucket/optional/prefix?apiEndpoint=..&projectId=..`. `options` (typed GcsStoreOptions
+ * fields) win over URL parameters. Credentials come from `options.credentials` / `keyFilename` or
+ * the SDK's chain (ADC, GOOGLE_APPLICATION_CREDENTIALS), never from the URL.
+ */
+export function fromUrl(url: URL, options?: Record<string, unknown>): GcsStore {
+  return new GcsStore(optionsFromUrl(url, options as Partial<GcsStoreOptions> | undefined));
 }

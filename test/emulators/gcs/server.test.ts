@@ -2,7 +2,7 @@ import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Storage, type File } from '@google-cloud/storage';
+import { Storage, type File, type FileMetadata } from '@google-cloud/storage';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Crc32c } from '../../../src/core/checksums.js';
 import { crc32cBase64 } from './model.js';
@@ -313,7 +313,7 @@ describe('generations and preconditions', () => {
   it('patch merges metadata keys, null deletes one; delete then 404', async () => {
     const file = bucket().file(`${prefix}patch`);
     await file.save('x', { resumable: false, metadata: { metadata: { a: '1', b: '2' } } });
-    const [m] = await file.setMetadata({ contentType: 'text/csv', metadata: { b: null, c: '3' } });
+    const [m] = await file.setMetadata({ contentType: 'text/csv', metadata: { b: null, c: '3' } } as unknown as FileMetadata);
     expect(m.metadata).toEqual({ a: '1', c: '3' });
     expect(m.contentType).toBe('text/csv');
     await file.delete();

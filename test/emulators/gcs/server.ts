@@ -544,8 +544,9 @@ export async function startGcsTestServer(opts: GcsTestServerOptions = {}): Promi
         throw new ApiError(400, 'invalid', `Content-Range starts at ${start} but only ${session.hasher.bytes} bytes were persisted; query the session for its offset.`);
       }
       const isLast = total !== undefined && end !== undefined ? end + 1 === total : end === undefined;
-      if (end !== undefined && !isLast && (end - start + 1) % RESUMABLE_CHUNK_MULTIPLE !== 0) {
-        throw new ApiError(400, 'invalid', `A non-final chunk must be a multiple of ${RESUMABLE_CHUNK_MULTIPLE} bytes; got ${end - start + 1}.`);
+      // GCS persists in 256 KiB units: a non-final chunk must end on such a boundary.
+      if (end !== undefined && !isLast && (end + 1) % RESUMABLE_CHUNK_MULTIPLE !== 0) {
+        throw new ApiError(400, 'invalid', `A non-final chunk must end on a multiple of ${RESUMABLE_CHUNK_MULTIPLE} bytes; it ends at ${end + 1}.`);
       }
       session.file ??= await open(session.tempPath, 'a');
       let skip = session.hasher.bytes - start;

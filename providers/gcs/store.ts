@@ -1,0 +1,712 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { IdempotencyStrategy, Storage, type Bucket, type File, type FileMetadata } from '@google-cloud/storage';
+import {
+  AlreadyExistsError, IntegrityError, InvalidArgumentError, MultiHasher, NotFoundError, NotModifiedError, NotSupportedError,
+  PreconditionFailedError, ProviderError, SHA256_KEY, abortedError, bodyBytes, bodyChunks, checkCopy, checkGet, checkPut,
+  checksumMismatches, compareKeys, digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted,
+  validateKey, validateMetadata, validatePrefix, verifyingTransform,
+} from '../../src/core/index.js';
+import type {
+  BlobStore, Body, Capabilities, Checksums, CloudmuxError, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem,
+  ListOptions, ObjectMeta, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
+} from '../../src/core/index.js';
+import { checksumsOf, googHashHeader, resourceDigests, type GcsObjectResource } from './checksums.js';
+import { GCS_LIMITS, resolveOptions, type GcsStoreOptions, type ResolvedGcsOptions } from './config.js';
+import { GcsHttpError, mapGcsError, type GcsErrorContext } from './errors.js';
+import { SessionClient, type SessionResponse } from './session.js';
+
+const PROVIDER = 'gcs';
+
+/** Generation preconditions of a write, as GCS query parameters. */
+interface WriteConditions {
+  ifGenerationMatch?: number | string;
+  ifMetagenerationMatch?: number | string;
+}
+
+/** The parts of cloudmux's GCS etag: `<generation>.<metageneration>`. */
+interface EtagParts {
+  generation: string;
+  metageneration: string | undefined;
+}
+
+/**
+ * A BlobStore over Google Cloud Storage (@google-cloud/storage 7, its retries off).
+ *
+ * - `version` is the object's generation; `etag` is `<generation>.<metageneration>`, so it changes
+ *   on every rewrite of bytes or metadata, and `ifMatch` maps onto the generation preconditions
+ *   GCS checks atomically (ifGenerationMatch + ifMetagenerationMatch). `ifNoneMatch: '*'` is
+ *   ifGenerationMatch=0.
+ * - Bodies up to `singleRequestThreshold` go in one multipart request carrying their crc32c and md5,
+ *   so GCS refuses corrupted bytes. Larger bodies stream through a resumable upload in
+ *   `chunkSize` chunks; the last chunk is held back until the whole body has been hashed, so an
+ *   `expect` mismatch or an abort cancels the session and nothing is written, and the final request
+ *   carries `X-Goog-Hash` so GCS checks the whole object.
+ * - Resumable uploads fix metadata when the session starts, before the SHA-256 is known, so
+ *   `cloudmux_sha256` is added by a patch right after completion, conditional on the new generation
+ *   and metageneration 1 (it never lands on someone else's write). Between completion and patch the
+ *   object is readable without it, and a process that dies in between leaves it without;
+ *   crc32c still covers those bytes.
+ */
+export class GcsStore implements BlobStore {
+  readonly provider = PROVIDER;
+  readonly capabilities: Capabilities;
+  readonly options: ResolvedGcsOptions;
+  private readonly storage: Storage;
+  private readonly bucket: Bucket;
+  private readonly sessions = new SessionClient();
+
+  constructor(options: GcsStoreOptions) {
+    this.options = resolveOptions(options);
+    const o = this.options;
+    this.storage = o.storage ?? new Storage({
+      ...(o.projectId ? { projectId: o.projectId } : {}),
+      ...(o.apiEndpoint ? { apiEndpoint: o.apiEndpoint, useAuthWithCustomEndpoint: o.useAuthWithCustomEndpoint } : {}),
+      ...(o.keyFilename ? { keyFilename: o.keyFilename } : {}),
+      ...(o.credentials ? { credentials: o.credentials } : {}),
+      // cloudmux owns retries (CONVENTIONS 3): the SDK makes one attempt per call.
+      retryOptions: { autoRetry: false, maxRetries: 0, idempotencyStrategy: IdempotencyStrategy.RetryNever },
+    });
+    this.bucket = this.storage.bucket(o.bucket);
+    this.capabilities = {
+      conditionalPut: true,
+      versioning: false,
+      nativeChecksums: ['crc32c', 'md5'],
+      presign: o.presign,
+      streaming: true,
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // put
+
+  async put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
+    checkPut(PROVIDER, this.capabilities, key, opts);
+    const ctx = this.ctx('put', key, opts.signal, opts.ifNoneMatch === '*');
+    const conditions = this.writeConditions(opts.ifNoneMatch, opts.ifMatch);
+    if (conditions === undefined) throw await this.ifMatchFailure(key, ctx);
+    try {
+      const threshold = this.options.singleRequestThreshold;
+      if (isReplayableBody(body)) {
+        const bytes = bodyBytes(body);
+        if (bytes.byteLength <= threshold) return await this.putSingle(key, bytes, opts, conditions);
+        return await this.putResumable(key, [], blocksOf(bytes), opts, conditions, ctx);
+      }
+      // Read up to the threshold: a body that ends by then goes in one request.
+      const source = bodyChunks(body)[Symbol.asyncIterator]();
+      const head: Buffer[] = [];
+      let headBytes = 0;
+      for (;;) {
+        throwIfAborted(opts.signal, { provider: PROVIDER, key });
+        const next = await source.next();
+        if (next.done) return await this.putSingle(key, Buffer.concat(head, headBytes), opts, conditions);
+        head.push(next.value);
+        headBytes += next.value.byteLength;
+        if (headBytes > threshold) return await this.putResumable(key, head, source, opts, conditions, ctx);
+      }
+    } catch (e) {
+      const mapped = mapGcsError(e, ctx);
+      if (mapped.code === 'PreconditionFailed' && opts.ifMatch !== undefined) throw await this.ifMatchFailure(key, ctx, mapped);
+      throw mapped;
+    }
+  }
+
+  private async putSingle(key: string, data: Buffer, opts: PutOptions, conditions: WriteConditions): Promise<ObjectMeta> {
+    const digests = digestBuffer(data, ['md5', 'crc32c']);
+    checkExpected(opts.expect, digests, key);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    const file = this.file(key);
+    await file.save(data, {
+      resumable: false,
+      validation: false,
+      gzip: false,
+      metadata: {
+        contentType: opts.contentType ?? 'application/octet-stream',
+        metadata: { ...opts.metadata, [SHA256_KEY]: digests.sha256! },
+        ...resourceDigests(digests),
+      },
+      preconditionOpts: conditions,
+    });
+    return this.toMeta(key, file.metadata as GcsObjectResource);
+  }
+
+  private async putResumable(
+    key: string, head: Buffer[], rest: AsyncIterator<Buffer>, opts: PutOptions, conditions: WriteConditions, ctx: GcsErrorContext,
+  ): Promise<ObjectMeta> {
+    const signal = opts.signal;
+    const file = this.file(key);
+    const [uri] = await file.createResumableUpload({
+      metadata: { contentType: opts.contentType ?? 'application/octet-stream', metadata: { ...opts.metadata } },
+      preconditionOpts: conditions,
+    });
+    const hasher = new MultiHasher(['md5', 'crc32c']);
+    async function* hashed(): AsyncGenerator<Buffer> {
+      // Shifted out so the already-read head is not pinned for the whole upload.
+      for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) {
+        hasher.update(chunk);
+        yield chunk;
+      }
+      for (;;) {
+        throwIfAborted(signal, { provider: PROVIDER, key });
+        const next = await rest.next();
+        if (next.done) return;
+        hasher.update(next.value);
+        yield next.value;
+      }
+    }
+    const chunkSize = this.options.chunkSize;
+    let offset = 0;
+    let parts: Buffer[] = [];
+    let size = 0;
+    let inflight: Promise<unknown> | undefined;
+    try {
+      // A full chunk is sent once a byte beyond it has arrived (so it is not the last), while the
+      // next one fills: memory stays near two chunks, and no chunk is ever concatenated.
+      for await (const chunk of hashed()) {
+        for (let c = chunk; c.byteLength > 0;) {
+          if (size === chunkSize) {
+            await inflight;
+            inflight = this.sendChunk(uri, parts, offset, undefined, undefined, ctx);
+            inflight.catch(() => undefined);
+            offset += size;
+            parts = [];
+            size = 0;
+          }
+          const take = Math.min(chunkSize - size, c.byteLength);
+          parts.push(c.subarray(0, take));
+          size += take;
+          c = c.subarray(take);
+        }
+      }
+      await inflight;
+      throwIfAborted(signal, { provider: PROVIDER, key });
+      const digests = hasher.digest();
+      checkExpected(opts.expect, digests, key);
+      const resource = (await this.sendChunk(uri, parts, offset, offset + size, googHashHeader(digests), ctx))!;
+      return await this.attachSha256(key, resource, digests.sha256!);
+    } catch (e) {
+      await this.cancelSession(uri);
+      throw e;
+    }
+  }
+
+  /**
+   * Sends `data` as bytes `start…` of a resumable session (`total` set on the final chunk). On a
+   * network failure or 5xx/429 it asks the session what it persisted and re-sends only the rest,
+   * up to `chunkRetries` times. Returns the object resource once the upload is complete.
+   */
+  private async sendChunk(uri: string, data: Buffer[], start: number, total: number | undefined, hash: string | undefined, ctx: GcsErrorContext): Promise<GcsObjectResource | undefined> {
+    const length = data.reduce((n, b) => n + b.byteLength, 0);
+    let from = start;
+    let failures = 0;
+    for (let rounds = 0; rounds < 1000; rounds++) {
+      const rest = skipBytes(data, from - start);
+      const restLength = start + length - from;
+      try {
+        const headers: Record<string, string> = {
+          'Content-Range': restLength === 0 ? `bytes */${total ?? '*'}` : `bytes ${from}-${from + restLength - 1}/${total ?? '*'}`,
+        };
+        if (hash && total !== undefined) headers['X-Goog-Hash'] = hash;
+        const res = await this.sessions.send(uri, 'PUT', headers, rest, ctx.signal);
+        if (res.status === 308) {
+          const persisted = persistedBytes(res.header('range'));
+          if (total === undefined && persisted >= start + length) return undefined;
+          if (persisted < start) throw new ProviderError(`gcs put ${ctx.key}: the upload session lost bytes it had acknowledged (has ${persisted}, expected ${start})`, { provider: PROVIDER, key: ctx.key });
+          // Fewer bytes persisted than sent (or the final request did not complete): send the rest.
+          from = persisted;
+          continue;
+        }
+        if (res.status === 200 || res.status === 201) return total === undefined ? undefined : res.json<GcsObjectResource>();
+        throw httpError(res);
+      } catch (e) {
+        const mapped = mapGcsError(e, ctx);
+        if (!mapped.retryable || failures >= this.options.chunkRetries || ctx.signal?.aborted) throw mapped;
+        failures++;
+        await sleep(Math.min(10_000, 250 * 2 ** (failures - 1)) * (0.5 + Math.random() / 2), undefined, { signal: ctx.signal }).catch(() => {
+          throw abortedError(ctx.signal, { provider: PROVIDER, key: ctx.key });
+        });
+        const status = await this.querySession(uri, ctx).catch((qe: unknown) => {
+          throw mapGcsError(qe, ctx);
+        });
+        if (status.resource) return total === undefined ? undefined : status.resource;
+        if (status.persisted < start) throw new ProviderError(`gcs put ${ctx.key}: the upload session lost bytes it had acknowledged`, { provider: PROVIDER, key: ctx.key });
+        from = Math.min(status.persisted, start + length);
+      }
+    }
+    throw new ProviderError(`gcs put ${ctx.key}: the upload session made no progress`, { provider: PROVIDER, key: ctx.key });
+  }
+
+  /** Asks a resumable session how many bytes it holds (or for the object, once complete). */
+  private async querySession(uri: string, ctx: GcsErrorContext): Promise<{ persisted: number; resource?: GcsObjectResource }> {
+    const res = await this.sessions.send(uri, 'PUT', { 'Content-Range': 'bytes */*' }, [], ctx.signal);
+    if (res.status === 308) return { persisted: persistedBytes(res.header('range')) };
+    if (res.status === 200 || res.status === 201) return { persisted: -1, resource: res.json<GcsObjectResource>() };
+    throw httpError(res);
+  }
+
+  /** Best effort: a session that is not cancelled expires on its own after a week. */
+  private async cancelSession(uri: string): Promise<void> {
+    try {
+      await this.sessions.send(uri, 'DELETE', {}, [], AbortSignal.timeout(10_000));
+    } catch {
+      // nothing to do
+    }
+  }
+
+  private async attachSha256(key: string, resource: GcsObjectResource, sha256: string): Promise<ObjectMeta> {
+    try {
+      const [patched] = await this.file(key).setMetadata(
+        { metadata: { [SHA256_KEY]: sha256 } },
+        { ifGenerationMatch: String(resource.generation), ifMetagenerationMatch: String(resource.metageneration ?? 1) },
+      );
+      return this.toMeta(key, patched as GcsObjectResource);
+    } catch {
+      // The bytes are stored and crc32c-checked; only the SHA-256 annotation is missing.
+      const meta = this.toMeta(key, resource);
+      meta.checksums.sha256 = sha256;
+      return meta;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // reads
+
+  async get(key: string, opts: GetOptions = {}): Promise<GetResult> {
+    checkGet(PROVIDER, key, opts);
+    const ctx = this.ctx('get', key, opts.signal);
+    for (let attempt = 0; ; attempt++) {
+      const resource = await this.resource(key, ctx);
+      const meta = this.toMeta(key, resource);
+      if (opts.ifMatch !== undefined && opts.ifMatch !== meta.etag) {
+        throw new PreconditionFailedError(`gcs get ${key}: etag is ${meta.etag}, not ${opts.ifMatch}`, { provider: PROVIDER, key });
+      }
+      if (opts.ifNoneMatch !== undefined && (opts.ifNoneMatch === '*' || opts.ifNoneMatch === meta.etag)) {
+        throw new NotModifiedError(`gcs get ${key}: etag matches ifNoneMatch`, { provider: PROVIDER, key });
+      }
+      const range = opts.range ? resolveRange(opts.range, meta.size, PROVIDER, key) : undefined;
+      // Pinned to the generation just read, so the bytes belong to the metadata returned.
+      const file = this.bucket.file(this.name(key), { generation: String(resource.generation) });
+      const sdkStream = file.createReadStream({
+        validation: false,
+        decompress: false,
+        ...(range && range.length > 0 ? { start: range.offset, end: range.offset + range.length - 1 } : {}),
+      });
+      sdkStream.on('error', () => undefined);
+      try {
+        await responseOf(sdkStream, opts.signal);
+      } catch (e) {
+        sdkStream.destroy();
+        const mapped = mapGcsError(e, ctx);
+        // Overwritten between the metadata read and the media read: read the new one.
+        if (mapped.code === 'NotFound' && attempt < 4) continue;
+        throw mapped;
+      }
+      let source: Readable = sdkStream;
+      if (opts.verify && !opts.range) {
+        const verifier = verifyingTransform(meta.checksums, { expectedSize: meta.size, provider: PROVIDER, key });
+        pipeline(sdkStream, verifier).catch(() => undefined);
+        source = verifier;
+      }
+      return { meta, body: Readable.from(mappedStream(source, sdkStream, ctx), { objectMode: false }), ...(range ? { range } : {}) };
+    }
+  }
+
+  async head(key: string, opts: SignalOptions = {}): Promise<ObjectMeta> {
+    validateKey(key, PROVIDER);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    return this.toMeta(key, await this.resource(key, this.ctx('head', key, opts.signal)));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // deletes
+
+  async delete(key: string, opts: SignalOptions = {}): Promise<void> {
+    validateKey(key, PROVIDER);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    try {
+      await this.file(key).delete({ ignoreNotFound: true });
+    } catch (e) {
+      throw mapGcsError(e, this.ctx('delete', key, opts.signal));
+    }
+  }
+
+  /**
+   * Deletes with `deleteConcurrency` single deletes in flight. The JSON API's batch endpoint would
+   * save round trips but is not in the SDK, and each of its parts is still one billed operation.
+   */
+  async deleteMany(keys: Iterable<string>, opts: SignalOptions = {}): Promise<DeleteManyResult> {
+    const result: DeleteManyResult = { deleted: [], errors: [] };
+    const valid: string[] = [];
+    for (const key of keys) {
+      try {
+        validateKey(key, PROVIDER);
+        valid.push(key);
+      } catch (error) {
+        result.errors.push({ key, error: error as Error });
+      }
+    }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < valid.length) {
+        const key = valid[next++]!;
+        try {
+          await this.delete(key, opts);
+          result.deleted.push(key);
+        } catch (error) {
+          result.errors.push({ key, error: error as Error });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.options.deleteConcurrency, valid.length) }, worker));
+    return result;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // list
+
+  async *list(opts: ListOptions = {}): AsyncGenerator<ListItem> {
+    const prefix = opts.prefix ?? '';
+    validatePrefix(prefix, PROVIDER);
+    const ctx = this.ctx('list', undefined, opts.signal);
+    const fullPrefix = this.options.prefix + prefix;
+    const startOffset = opts.startAfter !== undefined ? this.options.prefix + opts.startAfter : undefined;
+    const pageSize = Math.max(1, Math.min(1000, opts.pageSize ?? 1000));
+    let pageToken: string | undefined;
+    let lastPrefix: string | undefined;
+    do {
+      throwIfAborted(opts.signal, { provider: PROVIDER });
+      let files: File[];
+      let next: { pageToken?: string } | null;
+      let response: { prefixes?: string[] };
+      try {
+        [files, next, response] = (await this.bucket.getFiles({
+          prefix: fullPrefix,
+          autoPaginate: false,
+          maxResults: pageSize,
+          ...(opts.delimiter ? { delimiter: opts.delimiter } : {}),
+          ...(startOffset !== undefined ? { startOffset } : {}),
+          ...(pageToken ? { pageToken } : {}),
+        })) as unknown as [File[], { pageToken?: string } | null, { prefixes?: string[] }];
+      } catch (e) {
+        throw mapGcsError(e, ctx);
+      }
+      // GCS returns a page's objects and prefixes apart; merge them back into byte order.
+      const items: ListItem[] = [];
+      for (const f of files) {
+        // startOffset is inclusive; startAfter is not.
+        if (f.name === startOffset) continue;
+        const r = f.metadata as GcsObjectResource;
+        items.push({
+          type: 'object',
+          key: this.keyOf(f.name),
+          size: Number(r.size ?? 0),
+          etag: etagOf(r),
+          lastModified: new Date(r.updated ?? r.timeCreated ?? 0),
+          version: String(r.generation),
+          checksums: checksumsOf(r),
+        });
+      }
+      for (const p of response?.prefixes ?? []) {
+        if (p === lastPrefix) continue;
+        items.push({ type: 'prefix', prefix: this.keyOf(p) });
+      }
+      items.sort((a, b) => compareKeys(a.type === 'object' ? a.key : a.prefix, b.type === 'object' ? b.key : b.prefix));
+      for (const item of items) {
+        if (item.type === 'prefix') lastPrefix = this.options.prefix + item.prefix;
+        yield item;
+      }
+      pageToken = next?.pageToken;
+    } while (pageToken);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // copy and metadata
+
+  async copy(src: string, dst: string, opts: CopyOptions = {}): Promise<ObjectMeta> {
+    checkCopy(PROVIDER, this.capabilities, src, dst, opts);
+    const ctx = this.ctx('copy', dst, opts.signal, opts.ifNoneMatch === '*');
+    const query: Record<string, string> = {};
+    if (opts.ifNoneMatch === '*') query.ifGenerationMatch = '0';
+    if (opts.sourceIfMatch !== undefined) {
+      const parts = parseEtag(opts.sourceIfMatch);
+      if (!parts) {
+        await this.resource(src, this.ctx('copy', src, opts.signal));
+        throw new PreconditionFailedError(`gcs copy ${src}: source etag is not ${opts.sourceIfMatch}`, { provider: PROVIDER, key: src });
+      }
+      query.ifSourceGenerationMatch = parts.generation;
+      if (parts.metageneration !== undefined) query.ifSourceMetagenerationMatch = parts.metageneration;
+    }
+    let body: Record<string, unknown> = {};
+    if (opts.metadata !== undefined || opts.contentType !== undefined) {
+      // Replacing: send the whole destination state, keeping the source's SHA-256 with its bytes.
+      const source = await this.resource(src, this.ctx('copy', src, opts.signal));
+      const sha = checksumsOf(source).sha256;
+      const metadata = opts.metadata !== undefined ? { ...opts.metadata, ...(sha ? { [SHA256_KEY]: sha } : {}) } : stringMap(source.metadata);
+      const contentType = opts.metadata !== undefined ? (opts.contentType ?? 'application/octet-stream') : (opts.contentType ?? source.contentType);
+      body = { contentType, metadata };
+      query.ifSourceGenerationMatch ??= String(source.generation);
+    }
+    const srcFile = this.file(src);
+    const path = `/rewriteTo/b/${encodeURIComponent(this.options.bucket)}/o/${encodeURIComponent(this.name(dst))}`;
+    try {
+      // Large or cross-location rewrites answer with a token until done; every call repeats the request.
+      for (let token: string | undefined; ;) {
+        throwIfAborted(opts.signal, { provider: PROVIDER, key: dst });
+        const res = await requestJson<{ done?: boolean; rewriteToken?: string; resource?: GcsObjectResource }>(srcFile, {
+          method: 'POST', uri: path, qs: { ...query, ...(token ? { rewriteToken: token } : {}) }, json: body,
+        });
+        if (res.done && res.resource) return this.toMeta(dst, res.resource);
+        if (!res.rewriteToken) throw new ProviderError(`gcs copy ${src}: rewrite answered neither done nor a rewriteToken`, { provider: PROVIDER, key: dst });
+        token = res.rewriteToken;
+      }
+    } catch (e) {
+      const mapped = mapGcsError(e, { ...ctx, createOnly: false });
+      if (mapped.code === 'NotFound') throw new NotFoundError(`gcs copy: no object at ${src}`, { provider: PROVIDER, key: src, cause: mapped });
+      if (mapped.code === 'PreconditionFailed') {
+        if (opts.ifNoneMatch === '*' && (await this.exists(dst, ctx))) throw new AlreadyExistsError(`gcs copy: ${dst} already exists`, { provider: PROVIDER, key: dst, cause: mapped });
+        throw new PreconditionFailedError(`gcs copy ${src}: source etag is not ${opts.sourceIfMatch ?? 'what it was'}`, { provider: PROVIDER, key: src, cause: mapped });
+      }
+      throw mapped;
+    }
+  }
+
+  /**
+   * Replaces the user metadata with a patch that nulls removed keys, conditional on the generation
+   * and metageneration just read; a concurrent change without `ifMatch` is re-read and re-applied.
+   */
+  async updateMetadata(key: string, opts: UpdateMetadataOptions): Promise<ObjectMeta> {
+    validateKey(key, PROVIDER);
+    validateMetadata(opts.metadata, PROVIDER, key);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    const ctx = this.ctx('updateMetadata', key, opts.signal);
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.resource(key, ctx);
+      const etag = etagOf(current);
+      if (opts.ifMatch !== undefined && opts.ifMatch !== etag) {
+        throw new PreconditionFailedError(`gcs updateMetadata ${key}: etag is ${etag}, not ${opts.ifMatch}`, { provider: PROVIDER, key });
+      }
+      const sha = checksumsOf(current).sha256;
+      const next: Record<string, string | null> = { ...(sha ? { [SHA256_KEY]: sha } : {}), ...opts.metadata };
+      for (const k of Object.keys(current.metadata ?? {})) if (!(k in next)) next[k] = null;
+      try {
+        const [patched] = await this.file(key).setMetadata(
+          { metadata: next, ...(opts.contentType !== undefined ? { contentType: opts.contentType } : {}) } as FileMetadata,
+          { ifGenerationMatch: String(current.generation), ifMetagenerationMatch: String(current.metageneration) },
+        );
+        return this.toMeta(key, patched as GcsObjectResource);
+      } catch (e) {
+        const mapped = mapGcsError(e, ctx);
+        if (mapped.code === 'PreconditionFailed' && opts.ifMatch === undefined && attempt < 4) continue;
+        throw mapped;
+      }
+    }
+  }
+
+  async presign(key: string, opts: PresignOptions): Promise<string> {
+    validateKey(key, PROVIDER);
+    if (!this.capabilities.presign) {
+      throw new NotSupportedError('gcs presign needs a service-account key (client_email + private_key) or `presign: true` with IAM signBlob', { provider: PROVIDER, key });
+    }
+    if (!Number.isSafeInteger(opts.expiresIn) || opts.expiresIn < 1 || opts.expiresIn > GCS_LIMITS.maxPresignSeconds) {
+      throw new InvalidArgumentError(`gcs presign: expiresIn must be 1..${GCS_LIMITS.maxPresignSeconds} seconds`, { provider: PROVIDER, key });
+    }
+    try {
+      const [url] = await this.file(key).getSignedUrl({
+        version: 'v4',
+        action: opts.method === 'GET' ? 'read' : 'write',
+        expires: Date.now() + opts.expiresIn * 1000,
+        ...(opts.contentType ? { contentType: opts.contentType } : {}),
+      });
+      return url;
+    } catch (e) {
+      throw mapGcsError(e, this.ctx('presign', key));
+    }
+  }
+
+  async close(): Promise<void> {
+    // The SDK keeps no sockets of its own; the session client does.
+    this.sessions.close();
+  }
+
+  toString(): string {
+    return `gs://${this.options.bucket}/${this.options.prefix}`;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // helpers
+
+  private name(key: string): string {
+    return this.options.prefix + key;
+  }
+
+  private keyOf(name: string): string {
+    return name.slice(this.options.prefix.length);
+  }
+
+  private file(key: string): File {
+    return this.bucket.file(this.name(key));
+  }
+
+  private ctx(op: string, key: string | undefined, signal?: AbortSignal, createOnly = false): GcsErrorContext {
+    return { op, bucket: this.options.bucket, key, signal, createOnly };
+  }
+
+  private async resource(key: string, ctx: GcsErrorContext): Promise<GcsObjectResource> {
+    try {
+      const [r] = await this.file(key).getMetadata();
+      throwIfAborted(ctx.signal, { provider: PROVIDER, key });
+      return r as GcsObjectResource;
+    } catch (e) {
+      throw mapGcsError(e, { ...ctx, key });
+    }
+  }
+
+  private async exists(key: string, ctx: GcsErrorContext): Promise<boolean> {
+    try {
+      await this.resource(key, ctx);
+      return true;
+    } catch (e) {
+      if (isCloudmuxError(e, 'NotFound')) return false;
+      throw e;
+    }
+  }
+
+  /** Generation preconditions for a put; undefined when `ifMatch` is not one of our etags (it can match nothing). */
+  private writeConditions(ifNoneMatch: '*' | undefined, ifMatch: string | undefined): WriteConditions | undefined {
+    if (ifNoneMatch === '*') return { ifGenerationMatch: 0 };
+    if (ifMatch === undefined) return {};
+    const parts = parseEtag(ifMatch);
+    if (!parts) return undefined;
+    return { ifGenerationMatch: parts.generation, ...(parts.metageneration !== undefined ? { ifMetagenerationMatch: parts.metageneration } : {}) };
+  }
+
+  /** A failed ifMatch put is NotFound when there is no object, PreconditionFailed otherwise. */
+  private async ifMatchFailure(key: string, ctx: GcsErrorContext, cause?: CloudmuxError): Promise<CloudmuxError> {
+    if (!(await this.exists(key, ctx))) return new NotFoundError(`gcs put ${key}: no object to compare with ifMatch`, { provider: PROVIDER, key, cause });
+    return new PreconditionFailedError(`gcs put ${key}: the etag differs from ifMatch`, { provider: PROVIDER, key, cause });
+  }
+
+  private toMeta(key: string, r: GcsObjectResource): ObjectMeta {
+    const metadata = stringMap(r.metadata);
+    return {
+      key,
+      size: Number(r.size ?? 0),
+      etag: etagOf(r),
+      version: String(r.generation),
+      lastModified: new Date(r.updated ?? r.timeCreated ?? 0),
+      contentType: r.contentType ?? 'application/octet-stream',
+      metadata,
+      checksums: checksumsOf(r),
+    };
+  }
+}
+
+function etagOf(r: GcsObjectResource): string {
+  return `${r.generation}.${r.metageneration ?? 1}`;
+}
+
+function parseEtag(etag: string): EtagParts | undefined {
+  const m = /^"?(\d+)(?:\.(\d+))?"?$/.exec(etag.trim());
+  return m ? { generation: m[1]!, metageneration: m[2] } : undefined;
+}
+
+function stringMap(m: GcsObjectResource['metadata']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m ?? {})) if (v !== null && v !== undefined) out[k] = String(v);
+  return out;
+}
+
+function checkExpected(expected: Checksums | undefined, actual: Checksums, key: string): void {
+  if (!expected) return;
+  const bad = checksumMismatches(expected, actual);
+  if (bad.length > 0) throw new IntegrityError(`gcs put ${key}: body ${bad.join(', ')} differs from the expected digest; nothing was written`, { provider: PROVIDER, key });
+}
+
+/** `Range: bytes=0-N` of a 308 answer as a byte count (no header: nothing persisted). */
+function persistedBytes(range: string | null | undefined): number {
+  const m = range ? /bytes=0-(\d+)/.exec(range) : null;
+  return m ? Number(m[1]) + 1 : 0;
+}
+
+function httpError(res: SessionResponse): GcsHttpError {
+  return GcsHttpError.from(res.status, res.text, res.header('retry-after'));
+}
+
+/** The parts after the first `skip` bytes (subarrays, no copies). */
+function skipBytes(parts: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const p of parts) {
+    if (skip >= p.byteLength) {
+      skip -= p.byteLength;
+      continue;
+    }
+    out.push(skip > 0 ? p.subarray(skip) : p);
+    skip = 0;
+  }
+  return out;
+}
+
+function blocksOf(buf: Buffer): AsyncIterator<Buffer> {
+  return (async function* () {
+    const step = 1024 * 1024;
+    for (let i = 0; i < buf.byteLength; i += step) yield buf.subarray(i, i + step);
+  })();
+}
+
+/** Resolves once the SDK read stream has response headers (it starts its request on first read). */
+function responseOf(stream: Readable, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      stream.off('response', onResponse);
+      stream.off('error', onError);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onResponse = (res: { statusCode?: number; status?: number }): void => {
+      const status = res.statusCode ?? res.status ?? 200;
+      // Error statuses arrive as an 'error' with the body's message right after.
+      if (status >= 300) return;
+      cleanup();
+      resolve();
+    };
+    const onError = (e: unknown): void => {
+      cleanup();
+      reject(e);
+    };
+    const onAbort = (): void => {
+      cleanup();
+      reject(abortedError(signal));
+    };
+    if (signal?.aborted) return onAbort();
+    stream.on('response', onResponse);
+    stream.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    stream.read(0);
+  });
+}
+
+/** The body as the caller sees it: SDK failures mapped, and an abort ends the download. */
+async function* mappedStream(source: Readable, request: Readable, ctx: GcsErrorContext): AsyncGenerator<Buffer> {
+  const onAbort = (): void => {
+    request.destroy(abortedError(ctx.signal, { provider: PROVIDER, key: ctx.key }));
+  };
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const chunk of source) yield chunk as Buffer;
+  } catch (e) {
+    throw mapGcsError(e, ctx);
+  } finally {
+    ctx.signal?.removeEventListener('abort', onAbort);
+    request.destroy();
+  }
+}
+
+/** The SDK's authenticated JSON request, for API calls it wraps awkwardly (rewrite with constant preconditions). */
+function requestJson<T>(file: File, reqOpts: { method: string; uri: string; qs: Record<string, string>; json: unknown }): Promise<T> {
+  return new Promise((resolve, reject) => {
+    file.request(reqOpts, (err, body) => {
+      if (err) reject(err);
+      else resolve(body as T);
+    });
+  });
+}
