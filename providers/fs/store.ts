@@ -808,7 +808,8 @@ class ObjectBody extends Readable {
     if (check) this.hasher = new MultiHasher([...(check.expected.md5 ? ['md5' as const] : []), ...(check.expected.crc32c ? ['crc32c' as const] : [])]);
     if (signal) {
       this.onAbort = () => this.destroy(mapFsError(signal.reason, { op: 'get', key, signal }));
-      signal.addEventListener('abort', this.onAbort, { once: true });
+      if (signal.aborted) process.nextTick(this.onAbort);
+      else signal.addEventListener('abort', this.onAbort, { once: true });
     }
   }
 

@@ -190,3 +190,26 @@ describe('fs: crash leftovers and sidecar recovery', () => {
     })()).rejects.toMatchObject({ code: 'IntegrityError' });
   });
 });
+
+describe('fs: aborting a read', () => {
+  it('fails the body with Aborted and releases the file', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'cloudmux-fs-abort-'));
+    try {
+      const store = new FsStore({ root, fsync: false });
+      await store.put('big', Buffer.alloc(2_000_000, 1));
+      const ac = new AbortController();
+      const { body } = await store.get('big', { signal: ac.signal });
+      let read = 0;
+      await expect((async () => {
+        for await (const c of body) {
+          read += (c as Buffer).byteLength;
+          if (read > 300_000) ac.abort();
+        }
+      })()).rejects.toMatchObject({ code: 'Aborted' });
+      expect(read).toBeLessThan(2_000_000);
+      expect(body.destroyed).toBe(true);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
