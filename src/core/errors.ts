@@ -71,22 +71,39 @@ function define(code: ErrorCode): Ctor {
 }
 
 export const NotFoundError = define('NotFound');
+export type NotFoundError = CloudmuxError & { readonly code: 'NotFound' };
 export const PreconditionFailedError = define('PreconditionFailed');
+export type PreconditionFailedError = CloudmuxError & { readonly code: 'PreconditionFailed' };
 export const NotModifiedError = define('NotModified');
+export type NotModifiedError = CloudmuxError & { readonly code: 'NotModified' };
 export const AlreadyExistsError = define('AlreadyExists');
+export type AlreadyExistsError = CloudmuxError & { readonly code: 'AlreadyExists' };
 export const InvalidKeyError = define('InvalidKey');
+export type InvalidKeyError = CloudmuxError & { readonly code: 'InvalidKey' };
 export const InvalidArgumentError = define('InvalidArgument');
+export type InvalidArgumentError = CloudmuxError & { readonly code: 'InvalidArgument' };
 export const InvalidRangeError = define('InvalidRange');
+export type InvalidRangeError = CloudmuxError & { readonly code: 'InvalidRange' };
 export const InvalidConfigError = define('InvalidConfig');
+export type InvalidConfigError = CloudmuxError & { readonly code: 'InvalidConfig' };
 export const AuthFailedError = define('AuthFailed');
+export type AuthFailedError = CloudmuxError & { readonly code: 'AuthFailed' };
 export const AccessDeniedError = define('AccessDenied');
+export type AccessDeniedError = CloudmuxError & { readonly code: 'AccessDenied' };
 export const ThrottledError = define('Throttled');
+export type ThrottledError = CloudmuxError & { readonly code: 'Throttled' };
 export const TransientError = define('Transient');
+export type TransientError = CloudmuxError & { readonly code: 'Transient' };
 export const ProviderUnavailableError = define('ProviderUnavailable');
+export type ProviderUnavailableError = CloudmuxError & { readonly code: 'ProviderUnavailable' };
 export const IntegrityError = define('IntegrityError');
+export type IntegrityError = CloudmuxError & { readonly code: 'IntegrityError' };
 export const AbortedError = define('Aborted');
+export type AbortedError = CloudmuxError & { readonly code: 'Aborted' };
 export const NotSupportedError = define('NotSupported');
+export type NotSupportedError = CloudmuxError & { readonly code: 'NotSupported' };
 export const ProviderError = define('ProviderError');
+export type ProviderError = CloudmuxError & { readonly code: 'ProviderError' };
 
 export function isCloudmuxError(e: unknown, code?: ErrorCode): e is CloudmuxError {
   return e instanceof CloudmuxError && (code === undefined || e.code === code);
