@@ -22,6 +22,12 @@ export interface OutageWorkload {
   bodySize?: number;
   /** Concurrent operations (default 8). */
   parallel?: number;
+  /**
+   * Read every key once through the router before draining. A provider that lost acknowledged
+   * writes (an emulator killed before it saved them) is then found out by the read path and
+   * repaired from the other replica, as in production.
+   */
+  readRepair?: boolean;
 }
 
 /**
@@ -79,6 +85,9 @@ export async function runOutageWorkload(w: OutageWorkload): Promise<{ puts: numb
   w.worker.start();
   await phase(ops);
   expect(failures, failures.slice(0, 5).join('\n')).toEqual([]);
+  if (w.readRepair) {
+    for (const key of written.keys()) await getBuffer(w.router, key, { verify: true });
+  }
   const t0 = performance.now();
   await w.worker.stop();
   const stats = await w.worker.drain({ timeoutMs: 120_000 });
@@ -88,8 +97,8 @@ export async function runOutageWorkload(w: OutageWorkload): Promise<{ puts: numb
   for (const [name, store] of Object.entries(w.direct)) {
     const mismatched: string[] = [];
     for (const [key, digest] of written) {
-      const got = await getBuffer(store, key).catch(() => Buffer.alloc(0));
-      if (sha256(got) !== digest) mismatched.push(key);
+      const got = await getBuffer(store, key).catch((e: Error) => Buffer.from(`error ${e.message}`));
+      if (sha256(got) !== digest) mismatched.push(`${key}: ${got.subarray(0, 80).toString('latin1')}`);
     }
     expect(mismatched, `${name} differs on ${mismatched.length} keys`).toEqual([]);
   }

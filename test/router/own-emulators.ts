@@ -1,0 +1,83 @@
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { S3Store } from '../../providers/s3/store.js';
+import { AzureStore } from '../../providers/azure/store.js';
+import { resolveAzureConfig } from '../../providers/azure/config.js';
+import { AZURITE_ACCOUNT, azuriteConnectionString } from '../harness/azure.js';
+import { freePort, spawnManaged, tempDir, waitForPort, type ManagedProcess } from '../harness/emulator.js';
+
+/**
+ * An emulator process this test file owns, so it can kill -9 it and start it again on the same
+ * port and data directory (the shared harness instances must not be disturbed).
+ */
+export interface OwnEmulator {
+  name: string;
+  /** SIGKILL: the provider vanishes mid-whatever. */
+  kill(): Promise<void>;
+  /** SIGTERM: the emulator saves its state and exits. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port and data. */
+  restart(): Promise<void>;
+  /** Stops it and removes its data. */
+  dispose(): Promise<void>;
+}
+
+const BUCKET = 'cloudmux-router';
+
+export async function ownS3rver(): Promise<OwnEmulator & { store(): S3Store }> {
+  const require = createRequire(import.meta.url);
+  const bin = join(dirname(require.resolve('s3rver/package.json')), 'bin', 's3rver.js');
+  const dir = await tempDir('router-s3rver');
+  const port = await freePort();
+  let proc: ManagedProcess | undefined;
+  const start = async (): Promise<void> => {
+    proc = spawnManaged(process.execPath, [bin, '--directory', dir.path, '--address', '127.0.0.1', '--port', String(port), '--silent', '--configure-bucket', BUCKET], {
+      ...process.env,
+      NODE_OPTIONS: [process.env.NODE_OPTIONS, '--openssl-legacy-provider'].filter(Boolean).join(' '),
+    });
+    await waitForPort(port, 30_000);
+  };
+  await start();
+  return {
+    name: 's3rver',
+    store: () => new S3Store({
+      bucket: BUCKET, endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    }),
+    kill: async () => proc?.kill(),
+    stop: async () => proc?.stop(),
+    restart: start,
+    dispose: async () => {
+      await proc?.stop();
+      await dir.remove();
+    },
+  };
+}
+
+export async function ownAzurite(): Promise<OwnEmulator & { store(): AzureStore }> {
+  const dir = await tempDir('router-azurite');
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+  const connectionString = azuriteConnectionString(endpoint);
+  let proc: ManagedProcess | undefined;
+  const start = async (): Promise<void> => {
+    proc = spawnManaged(resolve('node_modules/.bin/azurite-blob'), [
+      '--skipApiVersionCheck', '--disableTelemetry', '--silent', '--location', dir.path, '--blobHost', '127.0.0.1', '--blobPort', String(port),
+    ]);
+    await waitForPort(port, 30_000);
+  };
+  await start();
+  await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(BUCKET).createIfNotExists();
+  return {
+    name: 'azurite',
+    store: () => new AzureStore(resolveAzureConfig(undefined, { connectionString, container: BUCKET })),
+    kill: async () => proc?.kill(),
+    stop: async () => proc?.stop(),
+    restart: start,
+    dispose: async () => {
+      await proc?.stop();
+      await dir.remove();
+    },
+  };
+}
