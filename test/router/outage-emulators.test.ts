@@ -97,7 +97,7 @@ describe('router over real emulators (own s3rver + azurite, killed with SIGKILL)
       await r.router.put(key, 'v2');
       await s3.kill();
       await az.restart();
-      expect((await getBuffer(r.direct.azure, key)).toString()).toBe('v1');
+      expect((await getBuffer(r.direct.azure!, key)).toString()).toBe('v1');
       const err = await getBuffer(r.router, key).then(() => undefined, (e: unknown) => e);
       expect(err).toBeInstanceOf(CloudmuxError);
       expect((err as CloudmuxError).code).toBe('ProviderUnavailable');
@@ -106,7 +106,7 @@ describe('router over real emulators (own s3rver + azurite, killed with SIGKILL)
       expect((await getBuffer(r.router, key)).toString()).toBe('v2');
       await waitUntil(() => r.router.health.state('azure') !== 'down');
       await r.worker.drain({ timeoutMs: 30_000 });
-      expect((await getBuffer(r.direct.azure, key)).toString()).toBe('v2');
+      expect((await getBuffer(r.direct.azure!, key)).toString()).toBe('v2');
     } finally {
       await r.close();
     }

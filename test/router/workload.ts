@@ -44,7 +44,6 @@ export async function runOutageWorkload(w: OutageWorkload): Promise<{ puts: numb
   let puts = 0;
   let reads = 0;
   let next = 0;
-  let owedAtPeak = 0;
   const failures: string[] = [];
   const one = async (i: number): Promise<void> => {
     if (i % 2 === 0 || keys.length === 0) {
@@ -80,7 +79,7 @@ export async function runOutageWorkload(w: OutageWorkload): Promise<{ puts: numb
   await w.worker.drain({ timeoutMs: 60_000 });
   await w.down();
   await phase(Math.floor(ops * 0.7));
-  owedAtPeak = (await w.router.state.backlog()).count;
+  const owedAtPeak = (await w.router.state.backlog()).count;
   await w.up();
   w.worker.start();
   await phase(ops);
