@@ -372,6 +372,13 @@ export class GcsStore implements BlobStore {
     const fullPrefix = this.options.prefix + prefix;
     const startOffset = opts.startAfter !== undefined ? this.options.prefix + opts.startAfter : undefined;
     const pageSize = Math.max(1, Math.min(1000, opts.pageSize ?? 1000));
+    // startOffset is inclusive: with a delimiter, startAfter itself can come back rolled up into
+    // its common prefix, which then must appear only if some key after startAfter shares it.
+    let startAfterPrefix: string | undefined;
+    if (opts.delimiter && startOffset !== undefined && startOffset.startsWith(fullPrefix)) {
+      const at = startOffset.indexOf(opts.delimiter, fullPrefix.length);
+      if (at >= 0) startAfterPrefix = startOffset.slice(0, at + opts.delimiter.length);
+    }
     let pageToken: string | undefined;
     let lastPrefix: string | undefined;
     do {
@@ -409,6 +416,10 @@ export class GcsStore implements BlobStore {
       }
       for (const p of response?.prefixes ?? []) {
         if (p === lastPrefix) continue;
+        if (p === startAfterPrefix) {
+          startAfterPrefix = undefined;
+          if (!(await this.hasNameAfter(p, startOffset!, ctx))) continue;
+        }
         items.push({ type: 'prefix', prefix: this.keyOf(p) });
       }
       items.sort((a, b) => compareKeys(a.type === 'object' ? a.key : a.prefix, b.type === 'object' ? b.key : b.prefix));
@@ -418,6 +429,16 @@ export class GcsStore implements BlobStore {
       }
       pageToken = next?.pageToken;
     } while (pageToken);
+  }
+
+  /** True when some object under `prefix` sorts after `name`. */
+  private async hasNameAfter(prefix: string, name: string, ctx: GcsErrorContext): Promise<boolean> {
+    try {
+      const [files] = await this.bucket.getFiles({ prefix, startOffset: name, maxResults: 2, autoPaginate: false });
+      return files.some((f) => f.name !== name);
+    } catch (e) {
+      throw mapGcsError(e, ctx);
+    }
   }
 
   // ------------------------------------------------------------------------------------------
