@@ -113,9 +113,9 @@ async function tryServerSideCopy(src: BlobStore, srcKey: string, dst: BlobStore,
 }
 
 async function streamCopy(src: BlobStore, srcKey: string, dst: BlobStore, dstKey: string, opts: CopyObjectOptions, mode: ChecksumMode): Promise<CopyObjectResult> {
-  // verify: the source's recorded digest is checked as it streams, so a rotten source never
-  // becomes a "verified" destination.
-  const got = await src.get(srcKey, { signal: opts.signal, ifMatch: opts.sourceEtag, verify: mode !== 'size-only' });
+  // The source's recorded digests go to the destination as `expect`, so a source whose bytes rotted
+  // behind its digest fails the put; a second hashing pass on the read would only cost CPU.
+  const got = await src.get(srcKey, { signal: opts.signal, ifMatch: opts.sourceEtag });
   const srcMeta = got.meta;
   const algs = digestsToCompute(dst, srcMeta.checksums, mode);
   const meter = new MeteringHasher(algs, opts.onProgress);
@@ -144,6 +144,11 @@ async function streamCopy(src: BlobStore, srcKey: string, dst: BlobStore, dstKey
   const streamed = meter.result();
   if (streamed.bytes !== srcMeta.size) {
     throw new IntegrityError(`read ${streamed.bytes} bytes from the source, which reported ${srcMeta.size}`, { provider: src.provider, key: srcKey });
+  }
+  // Also caught by `expect` at a destination that honours it; this catches one that does not.
+  if (expect) {
+    const bad = compareChecksums(srcMeta.checksums, streamed, 'auto').mismatch;
+    if (bad) throw new IntegrityError(`the source's bytes do not match its recorded ${bad}`, { provider: src.provider, key: srcKey });
   }
   const verifiedBy = await verifyAgainst(dst, dstKey, meta, streamed, streamed.bytes, mode, opts.signal);
   return { meta, bytes: streamed.bytes, sha256: streamed.sha256, serverSide: false, verifiedBy };
@@ -195,7 +200,8 @@ export function compareChecksums(a: Checksums, b: Checksums, mode: ChecksumMode)
 function digestsToCompute(dst: BlobStore, srcSums: Checksums, mode: ChecksumMode): ChecksumAlgorithm[] {
   if (mode === 'size-only' || mode === 'sha256') return [];
   const out = new Set<ChecksumAlgorithm>(['crc32c']); // cheap (hardware) and the one GCS always has
-  if (dst.capabilities.nativeChecksums.includes('md5') || srcSums.md5 !== undefined) out.add('md5');
+  // MD5 costs a full software pass: only when it is the check asked for, or the source's only digest.
+  if ((mode === 'native' && dst.capabilities.nativeChecksums.includes('md5')) || (srcSums.md5 !== undefined && srcSums.sha256 === undefined)) out.add('md5');
   return [...out];
 }
 

@@ -1,0 +1,162 @@
+/**
+ * The same dataset migrated S3 emulator (s3rver) → Azurite by `cloudmux migrate` and by
+ * `rclone copy --transfers 16`, in one run: wall time of each, the ratio (ours / rclone's), and
+ * each process's peak RSS (VmHWM). Both verify as they go: cloudmux by SHA-256 and the providers'
+ * digests, rclone by the hash both sides share (MD5 where S3 has one). Afterwards both
+ * destinations are checked against the source with `verifyTrees` (not timed).
+ *
+ *   npx tsx bench/migrate.ts [smallCount=2000] [largeCount=4] [largeMiB=64]
+ *
+ * Needs Debian's rclone (`apt-get install rclone`); without it only cloudmux is measured.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
+import type { BlobStore } from '../src/core/index.js';
+import { removeAllUnder } from '../src/core/remove.js';
+import { openStore } from '../src/registry.js';
+import { treesMatch, verifyTrees } from '../src/replication/verify.js';
+import { startAzure } from '../test/harness/azure.js';
+import { startS3 } from '../test/harness/s3.js';
+
+const MiB = 1024 * 1024;
+const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+
+interface Measured {
+  seconds: number;
+  peakRssMiB: number;
+  code: number | null;
+  stderr: string;
+}
+
+/** Runs a process to the end, sampling its peak RSS (VmHWM) from /proc while it runs. */
+function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Measured> {
+  return new Promise((done, fail) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let hwmKiB = 0;
+    const sample = (): void => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) hwmKiB = Math.max(hwmKiB, Number(m[1]));
+      } catch {
+        // exited between samples
+      }
+    };
+    const timer = setInterval(sample, 50);
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString('utf8')).slice(-4000);
+    });
+    child.on('error', fail);
+    child.on('exit', (code) => {
+      clearInterval(timer);
+      done({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, peakRssMiB: hwmKiB / 1024, code, stderr });
+    });
+  });
+}
+
+/**
+ * How to start the CLI as a user runs it: compiled JavaScript (built here into a temp dir, as
+ * `npm run build` would), so tsx's on-the-fly transpiling of two SDKs is not what gets timed.
+ * Falls back to tsx when the tree does not compile.
+ */
+function cliEntry(work: string): string[] {
+  const out = join(work, 'build');
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', out], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.log(`(the tree does not compile, timing the CLI under tsx: ${r.stdout.split('\n')[0]})`);
+    return ['--import', 'tsx', join(ROOT, 'src/cli/bin.ts')];
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
+  copyFileSync(join(ROOT, 'package.json'), join(out, 'package.json'));
+  return [join(out, 'src/cli/bin.js')];
+}
+
+async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: n }, async () => {
+    while (i < items.length) await fn(items[i++]!);
+  }));
+}
+
+async function main(): Promise<void> {
+  const [smallCount = 2000, largeCount = 4, largeMiB = 64] = process.argv.slice(2).map(Number);
+  const emulators = (await Promise.all([startS3(), startAzure()])).filter((e) => e !== undefined);
+  for (const e of emulators) Object.assign(process.env, e.env);
+  const env = process.env;
+  const run = `bench-migrate-${randomUUID().slice(0, 8)}`;
+  const srcUrl = `s3://${env.S3_BUCKET}/${run}/src?endpoint=${encodeURIComponent(env.S3_ENDPOINT!)}&forcePathStyle=true`;
+  const container = env.AZURE_CONTAINER ?? 'cloudmux-test';
+  const azUrl = (p: string): string => `az://devstoreaccount1/${container}/${run}/${p}`;
+  const work = mkdtempSync(join(tmpdir(), 'cloudmux-bench-migrate-'));
+  const stores: BlobStore[] = [];
+  try {
+    const src = await openStore(srcUrl);
+    stores.push(src);
+    const specs = [
+      ...Array.from({ length: smallCount }, (_, i) => ({ key: `small/${String(i % 50).padStart(2, '0')}/obj-${i}.bin`, size: 1024 + Math.floor(Math.random() * 255 * 1024) })),
+      ...Array.from({ length: largeCount }, (_, i) => ({ key: `large/big-${i}.bin`, size: largeMiB * MiB })),
+    ];
+    const totalBytes = specs.reduce((a, s) => a + s.size, 0);
+    const seedStart = Date.now();
+    await pool(specs, 16, async (s) => {
+      await src.put(s.key, randomBytes(s.size));
+    });
+    console.log(`dataset: ${smallCount} objects of 1-256 KiB + ${largeCount} of ${largeMiB} MiB = ${(totalBytes / MiB).toFixed(0)} MiB on s3rver (seeded in ${((Date.now() - seedStart) / 1000).toFixed(1)} s)`);
+
+    const childEnv = { ...env, NODE_OPTIONS: '', NODE_NO_WARNINGS: '1' };
+    const ours = await measure(process.execPath, [...cliEntry(work), 'migrate', srcUrl, azUrl('cloudmux'),
+      '--concurrency', '16', '--journal', join(work, 'journal.sqlite'), '--json'], childEnv);
+    if (ours.code !== 0) throw new Error(`cloudmux migrate exited ${ours.code}: ${ours.stderr}`);
+    console.log(`cloudmux migrate --concurrency 16: ${ours.seconds.toFixed(2)} s, ${(totalBytes / MiB / ours.seconds).toFixed(1)} MiB/s, peak RSS ${ours.peakRssMiB.toFixed(0)} MiB`);
+
+    let theirs: Measured | undefined;
+    if (spawnSync('rclone', ['version']).status === 0) {
+      const cs = Object.fromEntries(env.AZURE_STORAGE_CONNECTION_STRING!.split(';').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) as Record<string, string>;
+      const sas = generateBlobSASQueryParameters({ containerName: container, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3 * 3600_000) },
+        new StorageSharedKeyCredential(cs.AccountName!, cs.AccountKey!)).toString();
+      const rcloneEnv: NodeJS.ProcessEnv = {
+        ...env,
+        RCLONE_CONFIG: '/dev/null',
+        RCLONE_CONFIG_SRC_TYPE: 's3', RCLONE_CONFIG_SRC_PROVIDER: 'Other', RCLONE_CONFIG_SRC_ENDPOINT: env.S3_ENDPOINT,
+        RCLONE_CONFIG_SRC_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID, RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY: env.AWS_SECRET_ACCESS_KEY,
+        RCLONE_CONFIG_SRC_REGION: env.AWS_REGION ?? 'us-east-1', RCLONE_CONFIG_SRC_FORCE_PATH_STYLE: 'true',
+        RCLONE_CONFIG_DST_TYPE: 'azureblob', RCLONE_CONFIG_DST_SAS_URL: `${cs.BlobEndpoint}/${container}?${sas}`,
+      };
+      delete rcloneEnv.AWS_CA_BUNDLE;
+      // --fast-list: rclone's delimited walk misses nested keys on s3rver.
+      theirs = await measure('rclone', ['copy', '--transfers', '16', '--fast-list', `src:${env.S3_BUCKET}/${run}/src`, `dst:${container}/${run}/rclone`], rcloneEnv);
+      if (theirs.code !== 0) throw new Error(`rclone copy exited ${theirs.code}: ${theirs.stderr}`);
+      console.log(`rclone copy --transfers 16:        ${theirs.seconds.toFixed(2)} s, ${(totalBytes / MiB / theirs.seconds).toFixed(1)} MiB/s, peak RSS ${theirs.peakRssMiB.toFixed(0)} MiB`);
+    } else {
+      console.log('rclone is not installed: only cloudmux measured');
+    }
+
+    for (const name of theirs ? ['cloudmux', 'rclone'] : ['cloudmux']) {
+      const dst = await openStore(azUrl(name));
+      stores.push(dst);
+      const r = await verifyTrees(src, dst, { concurrency: 16 });
+      console.log(`verify ${name} copy: ${treesMatch(r) ? 'no differences' : 'DIFFERENCES'} (${r.matching} matching, ${JSON.stringify(r.matchedBy)})`);
+      if (!treesMatch(r)) process.exitCode = 1;
+    }
+    if (theirs) console.log(`ratio (cloudmux time / rclone time): ${(ours.seconds / theirs.seconds).toFixed(2)}  (target ≤ 1.00)`);
+  } finally {
+    await Promise.allSettled(stores.map(async (s) => {
+      await removeAllUnder(s, '');
+      await s.close();
+    }));
+    for (const p of ['cloudmux', 'rclone']) {
+      const s = await openStore(azUrl(p)).catch(() => undefined);
+      if (s) await removeAllUnder(s, '').catch(() => undefined);
+    }
+    rmSync(work, { recursive: true, force: true });
+    await Promise.allSettled(emulators.map((e) => e.stop()));
+  }
+}
+
+await main();
