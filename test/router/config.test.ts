@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { loadConfig, parseConfig, parseConfigText } from '../../src/config/load.js';
+import { CloudmuxError } from '../../src/core/errors.js';
+
+function problems(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(CloudmuxError);
+    expect((e as CloudmuxError).code).toBe('InvalidConfig');
+    return (e as Error).message;
+  }
+  throw new Error('expected InvalidConfig');
+}
+
+describe('config', () => {
+  it('loads the example config with list prices and env references resolved', async () => {
+    const cfg = await loadConfig('config/cloudmux.example.yaml', { env: { AZURE_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true' } });
+    expect(cfg.providers.map((p) => p.name)).toEqual(['aws', 'gcp', 'azure']);
+    expect(cfg.providers[0]!.prices).toEqual({ storageGbMonth: 0.023, egressInternetGb: 0.09, egressToGb: {}, classAPer1k: 0.005, classBPer1k: 0.0004 });
+    expect(cfg.providers[1]!.prices.egressToGb).toEqual({ aws: 0.12 });
+    expect(cfg.providers[2]!.prices.storageGbMonth).toBe(0.0208);
+    expect(cfg.providers[2]!.options!.connectionString).toBe('UseDevelopmentStorage=true');
+    expect(cfg.policies.find((p) => p.prefix === 'eu/')).toMatchObject({ pin: ['azure'], writeQuorum: 2, read: 'primary' });
+  });
+
+  it('every price in config/prices.yaml carries a source URL and a date', () => {
+    const text = readFileSync('config/prices.yaml', 'utf8');
+    for (const entry of ['s3-standard', 'gcs-standard', 'azure-hot']) {
+      const block = text.split(`${entry}:`)[1]!.split(/\n\S/)[0]!;
+      for (const field of ['storageGbMonth', 'egressInternetGb', 'classAPer1k', 'classBPer1k']) {
+        expect(block).toMatch(new RegExp(`${field}: \\{ url: "https://[^"]+", note: "[^"]+", date: "\\d{4}-\\d{2}-\\d{2}" \\}`));
+      }
+    }
+  });
+
+  it('names the exact path and what was expected, for every problem at once', () => {
+    const msg = problems(() => parseConfigText(`
+providers:
+  - name: a
+    url: memory://a
+    prices: { storageGbMonth: "cheap" }
+  - name: a
+    url: memory://b
+policies:
+  - prefix: ""
+    replicas: 2
+    writeQuorum: 3
+    read: random
+    pin: [nope]
+`, { source: 'x.yaml' }));
+    expect(msg).toContain('invalid x.yaml');
+    expect(msg).toContain('providers[0].prices.storageGbMonth: expected number');
+    expect(msg).toContain('policies[0].read: expected one of "cheapest" | "fastest" | "primary"');
+    // Cross-field checks run once the shapes are right (zod refines only a well-typed object).
+    const cross = problems(() => parseConfig({
+      providers: [{ name: 'a', url: 'memory://a' }, { name: 'a', url: 'memory://b' }],
+      policies: [{ prefix: '', replicas: 2, writeQuorum: 3, pin: ['nope'] }],
+    }));
+    expect(cross).toContain('providers[1].name: duplicate provider name "a"');
+    expect(cross).toContain('policies[0].writeQuorum: writeQuorum 3 is more than replicas 2');
+    expect(cross).toContain('policies[0].pin[0]: unknown provider "nope"');
+  });
+
+  it('rejects literal secrets and unknown keys, and reports unset env vars by path', () => {
+    const msg = problems(() => parseConfig({
+      providers: [{ name: 'a', url: 'az://acct/c', options: { accountKey: 'c2VjcmV0', endpoint: '${AZ_ENDPOINT}' }, colour: 'blue' }],
+      state: { postgres: { url: 'postgres://u:hunter2@db/x' } },
+    }, { env: {} }));
+    expect(msg).toContain('providers[0]: unknown key "colour"');
+    const msg2 = problems(() => parseConfig({
+      providers: [{ name: 'a', url: 'az://acct/c', options: { accountKey: 'c2VjcmV0', endpoint: '${AZ_ENDPOINT}' } }],
+      state: { postgres: { url: 'postgres://u:hunter2@db/x' } },
+    }, { env: {} }));
+    expect(msg2).toContain('providers[0].options.accountKey: a secret must be an environment reference');
+    expect(msg2).toContain('state.postgres.url: the password in a URL must be an environment reference');
+    expect(msg2).toContain('providers[0].options.endpoint: environment variable AZ_ENDPOINT is not set');
+    expect(msg2).not.toContain('hunter2');
+    expect(msg2).not.toContain('c2VjcmV0');
+  });
+
+  it('fills defaults: one replica, cheapest reads, free prices for memory://', () => {
+    const cfg = parseConfig({ providers: [{ name: 'm', url: 'memory://m' }] });
+    expect(cfg.policies).toEqual([expect.objectContaining({ prefix: '', replicas: 1, writeQuorum: 1, read: 'cheapest' })]);
+    expect(cfg.providers[0]!.prices.storageGbMonth).toBe(0);
+  });
+});
