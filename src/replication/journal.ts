@@ -5,8 +5,12 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { InvalidConfigError } from '../core/index.js';
 
-/** Where one object stands in a migration. Terminal: verified, failed, skipped, source-deleted. */
-export type JournalState = 'planned' | 'copying' | 'verified' | 'failed' | 'skipped' | 'source-deleted';
+/**
+ * Where one object stands in a migration: `copying` from the moment a copy starts writing (a run
+ * killed then leaves it so, and the next run compares before copying again); terminal: verified,
+ * failed (with a reason), source-deleted.
+ */
+export type JournalState = 'copying' | 'verified' | 'failed' | 'source-deleted';
 
 export interface JournalEntry {
   key: string;
