@@ -112,8 +112,11 @@ export function register(program: Command): void {
       const dstExtra: Record<string, unknown> = {};
       if (partSize !== undefined) {
         const scheme = parseStoreUrl(dstArg).protocol;
+        // Each driver names its upload unit differently; all bound memory the same way.
         if (scheme === 'az:') dstExtra.blockSize = partSize;
-        else dstExtra.partSize = partSize;
+        else if (scheme === 'gs:') dstExtra.chunkSize = partSize;
+        else if (scheme === 's3:') dstExtra.partSize = partSize;
+        else throw new UsageError(`--part-size applies to s3://, gs:// and az:// destinations, not ${scheme}//`);
       }
       const src = await openSide(srcArg, '<src>', flags.config);
       const dst = await openSide(dstArg, '<dst>', flags.config, dstExtra, false);
