@@ -30,9 +30,12 @@ export interface AzureStoreOptions {
   credential?: AzureTokenCredential;
   /** Bodies up to this many bytes go in one Put Blob; larger ones are staged as blocks. Default 8 MiB. */
   singleShotThreshold?: number;
-  /** Bytes per staged block. Default 8 MiB (Azure allows up to 4000 MiB and 50 000 blocks per blob). */
+  /**
+   * Bytes per staged block. Default 4 MiB. Azure allows 50 000 blocks per blob: with `size` known
+   * the block size is raised to fit; for streams of unknown size it doubles every 10 000 blocks.
+   */
   blockSize?: number;
-  /** Blocks staged at once per upload. Default 4. Memory per upload is about blockSize × (concurrency + 1). */
+  /** Blocks staged at once per upload. Default 4. Memory per upload is about blockSize × (concurrency + 2). */
   uploadConcurrency?: number;
   /** Parallel single deletes for deleteMany when blob batch cannot be used. Default 16. */
   deleteConcurrency?: number;
@@ -76,6 +79,8 @@ const MiB = 1024 * 1024;
 export const MAX_BLOCK_SIZE = 4000 * MiB;
 /** Azure's committed block limit per blob. */
 export const MAX_BLOCKS = 50_000;
+/** A stream of unknown size doubles its block size after this many blocks, so 50 000 blocks reach past 1 TiB. */
+export const BLOCKS_PER_SIZE_STEP = 10_000;
 /** Azure's Put Blob limit. */
 export const MAX_SINGLE_SHOT = 5000 * MiB;
 
@@ -198,7 +203,7 @@ export function resolveAzureConfig(url: URL | undefined, options: AzureStoreOpti
   else if (env.AZURE_STORAGE_SAS_TOKEN) auth = { kind: 'sas', sasToken: stripQ(env.AZURE_STORAGE_SAS_TOKEN) };
   else auth = { kind: 'defaultCredential' };
 
-  const blockSize = positiveInt('blockSize', options.blockSize, 8 * MiB, MAX_BLOCK_SIZE);
+  const blockSize = positiveInt('blockSize', options.blockSize, 4 * MiB, MAX_BLOCK_SIZE);
   return {
     account,
     container,

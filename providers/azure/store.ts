@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AnonymousCredential, BlobSASPermissions, BlobServiceClient, SASProtocol, StorageSharedKeyCredential,
   generateBlobSASQueryParameters, newPipeline,
@@ -8,7 +9,7 @@ import {
 } from '@azure/storage-blob';
 import {
   AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidRangeError, MultiHasher, NotFoundError,
-  NotSupportedError, PreconditionFailedError, SHA256_KEY, TransientError, blocks, bodyBytes, bodyChunks, checkCopy, checkGet,
+  NotSupportedError, PreconditionFailedError, SHA256_KEY, TransientError, bodyBytes, bodyChunks, checkCopy, checkGet,
   checkPut, checksumMismatches, compareKeys, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey,
   validateMetadata, validatePrefix,
 } from '../../src/core/index.js';
@@ -17,7 +18,7 @@ import type {
   ListOptions, ObjectMeta, ObjectSummary, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
 } from '../../src/core/index.js';
 import { azureChecksums, blockId, md5Bytes } from './checksums.js';
-import { MAX_BLOCKS, type AzureTokenCredential, type ResolvedAzureConfig } from './config.js';
+import { BLOCKS_PER_SIZE_STEP, MAX_BLOCKS, MAX_BLOCK_SIZE, type AzureTokenCredential, type ResolvedAzureConfig } from './config.js';
 import { mapAzureError } from './errors.js';
 import { mergeServerOrder, utf8Order } from './list-order.js';
 
@@ -25,6 +26,58 @@ const PROVIDER = 'azure';
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
 /** Sub-requests per blob batch (Azure's limit). */
 const BATCH_LIMIT = 256;
+/**
+ * Attempts per staged block. A block is idempotent and already in memory, so a dropped keep-alive
+ * socket costs one block, not a whole streamed upload that the retry layer could not replay.
+ */
+const STAGE_ATTEMPTS = 3;
+
+/**
+ * Block buffers reused across one upload. Fresh 4–8 MiB buffers per block are garbage V8 collects
+ * late (external memory), which shows up as RSS; reusing a few keeps a streamed put's footprint
+ * near blocks-in-flight × block size.
+ */
+class BlockPool {
+  private readonly free: Buffer[] = [];
+  take(size: number): Buffer {
+    const i = this.free.findIndex((b) => b.byteLength === size);
+    return i >= 0 ? this.free.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(size);
+  }
+  /** Returns a buffer once no request reads it any more. */
+  give(buf: Buffer): void {
+    this.free.push(Buffer.from(buf.buffer, buf.byteOffset, buf.buffer.byteLength - buf.byteOffset));
+  }
+}
+
+/**
+ * Re-chunks a stream into blocks copied into pooled buffers, whose size `sizeAt(index)` may grow
+ * (Azure allows blocks of different sizes in one blob). Each yielded block is a view of a pooled
+ * buffer the caller hands back with `pool.give` when its upload is over.
+ */
+async function* pooledBlocks(source: AsyncIterable<Buffer>, sizeAt: (index: number) => number, pool: BlockPool): AsyncGenerator<Buffer> {
+  let index = 0;
+  let size = sizeAt(0);
+  let block: Buffer | undefined;
+  let have = 0;
+  for await (const chunk of source) {
+    let c = chunk;
+    while (c.byteLength > 0) {
+      block ??= pool.take(size);
+      const n = Math.min(size - have, c.byteLength);
+      c.copy(block, have, 0, n);
+      have += n;
+      c = c.subarray(n);
+      if (have === size) {
+        const full = block;
+        block = undefined;
+        have = 0;
+        size = sizeAt(++index);
+        yield full;
+      }
+    }
+  }
+  if (block && have > 0) yield block.subarray(0, have);
+}
 
 /** One entry of a server listing, before the UTF-8 re-ordering. */
 interface ListedEntry {
@@ -73,7 +126,9 @@ function quote(etag: string): string {
  *
  * - put: bodies up to `singleShotThreshold` (known size, or a stream that ends within one block)
  *   go in one Put Blob with a transactional Content-MD5; larger ones are staged as blocks, each
- *   with its transactional MD5, `uploadConcurrency` at a time, then committed with the blob's
+ *   with its transactional MD5, `uploadConcurrency` at a time (a block that hits a retryable
+ *   error is re-sent, up to 3 attempts: it is in memory and idempotent, while the whole streamed put
+ *   could not be replayed), then committed with the blob's
  *   Content-MD5 and `cloudmux_sha256`. Nothing is committed unless every byte was staged and the
  *   `expect` digests match; uncommitted blocks are invisible and Azure drops them after a week.
  *   Two concurrent staged puts of one key: the later commit fails with a retryable Transient
@@ -409,10 +464,12 @@ export class AzureStore implements BlobStore {
 
   private async putStream(client: BlockBlobClient, key: string, body: Body, opts: PutOptions): Promise<ObjectMeta> {
     const size = opts.size;
-    // Azure commits at most 50 000 blocks: grow the block size when the caller says the body is large.
-    let blockSize = this.config.blockSize;
-    if (size !== undefined && Math.ceil(size / blockSize) > MAX_BLOCKS) blockSize = Math.ceil(size / MAX_BLOCKS);
-    const source = blocks(bodyChunks(body), blockSize)[Symbol.asyncIterator]();
+    // Azure commits at most 50 000 blocks: size them to fit when the caller gives the size, else grow them as the stream goes on.
+    const base = this.config.blockSize;
+    const fixed = size !== undefined ? Math.max(base, Math.ceil(size / MAX_BLOCKS)) : undefined;
+    const sizeAt = (i: number): number => fixed ?? Math.min(MAX_BLOCK_SIZE, base * 2 ** Math.floor(i / BLOCKS_PER_SIZE_STEP));
+    const pool = new BlockPool();
+    const source = pooledBlocks(bodyChunks(body), sizeAt, pool)[Symbol.asyncIterator]();
     const first = await source.next();
     const second = first.done ? first : await source.next();
     if (second.done) {
@@ -433,17 +490,17 @@ export class AzureStore implements BlobStore {
     let bytes = 0;
     const stage = (block: Buffer): void => {
       if (ids.length >= MAX_BLOCKS) {
-        throw new InvalidArgumentError(`body exceeds ${MAX_BLOCKS} blocks of ${blockSize} bytes; pass opts.size or a larger blockSize`, { provider: PROVIDER, key });
+        throw new InvalidArgumentError(`body exceeds Azure's ${MAX_BLOCKS} blocks per blob (opts.size was ${size ?? 'not given'}); give the real size or a larger blockSize`, { provider: PROVIDER, key });
       }
       hasher.update(block);
       bytes += block.byteLength;
       const id = blockId(uploadId, ids.length);
       ids.push(id);
-      const p: Promise<void> = client
-        .stageBlock(id, block, block.byteLength, { transactionalContentMD5: md5Bytes(block), abortSignal: stageAbort.signal })
+      const p: Promise<void> = this.stageBlock(client, key, id, block, stageAbort.signal)
         .then(
-          () => undefined,
+          () => pool.give(block),
           (e: unknown) => {
+            // The failed request's buffer is dropped, not reused: nothing may still be writing from it then.
             failure ??= e;
             stageAbort.abort();
           },
@@ -454,11 +511,12 @@ export class AzureStore implements BlobStore {
     try {
       for (const r of [first, second]) if (!r.done) stage(r.value);
       for (;;) {
-        while (inflight.size >= this.config.uploadConcurrency && failure === undefined) await Promise.race(inflight);
-        if (failure !== undefined) break;
+        // Fill the next block while the staged ones upload; then wait for a free slot.
         throwIfAborted(signal, { provider: PROVIDER, key });
         const next = await source.next();
-        if (next.done) break;
+        if (next.done || failure !== undefined) break;
+        while (inflight.size >= this.config.uploadConcurrency && failure === undefined) await Promise.race(inflight);
+        if (failure !== undefined) break;
         stage(next.value);
       }
       await Promise.all(inflight);
@@ -483,6 +541,21 @@ export class AzureStore implements BlobStore {
         await Promise.allSettled(inflight);
       }
       await source.return?.(undefined);
+    }
+  }
+
+  private async stageBlock(client: BlockBlobClient, key: string, id: string, block: Buffer, signal: AbortSignal): Promise<void> {
+    const md5 = md5Bytes(block);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await client.stageBlock(id, block, block.byteLength, { transactionalContentMD5: md5, abortSignal: signal });
+        return;
+      } catch (e) {
+        const err = this.mapError(e, key, signal);
+        if (!err.retryable || attempt >= STAGE_ATTEMPTS || signal.aborted) throw err;
+        const backoff = Math.max(err.retryAfterMs ?? 0, 100 * 2 ** attempt * Math.random());
+        await sleep(backoff, undefined, { signal }).catch(() => undefined);
+      }
     }
   }
 
