@@ -140,7 +140,9 @@ export class GcsStore implements BlobStore {
       metadata: { contentType: opts.contentType ?? 'application/octet-stream', metadata: { ...opts.metadata } },
       preconditionOpts: conditions,
     });
-    const hasher = new MultiHasher(['md5', 'crc32c']);
+    // No MD5 here: crc32c in X-Goog-Hash lets GCS check the whole object, and MD5 would cost as
+    // much CPU again as the SHA-256 cloudmux needs anyway (GCS still computes its own md5Hash).
+    const hasher = new MultiHasher(['crc32c']);
     async function* hashed(): AsyncGenerator<Buffer> {
       // Shifted out so the already-read head is not pinned for the whole upload.
       for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) {
