@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes, type CipherGCM, type DecipherGCM } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type CipherGCM, type DecipherGCM, type KeyObject } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError, type CloudmuxError } from '../../core/errors.js';
 
 /**
@@ -30,11 +30,17 @@ const DIGEST_COUNTER = 0xffffffff;
 
 const AAD_LABEL = Buffer.from('cloudmux-enc v1', 'ascii');
 
-/** Additional data of every segment: label || uint32be(segmentSize). */
+const aadCache = new Map<number, Buffer>();
+
+/** Additional data of every segment: label || uint32be(segmentSize). Shared, never mutated. */
 export function segmentAad(segmentSize: number): Buffer {
-  const aad = Buffer.alloc(AAD_LABEL.length + 4);
-  AAD_LABEL.copy(aad);
-  aad.writeUInt32BE(segmentSize, AAD_LABEL.length);
+  let aad = aadCache.get(segmentSize);
+  if (!aad) {
+    aad = Buffer.alloc(AAD_LABEL.length + 4);
+    AAD_LABEL.copy(aad);
+    aad.writeUInt32BE(segmentSize, AAD_LABEL.length);
+    if (aadCache.size < 64) aadCache.set(segmentSize, aad);
+  }
   return aad;
 }
 
@@ -43,7 +49,7 @@ export function segmentNonce(prefix: Uint8Array, counter: number, last: boolean)
 }
 
 function nonce(prefix: Uint8Array, counter: number, flag: number): Buffer {
-  const n = Buffer.alloc(12);
+  const n = Buffer.allocUnsafe(12);
   n.set(prefix.subarray(0, NONCE_PREFIX_BYTES), 0);
   n.writeUInt32BE(counter, NONCE_PREFIX_BYTES);
   n[11] = flag;
@@ -121,8 +127,11 @@ export class SegmentEncryptor {
   private pendingBytes = 0;
   private counter = 0;
   private finished = false;
+  /** Imported once: a raw key would be re-imported for every segment's cipher. */
+  private readonly dek: KeyObject;
 
-  constructor(private readonly dek: Uint8Array, private readonly prefix: Uint8Array, private readonly segmentSize: number) {
+  constructor(dek: Uint8Array, private readonly prefix: Uint8Array, private readonly segmentSize: number) {
+    this.dek = createSecretKey(dek);
     this.aad = segmentAad(segmentSize);
   }
 
@@ -198,8 +207,10 @@ export class SegmentDecryptor {
   private readonly tag = Buffer.alloc(TAG_BYTES);
   private tagHave = 0;
   private plain: Buffer[] = [];
+  private readonly dek: KeyObject;
 
   constructor(private readonly o: DecryptorOptions) {
+    this.dek = createSecretKey(o.dek);
     this.aad = segmentAad(o.segmentSize);
     this.lastOfObject = segmentCount(o.plainSize, o.segmentSize) - 1;
     this.segment = o.firstSegment ?? 0;
@@ -243,7 +254,7 @@ export class SegmentDecryptor {
   private begin(): void {
     const last = this.segment === this.lastOfObject;
     if (this.segment > this.lastOfObject) throw this.fail('more segments than the recorded size allows');
-    this.decipher = createDecipheriv('aes-256-gcm', this.o.dek, segmentNonce(this.o.prefix, this.segment, last));
+    this.decipher = createDecipheriv('aes-256-gcm', this.dek, segmentNonce(this.o.prefix, this.segment, last));
     this.decipher.setAAD(this.aad);
     this.bodyLeft = last ? this.o.plainSize - this.segment * this.o.segmentSize : this.o.segmentSize;
     this.tagHave = 0;
