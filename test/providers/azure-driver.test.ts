@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, request, type Server } from 'node:http';
 import { BlobServiceClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AzureStore, createAzureStore, mapAzureError, parseConnectionString, resolveAzureConfig } from '../../providers/azure/index.js';
+import { BlockPool, pooledBlocks } from '../../providers/azure/blocks.js';
 import { mergeServerOrder, utf8Order, type Named } from '../../providers/azure/list-order.js';
 import { collect } from '../../src/core/body.js';
 import { CloudmuxError, isRetryable } from '../../src/core/errors.js';
@@ -195,6 +197,31 @@ describe('azure list order (UTF-16 server order to UTF-8 byte order)', () => {
   });
 });
 
+describe('azure block chunking', () => {
+  it('cuts any chunking into blocks of the requested (growing) sizes, reusing returned buffers', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 23 }), { maxLength: 30 }), async (sizes) => {
+      const input = sizes.map((n, i) => Buffer.alloc(n, i + 1));
+      const pool = new BlockPool();
+      const out: Buffer[] = [];
+      for await (const block of pooledBlocks((async function* () {
+        yield* input;
+      })(), (i) => (i < 2 ? 4 : 7), pool)) {
+        out.push(Buffer.from(block)); // copy, then hand the buffer back as the uploader does
+        pool.give(block);
+      }
+      const total = input.reduce((n, b) => n + b.length, 0);
+      const expectedSizes: number[] = [];
+      for (let left = total, i = 0; left > 0; i++) {
+        const size = i < 2 ? 4 : 7;
+        expectedSizes.push(Math.min(size, left));
+        left -= size;
+      }
+      expect(out.map((b) => b.length)).toEqual(expectedSizes);
+      expect(Buffer.concat(out).equals(Buffer.concat(input))).toBe(true);
+    }), { numRuns: 200 });
+  });
+});
+
 const connectionString = process.env.AZURE_STORAGE_CONNECTION_STRING;
 const containerName = process.env.AZURE_CONTAINER ?? 'cloudmux-test';
 
@@ -371,6 +398,45 @@ describe.runIf(connectionString)('azure driver on the harness endpoint', () => {
     await bare.uploadData(data, { blockSize: MiB, maxSingleShotSize: MiB });
     expect((await store.head('foreign/bare')).checksums).toEqual({});
     expect((await getBuffer(store, 'foreign/bare', { verify: true })).equals(data)).toBe(true);
+  });
+
+  it('re-sends a staged block after a dropped connection instead of failing the whole streamed put', async () => {
+    const upstream = new URL(parseConnectionString(connectionString!).blobEndpoint!);
+    let faults = 2;
+    let stageRequests = 0;
+    // A proxy that kills the connection of the first two Put Block requests, as a stale keep-alive socket would.
+    const proxy: Server = createServer((req, res) => {
+      if (req.method === 'PUT' && /[?&]comp=block(&|$)/.test(req.url ?? '')) {
+        stageRequests++;
+        if (faults-- > 0) {
+          req.socket.destroy();
+          return;
+        }
+      }
+      const up = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (ures) => {
+        res.writeHead(ures.statusCode ?? 502, ures.headers);
+        ures.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (proxy.address() as { port: number }).port;
+      const parsed = parseConnectionString(connectionString!);
+      const viaProxy = createAzureStore({
+        accountKey: parsed.accountKey, account: parsed.accountName, container: containerName, prefix: run,
+        endpoint: `http://127.0.0.1:${port}${upstream.pathname}`, blockSize: MiB, uploadConcurrency: 1,
+      });
+      const gen = generatedStream(3 * MiB, { seed: 'flaky' });
+      const meta = await viaProxy.put('flaky/obj', gen.stream);
+      expect(meta.checksums.sha256).toBe(gen.sha256());
+      expect(stageRequests).toBe(5);
+      const data = await getBuffer(store, 'flaky/obj', { verify: true });
+      expect(createHash('sha256').update(data).digest('hex')).toBe(gen.sha256());
+    } finally {
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
   });
 
   it('opens from an az:// URL through the registry, credentials from the environment', async () => {
