@@ -88,9 +88,10 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 const SECRET_NAME = /secret|password|passwd|token|credential|connectionstring|accountkey|privatekey|sas/i;
-const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+/** `${VAR}`, `${VAR:-default}`, or `${file:/run/secrets/x}` (the file's content, trailing newline dropped). */
+const REF = /\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}/g;
 
-/** Secrets may only be written as `${ENV}` references, so config files can be committed. */
+/** Secrets may only be written as `${ENV}` or `${file:PATH}` references, so config files can be committed. */
 function checkSecretsAreReferences(cfg: RawConfig, problems: string[]): void {
   const visit = (value: unknown, path: (string | number)[]): void => {
     if (value && typeof value === 'object') {
@@ -116,10 +117,18 @@ function checkUrlPassword(url: string, path: (string | number)[], problems: stri
   }
 }
 
-/** Replaces `${VAR}` and `${VAR:-default}` in every string; a missing variable is a problem at its path. */
+/** Replaces `${VAR}`, `${VAR:-default}` and `${file:PATH}` in every string; a missing variable or file is a problem at its path. */
 function resolveEnvRefs(value: unknown, path: (string | number)[], env: Record<string, string | undefined>, problems: string[]): unknown {
   if (typeof value === 'string') {
-    return value.replace(REF, (_all, name: string, fallback: string | undefined) => {
+    return value.replace(REF, (_all, file: string | undefined, name: string, fallback: string | undefined) => {
+      if (file !== undefined) {
+        try {
+          return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+        } catch (e) {
+          problems.push(`${formatPath(path)}: cannot read secret file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+          return '';
+        }
+      }
       const v = env[name];
       if (v !== undefined && v !== '') return v;
       if (fallback !== undefined) return fallback;

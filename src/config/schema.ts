@@ -23,6 +23,43 @@ export const pricesSchema = z.strictObject({
   classBPer1k: nonNegative.optional(),
 });
 
+const positiveMs = z.number().int().positive();
+
+/**
+ * The resilience stack around one provider (`resilient()` in src/layers): every field optional,
+ * `false` turns a layer off. Unset fields take the layers' documented defaults, except the
+ * per-attempt deadline, which openRouter sets to 30 s so a hung connection cannot hang a copy.
+ */
+export const resilienceSchema = z.strictObject({
+  /** Whole-operation deadline, retries and waits included. */
+  operationTimeoutMs: positiveMs.optional(),
+  /** Deadline of one attempt (until a response, or each listing page). Default 30 000. */
+  attemptTimeoutMs: positiveMs.optional(),
+  /** Longest wait for the next byte of a download while its reader waits. Default 30 000. */
+  stallTimeoutMs: positiveMs.optional(),
+  retry: z.union([z.literal(false), z.strictObject({
+    retries: z.number().int().nonnegative().optional(),
+    baseDelayMs: positiveMs.optional(),
+    maxDelayMs: positiveMs.optional(),
+    budgetMs: positiveMs.optional(),
+    maxRetryAfterMs: z.number().int().nonnegative().optional(),
+  })]).optional(),
+  breaker: z.union([z.literal(false), z.strictObject({
+    errorThresholdPercentage: z.number().min(1).max(100).optional(),
+    volumeThreshold: z.number().int().positive().optional(),
+    resetTimeoutMs: positiveMs.optional(),
+    rollingWindowMs: positiveMs.optional(),
+    rollingBuckets: z.number().int().positive().optional(),
+  })]).optional(),
+  /** Token buckets per provider: requests/s and body bytes/s. */
+  rateLimit: z.strictObject({
+    opsPerSec: z.number().positive().optional(),
+    bytesPerSec: z.number().positive().optional(),
+    readBytesPerSec: z.number().positive().optional(),
+    writeBytesPerSec: z.number().positive().optional(),
+  }).optional(),
+});
+
 export const providerSchema = z.strictObject({
   /** Unique name used in policies, the catalog and metrics: `[a-z][a-z0-9_-]*`. */
   name: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a provider name is [a-z][a-z0-9_-]*, at most 63 characters'),
@@ -34,8 +71,8 @@ export const providerSchema = z.strictObject({
   /** Tie-breaker between equally priced providers: higher is preferred. */
   weight: z.number().positive().default(1),
   prices: pricesSchema.default({}),
-  /** Resilience settings for this provider's layers (read by the daemon's store builder). */
-  resilience: z.record(z.string(), z.unknown()).optional(),
+  /** Resilience settings for this provider's layers (see {@link resilienceSchema}). */
+  resilience: resilienceSchema.optional(),
 });
 
 export const hedgeSchema = z.strictObject({
@@ -111,6 +148,32 @@ export const replicationSchema = z.strictObject({
   verify: z.enum(['auto', 'sha256', 'native', 'size-only']).default('sha256'),
 });
 
+/** The anti-entropy scan of the daemon: catalog against providers, a rolling slice of keys at a time. */
+export const scanSchema = z.strictObject({
+  /** One slice every this many ms; 0 disables the scan. */
+  intervalMs: z.number().int().nonnegative().default(60_000),
+  /** Catalog keys per slice. */
+  batchSize: z.number().int().positive().max(100_000).default(500),
+  /** `size`: listings only; `metadata`: also head each replica and compare its recorded SHA-256. */
+  compare: z.enum(['size', 'metadata']).default('metadata'),
+  /** Differences on objects changed more recently than this are left for the next pass (a write may be in flight). */
+  settleMs: z.number().int().nonnegative().default(60_000),
+});
+
+export const daemonSchema = z.strictObject({
+  /** HTTP endpoints (/healthz, /readyz, /metrics, /status). Loopback by default: /status names providers. */
+  listen: z.strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65_535).default(9464),
+  }).default({ host: '127.0.0.1', port: 9464 }),
+  /** Time in-flight copies get to finish on SIGTERM or reload before they are aborted and re-queued. */
+  shutdownGraceMs: z.number().int().nonnegative().default(10_000),
+  /** Deadline of one canary probe (put, get, delete). */
+  probeTimeoutMs: positiveMs.default(10_000),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  scan: scanSchema.default(scanSchema.parse({})),
+});
+
 export const configSchema = z.strictObject({
   providers: z.array(providerSchema).min(1, 'at least one provider is needed'),
   policies: z.array(policySchema).default([{ prefix: '', replicas: 1, writeQuorum: 1, read: 'cheapest', pin: [], allowStaleReads: false, adoptUnknown: true }]),
@@ -121,6 +184,8 @@ export const configSchema = z.strictObject({
   }).default({}),
   health: healthSchema.default(healthSchema.parse({})),
   replication: replicationSchema.default(replicationSchema.parse({})),
+  /** Settings of `cloudmux daemon` (ignored by the library and the other commands). */
+  daemon: daemonSchema.default(daemonSchema.parse({})),
   /** Extra price-table entries (merged over config/prices.yaml). */
   priceTable: z.record(z.string(), pricesSchema.omit({ use: true })).optional(),
 }).superRefine((cfg, ctx) => {
@@ -175,6 +240,9 @@ export type HedgeConfig = z.infer<typeof hedgeSchema>;
 export type StateConfig = z.infer<typeof stateSchema>;
 export type HealthConfig = z.infer<typeof healthSchema>;
 export type ReplicationConfig = z.infer<typeof replicationSchema>;
+export type ResilienceConfig = z.infer<typeof resilienceSchema>;
+export type ScanConfig = z.infer<typeof scanSchema>;
+export type DaemonConfig = z.infer<typeof daemonSchema>;
 /** A validated configuration, before price references are resolved. */
 export type RawConfig = z.infer<typeof configSchema>;
 
