@@ -9,7 +9,7 @@ import {
 } from '@azure/storage-blob';
 import {
   AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidRangeError, MultiHasher, NotFoundError,
-  NotSupportedError, PreconditionFailedError, SHA256_KEY, TransientError, bodyBytes, bodyChunks, checkCopy, checkGet,
+  NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyBytes, bodyChunks, checkCopy, checkGet,
   checkPut, checksumMismatches, compareKeys, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey,
   validateMetadata, validatePrefix,
 } from '../../src/core/index.js';
@@ -186,7 +186,10 @@ export class AzureStore implements BlobStore {
           if (err.code === 'InvalidRange' && range && !('suffix' in range) && range.offset === 0) {
             // Azure rejects any range on an empty blob; ours reads as empty from offset 0.
             res = await client.download(0, undefined, { conditions, abortSignal: signal, maxRetryRequests: 0 });
-            if ((res.contentLength ?? 0) !== 0) throw err;
+            if ((res.contentLength ?? 0) !== 0) {
+              (res.readableStreamBody as Readable | undefined)?.destroy();
+              throw err;
+            }
           } else if (pinned && opts.ifMatch === undefined && err.code === 'PreconditionFailed' && attempt < 2) {
             conditions.ifMatch = undefined;
             continue; // overwritten between the size probe and the read
@@ -425,8 +428,17 @@ export class AzureStore implements BlobStore {
     const sizeAt = (i: number): number => fixed ?? Math.min(MAX_BLOCK_SIZE, base * 2 ** Math.floor(i / BLOCKS_PER_SIZE_STEP));
     const pool = new BlockPool();
     const source = pooledBlocks(bodyChunks(body), sizeAt, pool)[Symbol.asyncIterator]();
-    const first = await source.next();
-    const second = first.done ? first : await source.next();
+    const nextBlock = async (): Promise<IteratorResult<Buffer>> => {
+      try {
+        return await source.next();
+      } catch (e) {
+        // The caller's stream failed, not Azure; a CloudmuxError (e.g. from another store's get) keeps its own code.
+        if (e instanceof CloudmuxError) throw e;
+        throw new ProviderError(`reading the body failed: ${(e as Error)?.message ?? String(e)}`, { provider: PROVIDER, key, cause: e });
+      }
+    };
+    const first = await nextBlock();
+    const second = first.done ? first : await nextBlock();
     if (second.done) {
       const buf = first.done ? Buffer.alloc(0) : first.value;
       if (buf.byteLength <= this.config.singleShotThreshold) return this.putSingle(client, key, buf, opts);
@@ -468,7 +480,7 @@ export class AzureStore implements BlobStore {
       for (;;) {
         // Fill the next block while the staged ones upload; then wait for a free slot.
         throwIfAborted(signal, { provider: PROVIDER, key });
-        const next = await source.next();
+        const next = await nextBlock();
         if (next.done || failure !== undefined) break;
         while (inflight.size >= this.config.uploadConcurrency && failure === undefined) await Promise.race(inflight);
         if (failure !== undefined) break;
