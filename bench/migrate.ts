@@ -29,6 +29,8 @@ const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 interface Measured {
   seconds: number;
   peakRssMiB: number;
+  /** User + system CPU seconds of the process (on a shared 2-core box, CPU taken from the emulators). */
+  cpuSeconds: number;
   code: number | null;
   stderr: string;
 }
@@ -40,10 +42,14 @@ function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<M
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let hwmKiB = 0;
+    let ticks = 0;
     const sample = (): void => {
       try {
         const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
         if (m) hwmKiB = Math.max(hwmKiB, Number(m[1]));
+        const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        ticks = Math.max(ticks, Number(fields[11]) + Number(fields[12]));
       } catch {
         // exited between samples
       }
@@ -55,7 +61,8 @@ function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<M
     child.on('error', fail);
     child.on('exit', (code) => {
       clearInterval(timer);
-      done({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, peakRssMiB: hwmKiB / 1024, code, stderr });
+      // Clock ticks are 1/100 s on Linux; the last sample may miss the final few ticks.
+      done({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, peakRssMiB: hwmKiB / 1024, cpuSeconds: ticks / 100, code, stderr });
     });
   });
 }
@@ -113,7 +120,7 @@ async function main(): Promise<void> {
     const ours = await measure(process.execPath, [...cliEntry(work), 'migrate', srcUrl, azUrl('cloudmux'),
       '--concurrency', '16', '--journal', join(work, 'journal.sqlite'), '--json'], childEnv);
     if (ours.code !== 0) throw new Error(`cloudmux migrate exited ${ours.code}: ${ours.stderr}`);
-    console.log(`cloudmux migrate --concurrency 16: ${ours.seconds.toFixed(2)} s, ${(totalBytes / MiB / ours.seconds).toFixed(1)} MiB/s, peak RSS ${ours.peakRssMiB.toFixed(0)} MiB`);
+    console.log(`cloudmux migrate --concurrency 16: ${ours.seconds.toFixed(2)} s, ${(totalBytes / MiB / ours.seconds).toFixed(1)} MiB/s, peak RSS ${ours.peakRssMiB.toFixed(0)} MiB, CPU ${ours.cpuSeconds.toFixed(1)} s`);
 
     let theirs: Measured | undefined;
     if (spawnSync('rclone', ['version']).status === 0) {
@@ -132,7 +139,7 @@ async function main(): Promise<void> {
       // --fast-list: rclone's delimited walk misses nested keys on s3rver.
       theirs = await measure('rclone', ['copy', '--transfers', '16', '--fast-list', `src:${env.S3_BUCKET}/${run}/src`, `dst:${container}/${run}/rclone`], rcloneEnv);
       if (theirs.code !== 0) throw new Error(`rclone copy exited ${theirs.code}: ${theirs.stderr}`);
-      console.log(`rclone copy --transfers 16:        ${theirs.seconds.toFixed(2)} s, ${(totalBytes / MiB / theirs.seconds).toFixed(1)} MiB/s, peak RSS ${theirs.peakRssMiB.toFixed(0)} MiB`);
+      console.log(`rclone copy --transfers 16:        ${theirs.seconds.toFixed(2)} s, ${(totalBytes / MiB / theirs.seconds).toFixed(1)} MiB/s, peak RSS ${theirs.peakRssMiB.toFixed(0)} MiB, CPU ${theirs.cpuSeconds.toFixed(1)} s`);
     } else {
       console.log('rclone is not installed: only cloudmux measured');
     }
