@@ -10,7 +10,7 @@ import { Router } from '../src/router/router.js';
 import { SqliteStateStore } from '../src/state/sqlite.js';
 import { pseudoRandomBytes } from '../src/testing/data.js';
 import { tempDir } from '../test/harness/emulator.js';
-import { ownS3rver } from '../test/router/own-emulators.js';
+import { ownS3rver } from '../test/harness/restartable.js';
 
 async function time(fn: () => Promise<unknown>, n: number): Promise<number[]> {
   const out: number[] = [];

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { IntegrityError, TransientError, isCloudmuxError, userMetadata } from '../core/index.js';
 import type { BlobStore } from '../core/index.js';
@@ -80,7 +80,8 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
   private loopDone: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private wake: (() => void) | undefined;
-  private readonly abort = new AbortController();
+  /** Shared by every copy in flight, each of which listens to it: no listener limit applies. */
+  private readonly abort = ((c: AbortController) => (setMaxListeners(0, c.signal), c))(new AbortController());
 
   constructor(opts: ReplicationWorkerOptions) {
     super();

@@ -1,5 +1,4 @@
 import { PassThrough, type Readable } from 'node:stream';
-import { once } from 'node:events';
 import { MultiHasher } from '../core/checksums.js';
 import type { Checksums } from '../core/types.js';
 
@@ -31,7 +30,7 @@ export function fanOut(source: AsyncIterable<Buffer>, n: number, highWaterMark =
         const waits: Promise<unknown>[] = [];
         for (const b of branches) {
           if (!live(b)) continue;
-          if (!b.write(chunk)) waits.push(Promise.race([once(b, 'drain'), once(b, 'close')]).catch(() => undefined));
+          if (!b.write(chunk)) waits.push(writable(b));
         }
         if (!branches.some(live)) break;
         if (waits.length > 0) await Promise.all(waits);
@@ -46,6 +45,19 @@ export function fanOut(source: AsyncIterable<Buffer>, n: number, highWaterMark =
   // A failure is delivered through the branches too; the caller may not await `done`.
   done.catch(() => undefined);
   return { branches, done };
+}
+
+/** Resolves when a branch can take more (drain) or is gone (close), leaving no listener behind. */
+function writable(b: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      b.off('drain', done);
+      b.off('close', done);
+      resolve();
+    };
+    b.on('drain', done);
+    b.on('close', done);
+  });
 }
 
 /** Drains and discards a stream (a hedged read's loser), ignoring its errors. */

@@ -10,7 +10,7 @@ import { ReplicationWorker } from '../../src/replication/worker.js';
 import { SqliteStateStore } from '../../src/state/sqlite.js';
 import { getBuffer } from '../../src/core/helpers.js';
 import { CloudmuxError } from '../../src/core/errors.js';
-import { ownAzurite, ownS3rver, type OwnEmulator } from './own-emulators.js';
+import { ownAzurite, ownS3rver, type OwnEmulator } from '../harness/restartable.js';
 import { runOutageWorkload } from './workload.js';
 
 async function waitUntil(cond: () => boolean, timeoutMs = 20_000): Promise<void> {

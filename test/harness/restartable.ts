@@ -1,11 +1,13 @@
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
+import { GcsStore } from '../../providers/gcs/store.js';
 import { S3Store } from '../../providers/s3/store.js';
+import { startGcsTestServer } from '../emulators/gcs/server.js';
 import { AzureStore } from '../../providers/azure/store.js';
 import { resolveAzureConfig } from '../../providers/azure/config.js';
-import { AZURITE_ACCOUNT, azuriteConnectionString } from '../harness/azure.js';
-import { freePort, spawnManaged, tempDir, waitForPort, type ManagedProcess } from '../harness/emulator.js';
+import { AZURITE_ACCOUNT, azuriteConnectionString } from './azure.js';
+import { freePort, spawnManaged, tempDir, waitForPort, type ManagedProcess } from './emulator.js';
 
 /**
  * An emulator process this test file owns, so it can kill -9 it and start it again on the same
@@ -79,5 +81,19 @@ export async function ownAzurite(): Promise<OwnEmulator & { store(): AzureStore 
       await proc?.stop();
       await dir.remove();
     },
+  };
+}
+
+/**
+ * The project's GCS test server on its own port and directory. It runs in this process and keeps
+ * its index in memory, so it can be closed (an outage) but not restarted with its data.
+ */
+export async function ownGcs(): Promise<{ name: string; url: string; store(): GcsStore; close(): Promise<void> }> {
+  const server = await startGcsTestServer({ buckets: [BUCKET] });
+  return {
+    name: 'gcs-test-server',
+    url: server.url,
+    store: () => new GcsStore({ bucket: BUCKET, apiEndpoint: server.url, projectId: 'cloudmux-test' }),
+    close: () => server.close(),
   };
 }
