@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Body, ObjectMeta } from '../../core/types.js';
+import type { Body } from '../../core/types.js';
+import { copyObject } from '../../replication/copier.js';
 import { UsageError } from '../errors.js';
 import { localSize, openLocalRead, parseLocation, storeFor, writeLocal, type Location } from '../locations.js';
 
@@ -24,7 +25,6 @@ export async function copyOne(srcArg: string, dstArg: string, opts: { contentTyp
     let body: Body;
     let size: number | undefined;
     let name = '';
-    let meta: ObjectMeta | undefined;
     const srcStore = src.kind === 'object' ? await storeFor(src) : undefined;
     const dstStore = await storeFor(dst);
     if (src.kind === 'stdio') {
@@ -35,25 +35,13 @@ export async function copyOne(srcArg: string, dstArg: string, opts: { contentTyp
       body = openLocalRead(src.path);
       name = basename(src.path);
     } else {
-      name = basename(src.key);
-      const key = targetKey(dst, name);
-      if (srcStore === dstStore) {
-        // Same store: server-side, the bytes never leave the provider.
-        const m = await dstStore.copy(src.key, key, opts.contentType ? { contentType: opts.contentType } : {});
-        return { bytes: m.size, sha256: m.checksums.sha256, target: key };
-      }
-      const got = await srcStore!.get(src.key, { verify: true });
-      meta = got.meta;
-      body = got.body;
-      size = meta.size;
+      // Store to store: the copier copies server-side where it can, else streams with the
+      // digest checked on both ends.
+      const res = await copyObject(srcStore!, src.key, dstStore, targetKey(dst, basename(src.key)), opts.contentType ? { contentType: opts.contentType } : {});
+      return { bytes: res.bytes, sha256: res.sha256 ?? res.meta.checksums.sha256, target: res.meta.key };
     }
     const key = targetKey(dst, name);
-    const put = await dstStore.put(key, body, {
-      size,
-      contentType: opts.contentType ?? meta?.contentType,
-      metadata: meta ? userMetadataOf(meta) : undefined,
-      expect: meta?.checksums.sha256 ? { sha256: meta.checksums.sha256 } : undefined,
-    });
+    const put = await dstStore.put(key, body, { size, contentType: opts.contentType });
     return { bytes: put.size, sha256: put.checksums.sha256, target: key };
   }
   if (src.kind === 'object') {
@@ -79,12 +67,6 @@ export async function copyOne(srcArg: string, dstArg: string, opts: { contentTyp
     return { bytes: (await localSize(src.path)) ?? 0, target: '-' };
   }
   throw new UsageError('cp from - to - is cat');
-}
-
-function userMetadataOf(meta: ObjectMeta): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(meta.metadata)) if (k !== 'cloudmux_sha256') out[k] = v;
-  return out;
 }
 
 export function register(program: Command): void {
