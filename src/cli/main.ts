@@ -6,6 +6,8 @@ import { register as registerMigrate } from './commands/migrate.js';
 import { register as registerRm } from './commands/rm.js';
 import { register as registerVerify } from './commands/verify.js';
 import { register as registerKeys } from './commands/keys.js';
+import { register as registerConfig } from './commands/config.js';
+import { register as registerDaemon } from './commands/daemon.js';
 import { EXIT, describeError, exitCodeFor } from './errors.js';
 import { closeStores } from './locations.js';
 
@@ -23,6 +25,8 @@ export function buildProgram(): Command {
   registerMigrate(program);
   registerVerify(program);
   registerKeys(program);
+  registerConfig(program);
+  registerDaemon(program);
   return program;
 }
 

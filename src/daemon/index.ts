@@ -1,0 +1,10 @@
+/**
+ * The failover daemon (`cloudmux daemon`), usable as a library: `Daemon.start({ configFile })`.
+ * `openRouter(config)` gives applications a Router over the same config (catalog, outbox).
+ */
+export { Daemon, type DaemonOptions, type DaemonEvents, type Readiness, type ReplicationTotals } from './daemon.js';
+export { AntiEntropyScanner, type AntiEntropyOptions, type ScanProblem, type ScanRepair, type ScanReport } from './anti-entropy.js';
+export { DaemonMetrics, type MetricsSource } from './metrics.js';
+export { DaemonHttpServer, type HttpHandlers } from './http.js';
+export { createDaemonLogger, serializeError } from './logger.js';
+export { openRouter, openProviderStacks, resilienceOptions, DEFAULT_ATTEMPT_TIMEOUT_MS, type OpenRouterOptions, type ProviderStack } from './open-router.js';
