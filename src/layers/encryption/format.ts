@@ -107,6 +107,20 @@ export function segmentSpan(offset: number, length: number, plain: number, segme
   return { firstSegment, lastSegment, cipherOffset, cipherLength: cipherEnd - cipherOffset, skip: offset - firstSegment * segmentSize };
 }
 
+/**
+ * The DEK for successive segment ciphers: raw bytes for the first (a one-segment object pays no
+ * import), then a KeyObject imported once instead of once per segment.
+ */
+class SegmentKey {
+  private uses = 0;
+  private imported: KeyObject | undefined;
+  constructor(private readonly raw: Uint8Array) {}
+  next(): Uint8Array | KeyObject {
+    if (this.uses++ === 0) return this.raw;
+    return (this.imported ??= createSecretKey(this.raw));
+  }
+}
+
 export function newDataKey(): Buffer {
   return randomBytes(DEK_BYTES);
 }
@@ -127,11 +141,10 @@ export class SegmentEncryptor {
   private pendingBytes = 0;
   private counter = 0;
   private finished = false;
-  /** Imported once: a raw key would be re-imported for every segment's cipher. */
-  private readonly dek: KeyObject;
+  private readonly dek: SegmentKey;
 
   constructor(dek: Uint8Array, private readonly prefix: Uint8Array, private readonly segmentSize: number) {
-    this.dek = createSecretKey(dek);
+    this.dek = new SegmentKey(dek);
     this.aad = segmentAad(segmentSize);
   }
 
@@ -162,7 +175,7 @@ export class SegmentEncryptor {
 
   private seal(last: boolean, out: Buffer[]): void {
     if (this.counter > MAX_SEGMENTS - 1) throw new InvalidArgumentError('object too large for the v1 segment counter');
-    const cipher: CipherGCM = createCipheriv('aes-256-gcm', this.dek, segmentNonce(this.prefix, this.counter, last));
+    const cipher: CipherGCM = createCipheriv('aes-256-gcm', this.dek.next(), segmentNonce(this.prefix, this.counter, last));
     cipher.setAAD(this.aad);
     for (const p of this.pending) {
       const ct = cipher.update(p);
@@ -207,10 +220,10 @@ export class SegmentDecryptor {
   private readonly tag = Buffer.alloc(TAG_BYTES);
   private tagHave = 0;
   private plain: Buffer[] = [];
-  private readonly dek: KeyObject;
+  private readonly dek: SegmentKey;
 
   constructor(private readonly o: DecryptorOptions) {
-    this.dek = createSecretKey(o.dek);
+    this.dek = new SegmentKey(o.dek);
     this.aad = segmentAad(o.segmentSize);
     this.lastOfObject = segmentCount(o.plainSize, o.segmentSize) - 1;
     this.segment = o.firstSegment ?? 0;
@@ -254,7 +267,7 @@ export class SegmentDecryptor {
   private begin(): void {
     const last = this.segment === this.lastOfObject;
     if (this.segment > this.lastOfObject) throw this.fail('more segments than the recorded size allows');
-    this.decipher = createDecipheriv('aes-256-gcm', this.dek, segmentNonce(this.o.prefix, this.segment, last));
+    this.decipher = createDecipheriv('aes-256-gcm', this.dek.next(), segmentNonce(this.o.prefix, this.segment, last));
     this.decipher.setAAD(this.aad);
     this.bodyLeft = last ? this.o.plainSize - this.segment * this.o.segmentSize : this.o.segmentSize;
     this.tagHave = 0;
