@@ -103,29 +103,41 @@ export class DaemonMetrics {
         }
       },
     });
-    const backlogEntries = new Gauge({ name: 'cloudmux_outbox_backlog_entries', help: 'Pending outbox entries by destination provider.', labelNames: ['provider'], registers });
-    const backlogBytes = new Gauge({ name: 'cloudmux_outbox_backlog_bytes', help: 'Bytes still to replicate by destination provider.', labelNames: ['provider'], registers });
-    const dead = new Gauge({ name: 'cloudmux_outbox_dead_entries', help: 'Dead-lettered outbox entries (need an operator).', registers });
-    const stateOpen = new Gauge({ name: 'cloudmux_state_store_up', help: '1 while the state store answers.', registers });
+    // prom-client starts every metric's collect() before awaiting any: the backlog gauges of one
+    // scrape share the query in flight (and only while it is in flight, so no scrape sees an older one).
+    let backlogQuery: Promise<BacklogStats | undefined> | undefined;
+    const backlog = (): Promise<BacklogStats | undefined> => {
+      backlogQuery ??= source.backlog().catch(() => undefined).finally(() => {
+        backlogQuery = undefined;
+      });
+      return backlogQuery;
+    };
+    const perProvider = (field: 'count' | 'bytes') => async function (this: Gauge<'provider'>): Promise<void> {
+      this.reset();
+      const stats = await backlog();
+      if (!stats) return;
+      for (const p of source.providers()) this.set({ provider: p.name }, stats.byProvider[p.name]?.[field] ?? 0);
+    };
+    new Gauge({ name: 'cloudmux_outbox_backlog_entries', help: 'Pending outbox entries by destination provider.', labelNames: ['provider'], registers, collect: perProvider('count') });
+    new Gauge({ name: 'cloudmux_outbox_backlog_bytes', help: 'Bytes still to replicate by destination provider.', labelNames: ['provider'], registers, collect: perProvider('bytes') });
     new Gauge({
       name: 'cloudmux_outbox_oldest_age_seconds', help: 'Age of the oldest pending outbox entry (0 when empty).', registers,
       async collect() {
-        backlogEntries.reset();
-        backlogBytes.reset();
-        let stats: BacklogStats;
-        try {
-          stats = await source.backlog();
-        } catch {
-          stateOpen.set(0);
-          return;
-        }
-        stateOpen.set(1);
-        for (const p of source.providers()) {
-          backlogEntries.set({ provider: p.name }, stats.byProvider[p.name]?.count ?? 0);
-          backlogBytes.set({ provider: p.name }, stats.byProvider[p.name]?.bytes ?? 0);
-        }
-        dead.set(stats.dead);
-        this.set(stats.oldestAgeMs / 1000);
+        const stats = await backlog();
+        if (stats) this.set(stats.oldestAgeMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'cloudmux_outbox_dead_entries', help: 'Dead-lettered outbox entries (need an operator).', registers,
+      async collect() {
+        const stats = await backlog();
+        if (stats) this.set(stats.dead);
+      },
+    });
+    new Gauge({
+      name: 'cloudmux_state_store_up', help: '1 while the state store answers.', registers,
+      async collect() {
+        this.set((await backlog()) ? 1 : 0);
       },
     });
     new Gauge({

@@ -100,11 +100,11 @@ export function switchable(name: string): SwitchableStore {
 }
 
 /** Polls until `cond` holds (or fails after `timeoutMs`, saying what it waited for). */
-export async function waitFor<T>(what: string, cond: () => T | Promise<T>, timeoutMs = 15_000, everyMs = 25): Promise<T> {
+export async function waitFor<T>(what: string, cond: () => T | Promise<T>, timeoutMs = 15_000, everyMs = 25): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await cond();
-    if (v) return v;
+    if (v) return v as NonNullable<T>;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
