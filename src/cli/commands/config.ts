@@ -42,7 +42,7 @@ function splitProblems(message: string): ConfigProblem[] {
   const out = lines.filter((l) => l.trim()).map((l): ConfigProblem => {
     const t = l.trim();
     const yamlPos = /^(line \d+, column \d+): (.*)$/.exec(t);
-    if (yamlPos) return { path: yamlPos[1]!, message: yamlPos[2]! };
+    if (yamlPos) return { path: yamlPos[1]!, message: yamlPos[2]!.replace(/ at line \d+, column \d+:?$/, '') };
     const i = t.indexOf(': ');
     return i > 0 ? { path: t.slice(0, i), message: t.slice(i + 2) } : { path: '(file)', message: t };
   });
