@@ -68,9 +68,11 @@ export async function ownAzurite(): Promise<OwnEmulator & { store(): AzureStore 
       '--skipApiVersionCheck', '--disableTelemetry', '--silent', '--location', dir.path, '--blobHost', '127.0.0.1', '--blobPort', String(port),
     ]);
     await waitForPort(port, 30_000);
+    // Azurite saves its index every few seconds; a SIGKILL soon after start loses even the
+    // container, which a real account never would. Make sure it exists after every start.
+    await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(BUCKET).createIfNotExists();
   };
   await start();
-  await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(BUCKET).createIfNotExists();
   return {
     name: 'azurite',
     store: () => new AzureStore(resolveAzureConfig(undefined, { connectionString, container: BUCKET })),
