@@ -11,7 +11,7 @@ import {
   AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidRangeError, MultiHasher, NotFoundError,
   NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyBytes, bodyChunks, checkCopy, checkGet,
   checkPut, checksumMismatches, compareKeys, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey,
-  validateMetadata, validatePrefix,
+  validateMetadata, validatePrefix, validKeysOf,
 } from '../../src/core/index.js';
 import type {
   BlobStore, Body, Capabilities, ChecksumAlgorithm, Checksums, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem,
@@ -228,15 +228,7 @@ export class AzureStore implements BlobStore {
 
   async deleteMany(keys: Iterable<string>, opts: SignalOptions = {}): Promise<DeleteManyResult> {
     const result: DeleteManyResult = { deleted: [], errors: [] };
-    const valid: string[] = [];
-    for (const key of keys) {
-      try {
-        validateKey(key, PROVIDER);
-        valid.push(key);
-      } catch (error) {
-        result.errors.push({ key, error: error as Error });
-      }
-    }
+    const valid = validKeysOf(keys, result, PROVIDER);
     for (let i = 0; i < valid.length; i += BATCH_LIMIT) {
       const chunk = valid.slice(i, i + BATCH_LIMIT);
       if (opts.signal?.aborted) {

@@ -8,7 +8,7 @@ import {
   AccessDeniedError, AlreadyExistsError, IntegrityError, InvalidConfigError, MultiHasher, NotFoundError, NotModifiedError,
   NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyChunks, checkCopy, checkGet,
   checkPut, checksumMismatches, isCloudmuxError, keyProblem, resolveRange, throwIfAborted, userMetadata, validateKey, validateMetadata,
-  validatePrefix,
+  validatePrefix, deleteEach,
 } from '../../src/core/index.js';
 import type {
   BlobStore, Body, Capabilities, Checksums, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
@@ -289,22 +289,7 @@ export class FsStore implements BlobStore {
   }
 
   async deleteMany(keys: Iterable<string>, opts: SignalOptions = {}): Promise<DeleteManyResult> {
-    const result: DeleteManyResult = { deleted: [], errors: [] };
-    const all = [...keys];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < all.length) {
-        const key = all[next++]!;
-        try {
-          await this.delete(key, opts);
-          result.deleted.push(key);
-        } catch (error) {
-          result.errors.push({ key, error: error as Error });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(8, all.length) }, worker));
-    return result;
+    return deleteEach(keys, 8, (key) => this.delete(key, opts), PROVIDER);
   }
 
   // ----------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import {
   AlreadyExistsError, IntegrityError, InvalidArgumentError, MultiHasher, NotFoundError, NotModifiedError, NotSupportedError,
   PreconditionFailedError, ProviderError, SHA256_KEY, abortedError, bodyBytes, bodyChunks, checkCopy, checkGet, checkPut,
   checksumMismatches, compareKeys, digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted,
-  validateKey, validateMetadata, validatePrefix, verifyingTransform,
+  validateKey, validateMetadata, validatePrefix, verifyingTransform, deleteEach,
 } from '../../src/core/index.js';
 import type {
   BlobStore, Body, Capabilities, Checksums, CloudmuxError, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem,
@@ -338,30 +338,7 @@ export class GcsStore implements BlobStore {
    * save round trips but is not in the SDK, and each of its parts is still one billed operation.
    */
   async deleteMany(keys: Iterable<string>, opts: SignalOptions = {}): Promise<DeleteManyResult> {
-    const result: DeleteManyResult = { deleted: [], errors: [] };
-    const valid: string[] = [];
-    for (const key of keys) {
-      try {
-        validateKey(key, PROVIDER);
-        valid.push(key);
-      } catch (error) {
-        result.errors.push({ key, error: error as Error });
-      }
-    }
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < valid.length) {
-        const key = valid[next++]!;
-        try {
-          await this.delete(key, opts);
-          result.deleted.push(key);
-        } catch (error) {
-          result.errors.push({ key, error: error as Error });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.options.deleteConcurrency, valid.length) }, worker));
-    return result;
+    return deleteEach(keys, this.options.deleteConcurrency, (key) => this.delete(key, opts), PROVIDER);
   }
 
   // ------------------------------------------------------------------------------------------

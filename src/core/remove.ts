@@ -1,4 +1,5 @@
-import type { BlobStore } from './types.js';
+import { validateKey } from './keys.js';
+import type { BlobStore, DeleteManyResult } from './types.js';
 
 /**
  * Deletes every object under `prefix` in batches of `batchSize` (the provider's batch API
@@ -34,4 +35,46 @@ export async function removeAllUnder(
   }
   await flush();
   return { deleted, failed };
+}
+
+/**
+ * deleteMany for stores without a batch API: invalid keys are reported per key, the others are
+ * deleted one by one with `concurrency` in flight.
+ */
+export async function deleteEach(
+  keys: Iterable<string>,
+  concurrency: number,
+  deleteOne: (key: string) => Promise<void>,
+  provider?: string,
+): Promise<DeleteManyResult> {
+  const result: DeleteManyResult = { deleted: [], errors: [] };
+  const valid = validKeysOf(keys, result, provider);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < valid.length) {
+      const key = valid[next++]!;
+      try {
+        await deleteOne(key);
+        result.deleted.push(key);
+      } catch (error) {
+        result.errors.push({ key, error: error as Error });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, valid.length) }, worker));
+  return result;
+}
+
+/** The keys that pass the portable rules; the others go to `result.errors` as InvalidKey. */
+export function validKeysOf(keys: Iterable<string>, result: DeleteManyResult, provider?: string): string[] {
+  const valid: string[] = [];
+  for (const key of keys) {
+    try {
+      validateKey(key, provider);
+      valid.push(key);
+    } catch (error) {
+      result.errors.push({ key, error: error as Error });
+    }
+  }
+  return valid;
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import {
   AbortedError, IntegrityError, NotFoundError, NotModifiedError, NotSupportedError, PreconditionFailedError, ProviderUnavailableError,
   SHA256_KEY, afterPrefix, bodyBytes, bodyChunks, checkCopy, checkGet, checkPut, checksumMismatches, digestBuffer, isCloudmuxError,
-  isReplayableBody, rollup, throwIfAborted, userMetadata, validateKey, validateMetadata, validatePrefix,
+  isReplayableBody, rollup, deleteEach, throwIfAborted, userMetadata, validateKey, validateMetadata, validatePrefix,
 } from '../core/index.js';
 import type {
   BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, ObjectSummary,
@@ -319,22 +319,7 @@ export class Router implements BlobStore {
   }
 
   async deleteMany(keys: Iterable<string>, opts: SignalOptions = {}): Promise<DeleteManyResult> {
-    const result: DeleteManyResult = { deleted: [], errors: [] };
-    const all = [...keys];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < all.length) {
-        const key = all[next++]!;
-        try {
-          await this.delete(key, opts);
-          result.deleted.push(key);
-        } catch (error) {
-          result.errors.push({ key, error: error as Error });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(8, all.length) }, worker));
-    return result;
+    return deleteEach(keys, 8, (key) => this.delete(key, opts), this.provider);
   }
 
   async copy(src: string, dst: string, opts: CopyOptions = {}): Promise<ObjectMeta> {
