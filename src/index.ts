@@ -8,3 +8,12 @@
 export * from './core/index.js';
 export { openStore, openStore as createStore, parseStoreUrl, splitObjectUrl, registerScheme, redactUrl, type StoreFactory } from './registry.js';
 export { MemoryStore } from '../providers/memory/index.js';
+export * from './layers/index.js';
+export * from './layers/encryption/index.js';
+export * from './router/index.js';
+export * from './state/index.js';
+export * from './config/index.js';
+export * from './replication/index.js';
+export { ReplicationWorker, type ReplicationWorkerOptions } from './replication/worker.js';
+export { openRouter, openProviderStacks, type OpenRouterOptions, type ProviderStack } from './daemon/open-router.js';
+export { Daemon, type DaemonOptions } from './daemon/daemon.js';

@@ -1,3 +1,4 @@
+import type { BreakerState } from '../layers/breaker.js';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -7,7 +8,6 @@ import type { BlobStore } from '../core/types.js';
 import type { HealthConfig } from '../config/schema.js';
 
 export type HealthState = 'healthy' | 'degraded' | 'down';
-export type BreakerState = 'closed' | 'open' | 'halfOpen';
 
 export interface HealthChange {
   provider: string;
@@ -34,7 +34,7 @@ export interface ProviderHealth {
 }
 
 /** Anything that emits opossum-style breaker events (`open`, `halfOpen`, `close`). */
-export interface BreakerEvents {
+export interface BreakerEventSource {
   on(event: 'open' | 'halfOpen' | 'close', listener: (ev: { opClass?: string }) => void): unknown;
   off?(event: 'open' | 'halfOpen' | 'close', listener: (ev: { opClass?: string }) => void): unknown;
 }
@@ -125,7 +125,7 @@ export class HealthTracker extends EventEmitter<{ change: [HealthChange] }> {
    * Follows a circuit breaker's events for `provider` (BreakerStore emits them per operation class
    * with `{ opClass }`; the provider counts as open while any class is open).
    */
-  observeBreaker(provider: string, breaker: BreakerEvents): void {
+  observeBreaker(provider: string, breaker: BreakerEventSource): void {
     const on = (state: BreakerState) => (ev?: { opClass?: string }) => this.setBreaker(provider, state, ev?.opClass ?? 'all');
     const handlers = { open: on('open'), halfOpen: on('halfOpen'), close: on('closed') } as const;
     for (const [ev, fn] of Object.entries(handlers)) breaker.on(ev as 'open', fn);

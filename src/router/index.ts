@@ -1,5 +1,5 @@
 export { Router, routerEtag, type RouterOptions, type RouterProvider, type RouterGetResult, type RouterEvents, type Placement } from './router.js';
-export { HealthTracker, isCallerError, type HealthState, type HealthChange, type ProviderHealth, type BreakerEvents, type BreakerState, type HealthTrackerOptions } from './health-tracker.js';
+export { HealthTracker, isCallerError, type HealthState, type HealthChange, type ProviderHealth, type BreakerEventSource, type HealthTrackerOptions } from './health-tracker.js';
 export { CostModel, BYTES_PER_GB, type CostModelOptions } from './cost-model.js';
 export { PolicySet, type PlacementPolicy, type PolicyInput } from './policy.js';
 export { KeyLocks } from './key-locks.js';

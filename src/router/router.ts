@@ -13,7 +13,7 @@ import type { Prices } from '../config/schema.js';
 import type { CatalogObject, OutboxEntry, Replica, StateStore } from '../state/types.js';
 import { CostModel } from './cost-model.js';
 import { discard, fanOut } from './fan-out.js';
-import { HealthTracker, isCallerError, type BreakerEvents, type HealthTrackerOptions } from './health-tracker.js';
+import { HealthTracker, isCallerError, type BreakerEventSource, type HealthTrackerOptions } from './health-tracker.js';
 import { KeyLocks } from './key-locks.js';
 import { PolicySet, type PlacementPolicy, type PolicyInput } from './policy.js';
 
@@ -27,7 +27,7 @@ export interface RouterProvider {
   /** Tie-breaker between equally priced providers; higher wins. Default 1. */
   weight?: number;
   /** Breaker events to follow; found automatically when a layer in `store` emits `open`/`close`. */
-  breaker?: BreakerEvents;
+  breaker?: BreakerEventSource;
 }
 
 export interface RouterOptions {
@@ -691,11 +691,11 @@ function describe(e: unknown): string {
 }
 
 /** The nearest layer in a store stack that emits breaker events (duck-typed: `on` + `state()`). */
-function findBreaker(store: BlobStore): BreakerEvents | undefined {
+function findBreaker(store: BlobStore): BreakerEventSource | undefined {
   let s: unknown = store;
   for (let depth = 0; s && depth < 16; depth++) {
     const c = s as { on?: unknown; state?: unknown; inner?: unknown; constructor?: { name?: string } };
-    if (typeof c.on === 'function' && typeof c.state === 'function' && c.constructor?.name === 'BreakerStore') return c as BreakerEvents;
+    if (typeof c.on === 'function' && typeof c.state === 'function' && c.constructor?.name === 'BreakerStore') return c as BreakerEventSource;
     s = c.inner;
   }
   return undefined;
