@@ -3,20 +3,21 @@ import { Agent as HttpsAgent } from 'node:https';
 import { PassThrough, Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand,
-  DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command,
+  DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListPartsCommand,
   PutObjectCommand, S3Client, UploadPartCommand, UploadPartCopyCommand,
   type CompletedPart, type GetObjectCommandOutput, type HeadObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   CloudmuxError, IntegrityError, InvalidArgumentError, MultiHasher, PreconditionFailedError, NotModifiedError,
-  SHA256_KEY, bodyBytes, bodyChunks, checkCopy, checkGet, checkPut, checksumMismatches, compareKeys, digestBuffer, hexToBase64,
+  SHA256_KEY, base64ToHex, bodyBytes, checkPart, checkPartsTile, decodeHandle, encodeHandle, bodyChunks, checkCopy, checkGet, checkPut, checksumMismatches, compareKeys, digestBuffer, hexToBase64,
   isReplayableBody, joinKey, rangeHeader, resolveRange, throwIfAborted, validateKey, validateMetadata, validatePrefix,
   verifyingTransform,
 } from '../../src/core/index.js';
 import type {
-  BlobStore, Body, ByteRange, Capabilities, Checksums, CopyOptions, DeleteManyResult, GetOptions, GetResult,
-  ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
+  BlobStore, Body, ByteRange, Capabilities, Checksums, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult,
+  ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, StartUploadOptions,
+  UpdateMetadataOptions, UploadHandle, UploadPartOptions, UploadedPart,
 } from '../../src/core/index.js';
 import { bodyChecksumHeaders, checksumsFromResponse, quoteEtag, unquoteEtag } from './checksums.js';
 import { S3_LIMITS, resolveOptions, type ResolvedS3Options, type S3StoreOptions } from './config.js';
@@ -44,6 +45,18 @@ interface CopyPlan {
   signal?: AbortSignal;
 }
 
+/** What an S3 upload handle holds: the multipart upload and what completion needs to stamp on the object. */
+interface S3UploadHandle {
+  key: string;
+  uploadId: string;
+  size: number;
+  partSize: number;
+  contentType: string;
+  metadata: Record<string, string>;
+  /** Set when the SHA-256 went into the metadata at CreateMultipartUpload. */
+  sha256?: string;
+}
+
 /**
  * A BlobStore over AWS S3 and S3-compatible servers (MinIO, R2, Wasabi, Ceph, s3rver).
  *
@@ -55,7 +68,7 @@ interface CopyPlan {
  * - SDK retries are off (maxAttempts 1): the retry layer owns retries.
  * - Conditional writes are a declared capability (on for AWS, off for custom endpoints unless set).
  */
-export class S3Store implements BlobStore {
+export class S3Store implements BlobStore, ResumableUploads {
   readonly provider = PROVIDER;
   readonly capabilities: Capabilities;
   /** The resolved configuration (bucket, prefix, region, endpoint, part sizes). Holds no secrets. */
@@ -75,6 +88,7 @@ export class S3Store implements BlobStore {
       nativeChecksums: this.resolved.flexibleChecksums ? ['sha256'] : ['md5'],
       presign: true,
       streaming: true,
+      resumableUpload: true,
     };
     this.ownsClient = !this.resolved.client;
     this.client = this.resolved.client ?? this.makeClient(this.resolved.flexibleChecksums);
@@ -213,7 +227,7 @@ export class S3Store implements BlobStore {
       completedEtag = unquoteEtag(done.ETag);
       version = done.VersionId;
     } catch (e) {
-      await this.abortUpload(fullKey, uploadId);
+      await this.abortMultipart(fullKey, uploadId);
       throw e;
     }
     const sha256 = digest.sha256!;
@@ -275,12 +289,171 @@ export class S3Store implements BlobStore {
   }
 
   /** Best effort: a failed abort (the endpoint lacks it, or is down) must not hide the error that caused it. */
-  private async abortUpload(fullKey: string, uploadId: string): Promise<void> {
+  private async abortMultipart(fullKey: string, uploadId: string): Promise<void> {
     try {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.resolved.bucket, Key: fullKey, UploadId: uploadId }));
     } catch {
       // A bucket lifecycle rule (AbortIncompleteMultipartUpload) is the backstop; see docs/emulators.md.
     }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // resumable uploads (src/core/resumable.ts): the multipart upload API, with the upload id in the handle
+
+  get multipartThreshold(): number {
+    return this.resolved.partSize;
+  }
+
+  uploadPartSize(size: number): number {
+    return this.partSizeFor(size);
+  }
+
+  async startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle> {
+    validateKey(key, PROVIDER);
+    validateMetadata(opts.metadata, PROVIDER, key);
+    if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw new InvalidArgumentError(`size must be a byte count, got ${opts.size}`, { provider: PROVIDER, key });
+    const lastPartAllowed = opts.size <= opts.partSize; // a single part may be small
+    if (!Number.isSafeInteger(opts.partSize) || (opts.partSize < S3_LIMITS.minPartSize && !lastPartAllowed) || opts.partSize > S3_LIMITS.maxPartSize) {
+      throw new InvalidArgumentError(`partSize must be 5 MiB..5 GiB, got ${opts.partSize}`, { provider: PROVIDER, key });
+    }
+    if (Math.ceil(opts.size / opts.partSize) > S3_LIMITS.maxParts) {
+      throw new InvalidArgumentError(`${opts.size} bytes need more than ${S3_LIMITS.maxParts} parts of ${opts.partSize}`, { provider: PROVIDER, key });
+    }
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    const sha256 = opts.sha256?.toLowerCase();
+    const metadata = { ...opts.metadata };
+    const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
+    try {
+      const created = await this.client.send(new CreateMultipartUploadCommand({
+        Bucket: this.resolved.bucket,
+        Key: this.full(key),
+        ContentType: contentType,
+        Metadata: sha256 ? { ...metadata, [SHA256_KEY]: sha256 } : metadata,
+        ChecksumAlgorithm: this.resolved.flexibleChecksums ? 'SHA256' : undefined,
+      }), { abortSignal: opts.signal });
+      if (!created.UploadId) throw new CloudmuxError('Transient', 'CreateMultipartUpload answered without an UploadId', { provider: PROVIDER, key });
+      const handle: S3UploadHandle = { key, uploadId: created.UploadId, size: opts.size, partSize: opts.partSize, contentType, metadata, ...(sha256 ? { sha256 } : {}) };
+      return encodeHandle(PROVIDER, { ...handle, bucket: this.resolved.bucket, prefix: this.resolved.prefix });
+    } catch (e) {
+      throw mapS3Error(e, this.ctx('startUpload', key, { signal: opts.signal }));
+    }
+  }
+
+  async uploadPart(handle: UploadHandle, partNumber: number, bytes: Uint8Array, opts: UploadPartOptions = {}): Promise<UploadedPart> {
+    const h = this.handle(handle);
+    checkPart(h, partNumber, bytes.byteLength, PROVIDER, h.key);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
+    const flexible = this.resolved.flexibleChecksums;
+    const given = opts.checksums;
+    const integrity = flexible && given?.sha256 ? { ChecksumSHA256: hexToBase64(given.sha256) }
+      : !flexible && given?.md5 ? { ContentMD5: hexToBase64(given.md5) }
+        : bodyChecksumHeaders(bytes, flexible);
+    try {
+      const r = await this.client.send(new UploadPartCommand({
+        Bucket: this.resolved.bucket, Key: this.full(h.key), UploadId: h.uploadId, PartNumber: partNumber,
+        Body: bytes, ContentLength: bytes.byteLength, ...integrity,
+      }), { abortSignal: opts.signal });
+      if (!r.ETag) throw new CloudmuxError('Transient', `UploadPart ${partNumber} answered without an ETag`, { provider: PROVIDER, key: h.key });
+      const sha = r.ChecksumSHA256 ?? integrity.ChecksumSHA256;
+      return { partNumber, size: bytes.byteLength, etag: r.ETag, ...(flexible && sha ? { checksums: { sha256: base64ToHex(sha) } } : {}) };
+    } catch (e) {
+      throw mapS3Error(e, this.ctx('uploadPart', h.key, { signal: opts.signal }));
+    }
+  }
+
+  /** ListParts, every page. NotFound (NoSuchUpload) once the upload is completed, aborted or expired. */
+  async listParts(handle: UploadHandle, opts: SignalOptions = {}): Promise<UploadedPart[]> {
+    const h = this.handle(handle);
+    const parts: UploadedPart[] = [];
+    let marker: string | undefined;
+    try {
+      for (;;) {
+        throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
+        const page = await this.client.send(new ListPartsCommand({
+          Bucket: this.resolved.bucket, Key: this.full(h.key), UploadId: h.uploadId, PartNumberMarker: marker,
+        }), { abortSignal: opts.signal });
+        for (const p of page.Parts ?? []) {
+          if (p.PartNumber === undefined) continue;
+          parts.push({
+            partNumber: p.PartNumber, size: p.Size ?? 0, etag: p.ETag,
+            ...(p.ChecksumSHA256 ? { checksums: { sha256: base64ToHex(p.ChecksumSHA256) } } : {}),
+          });
+        }
+        if (!page.IsTruncated || page.NextPartNumberMarker === undefined || page.NextPartNumberMarker === marker) break;
+        marker = page.NextPartNumberMarker;
+      }
+    } catch (e) {
+      throw mapS3Error(e, this.ctx('listParts', h.key, { signal: opts.signal }));
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  /**
+   * CompleteMultipartUpload. When the SHA-256 was not known at start, the object is then copied
+   * onto itself with the digest in its metadata, pinned to the etag just written (see putMultipart).
+   */
+  async completeUpload(handle: UploadHandle, parts: readonly UploadedPart[], opts: CompleteUploadOptions): Promise<ObjectMeta> {
+    const h = this.handle(handle);
+    const key = h.key;
+    checkPartsTile(h, parts, PROVIDER, key);
+    const sha256 = opts.checksums.sha256.toLowerCase();
+    if (h.sha256 !== undefined && h.sha256 !== sha256) {
+      throw new IntegrityError(`the upload was started for SHA-256 ${h.sha256}, the bytes have ${sha256}; not completed`, { provider: PROVIDER, key });
+    }
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    const fullKey = this.full(key);
+    const flexible = this.resolved.flexibleChecksums;
+    let etag: string;
+    let version: string | undefined;
+    try {
+      const done = await this.client.send(new CompleteMultipartUploadCommand({
+        Bucket: this.resolved.bucket, Key: fullKey, UploadId: h.uploadId,
+        MultipartUpload: {
+          Parts: parts.map((p) => ({
+            PartNumber: p.partNumber, ETag: p.etag,
+            ...(flexible && p.checksums?.sha256 ? { ChecksumSHA256: hexToBase64(p.checksums.sha256) } : {}),
+          })),
+        },
+      }), { abortSignal: opts.signal });
+      if (!done.ETag) throw new CloudmuxError('Transient', 'CompleteMultipartUpload answered without an ETag', { provider: PROVIDER, key });
+      etag = unquoteEtag(done.ETag);
+      version = done.VersionId;
+    } catch (e) {
+      throw mapS3Error(e, this.ctx('completeUpload', key, { signal: opts.signal }));
+    }
+    const metadata = { ...h.metadata, [SHA256_KEY]: sha256 };
+    const written = (): ObjectMeta => ({ key, size: h.size, etag, version, lastModified: new Date(), contentType: h.contentType, metadata, checksums: { sha256 } });
+    if (h.sha256 !== undefined) return written();
+    try {
+      return await this.copyObject({
+        srcFull: fullKey, dstFull: fullKey, dstKey: key, size: h.size, etag,
+        replace: { metadata, contentType: h.contentType }, sourceMetadata: metadata, sourceContentType: h.contentType,
+      });
+    } catch (e) {
+      const m = mapS3Error(e, this.ctx('completeUpload', key));
+      if (m.code === 'PreconditionFailed') return written(); // overwritten since: last writer wins
+      throw m;
+    }
+  }
+
+  async abortUpload(handle: UploadHandle, opts: SignalOptions = {}): Promise<void> {
+    const h = this.handle(handle);
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.resolved.bucket, Key: this.full(h.key), UploadId: h.uploadId }), { abortSignal: opts.signal });
+    } catch (e) {
+      const m = mapS3Error(e, this.ctx('abortUpload', h.key, { signal: opts.signal }));
+      if (m.code !== 'NotFound') throw m;
+    }
+  }
+
+  /** A handle of this bucket and prefix (one from another store would address another object). */
+  private handle(handle: UploadHandle): S3UploadHandle {
+    const h = decodeHandle<S3UploadHandle & { bucket?: string; prefix?: string }>(handle, PROVIDER);
+    if (h.bucket !== this.resolved.bucket || h.prefix !== this.resolved.prefix || typeof h.uploadId !== 'string') {
+      throw new InvalidArgumentError(`the upload handle belongs to s3://${String(h.bucket)}/${String(h.prefix)}, not ${this.toString()}`, { provider: PROVIDER, key: h.key });
+    }
+    validateKey(h.key, PROVIDER);
+    return h;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -619,7 +792,7 @@ export class S3Store implements BlobStore {
       if (!done.ETag) throw new CloudmuxError('Transient', 'CompleteMultipartUpload answered without an ETag', { provider: PROVIDER, key: plan.dstKey });
       return this.copiedMeta(plan, unquoteEtag(done.ETag), done.VersionId, undefined);
     } catch (e) {
-      await this.abortUpload(plan.dstFull, uploadId);
+      await this.abortMultipart(plan.dstFull, uploadId);
       throw await this.copyError(e, plan);
     }
   }

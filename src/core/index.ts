@@ -9,3 +9,4 @@ export * from './helpers.js';
 export * from './listing.js';
 export * from './validate.js';
 export * from './remove.js';
+export * from './resumable.js';

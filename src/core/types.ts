@@ -139,6 +139,8 @@ export interface Capabilities {
   presign: boolean;
   /** Bodies stream through in bounded memory (false for the memory store). */
   streaming: boolean;
+  /** The store offers `ResumableUploads` (src/core/resumable.ts): parts that survive the uploader. Absent: false. */
+  resumableUpload?: boolean;
 }
 
 /**

@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
+import { NotSupportedError, resumableUploads } from '../core/index.js';
 import type {
-  BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
-  ObjectMeta, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
+  BlobStore, Body, Capabilities, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
+  ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, StartUploadOptions, UpdateMetadataOptions, UploadHandle,
+  UploadPartOptions, UploadedPart,
 } from '../core/index.js';
 
 /**
@@ -83,6 +85,45 @@ export abstract class ForwardingStore<Events extends object = Record<never, neve
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  // Resumable uploads pass straight through: parts are plain bytes every layer here (retry,
+  // breaker, timeout, rate limit, instrumentation) may hand on unchanged, and `capabilities` is the
+  // inner store's, so `resumableUploads(layer)` finds them exactly when the inner store has them.
+  // A layer that transforms bytes must declare `resumableUpload: false` instead.
+
+  private resumable(): ResumableUploads {
+    const r = resumableUploads(this.inner);
+    if (!r) throw new NotSupportedError(`${this.inner.toString()} has no resumable uploads`, { provider: this.provider });
+    return r;
+  }
+
+  uploadPartSize(size: number): number {
+    return this.resumable().uploadPartSize(size);
+  }
+
+  get multipartThreshold(): number {
+    return resumableUploads(this.inner)?.multipartThreshold ?? Number.POSITIVE_INFINITY;
+  }
+
+  async startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle> {
+    return this.resumable().startUpload(key, opts);
+  }
+
+  async uploadPart(handle: UploadHandle, partNumber: number, bytes: Uint8Array, opts?: UploadPartOptions): Promise<UploadedPart> {
+    return this.resumable().uploadPart(handle, partNumber, bytes, opts);
+  }
+
+  async listParts(handle: UploadHandle, opts?: SignalOptions): Promise<UploadedPart[]> {
+    return this.resumable().listParts(handle, opts);
+  }
+
+  async completeUpload(handle: UploadHandle, parts: readonly UploadedPart[], opts: CompleteUploadOptions): Promise<ObjectMeta> {
+    return this.resumable().completeUpload(handle, parts, opts);
+  }
+
+  async abortUpload(handle: UploadHandle, opts?: SignalOptions): Promise<void> {
+    await this.resumable().abortUpload(handle, opts);
   }
 
   /** Extra words shown before the inner store, e.g. `10/s, ` in `RateLimit(10/s, memory://)`. */

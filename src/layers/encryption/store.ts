@@ -88,7 +88,8 @@ export class EncryptedStore implements BlobStore {
     this.allowPlaintext = options.allowPlaintext ?? false;
     this.recordStreamDigest = options.recordStreamDigest ?? true;
     this.provider = inner.provider;
-    this.capabilities = { ...inner.capabilities, presign: false, nativeChecksums: [] };
+    // Parts would reach the provider as plaintext: resumable uploads are not passed through.
+    this.capabilities = { ...inner.capabilities, presign: false, nativeChecksums: [], resumableUpload: false };
   }
 
   async put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
