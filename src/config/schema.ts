@@ -113,7 +113,11 @@ export const stateSchema = z.union([
     postgres: z.strictObject({
       /** Connection URL; put the password in an env var: `postgres://user:${PGPASSWORD}@host/db`. */
       url: z.string().min(1),
-      schema: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('cloudmux'),
+      schema: z.string().regex(/^[a-z_][a-z0-9_]*$/).max(63).default('cloudmux'),
+      /** Connections in each process's pool (default 10). */
+      maxConnections: z.number().int().positive().optional(),
+      /** Give up connecting after this many ms (default 10000). */
+      connectTimeoutMs: z.number().int().positive().optional(),
     }),
   }),
 ]);

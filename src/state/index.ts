@@ -1,14 +1,23 @@
-import { NotSupportedError } from '../core/errors.js';
 import type { StateConfig } from '../config/schema.js';
 import type { StateStore } from './types.js';
 
 export * from './types.js';
 export { SqliteStateStore, type SqliteStateOptions } from './sqlite.js';
+export { PostgresStateStore, type PostgresStateOptions } from './postgres.js';
 
-/** Opens the state store a config names (SQLite by default, at `.cloudmux/state.db`). */
+/**
+ * Opens the state store a config names: PostgreSQL when `state.postgres` is set (shared by
+ * several routers), else SQLite (default `.cloudmux/state.db`).
+ */
 export async function openStateStore(config: StateConfig | undefined): Promise<StateStore> {
   if (config && 'postgres' in config) {
-    throw new NotSupportedError('the PostgreSQL state store is not built yet; use state.sqlite');
+    const { PostgresStateStore } = await import('./postgres.js');
+    const pg = config.postgres;
+    return PostgresStateStore.open({
+      url: pg.url, schema: pg.schema,
+      ...(pg.maxConnections !== undefined ? { maxConnections: pg.maxConnections } : {}),
+      ...(pg.connectTimeoutMs !== undefined ? { connectTimeoutMs: pg.connectTimeoutMs } : {}),
+    });
   }
   const { SqliteStateStore } = await import('./sqlite.js');
   return new SqliteStateStore({ path: config?.sqlite.path ?? '.cloudmux/state.db', durability: config?.sqlite.durability ?? 'full' });

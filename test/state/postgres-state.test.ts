@@ -1,0 +1,188 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isCloudmuxError } from '../../src/core/errors.js';
+import { PostgresStateStore } from '../../src/state/postgres.js';
+import { openStateStore } from '../../src/state/index.js';
+import type { OutboxEntry, PutRecord, StateStore } from '../../src/state/types.js';
+import { PG_URL, PgSchemas, requirePostgres } from './postgres-fixture.js';
+import { stateStoreCases, testClock } from './state-cases.js';
+
+const schemas = new PgSchemas();
+
+beforeAll(requirePostgres);
+afterEach(() => schemas.dropAll());
+
+stateStoreCases('postgres', (clock) => schemas.open(clock ? { now: clock } : {}));
+
+function rec(key: string, version: number, acked: string[], owed: string[] = [], size = 10): PutRecord {
+  return { key, version, size, sha256: `sha-${version}`, metadata: {}, lastModified: new Date(), acked: acked.map((provider) => ({ provider, version })), owed };
+}
+
+/** Two stores on one schema, each with its own pool: two router processes sharing one database. */
+async function twoProcesses(clock?: () => number): Promise<[StateStore, StateStore]> {
+  const schema = schemas.name();
+  const a = await schemas.open({ schema, ...(clock ? { now: clock } : {}) });
+  const b = await schemas.open({ schema, ...(clock ? { now: clock } : {}) });
+  return [a, b];
+}
+
+describe('postgres state: several processes on one database', () => {
+  it('concurrent claimers in two processes never get the same entry, and together get them all', async () => {
+    const [a, b] = await twoProcesses();
+    const total = 120;
+    for (let i = 0; i < total; i += 10) {
+      await Promise.all(Array.from({ length: 10 }, async (_, j) => a.commitPut(rec(`k${i + j}`, await a.nextVersion(), ['x'], ['y']))));
+    }
+    const seen = new Map<number, string>();
+    const dupes: string[] = [];
+    // Three claim loops per process, small batches, so claims really overlap.
+    const loop = async (store: StateStore, owner: string): Promise<void> => {
+      for (;;) {
+        const batch = await store.claim(owner, 3, 60_000);
+        if (batch.length === 0) return;
+        for (const e of batch) {
+          if (seen.has(e.id)) dupes.push(`${e.id}: ${seen.get(e.id)} and ${owner}`);
+          seen.set(e.id, owner);
+          expect(e.leaseOwner).toBe(owner);
+        }
+      }
+    };
+    await Promise.all([a, b].flatMap((s, p) => [1, 2, 3].map((n) => loop(s, `p${p}-w${n}`))));
+    expect(dupes).toEqual([]);
+    expect(seen.size).toBe(total);
+    // Both processes took part (each loop claims until the queue is empty).
+    const owners = new Set([...seen.values()].map((o) => o.slice(0, 2)));
+    expect(owners).toEqual(new Set(['p0', 'p1']));
+  });
+
+  it('version stamps from two processes are unique and increasing', async () => {
+    const [a, b] = await twoProcesses();
+    let last = 0;
+    for (let i = 0; i < 20; i++) {
+      const v = await (i % 2 ? a : b).nextVersion();
+      expect(v).toBeGreaterThan(last);
+      last = v;
+    }
+    const both = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).nextVersion()));
+    expect(new Set(both).size).toBe(100);
+    expect(Math.min(...both)).toBeGreaterThan(last);
+  });
+
+  it('an expired lease hands the entry to the other process', async () => {
+    const clock = testClock();
+    const [a, b] = await twoProcesses(clock.now);
+    await a.commitPut(rec('k', await a.nextVersion(), ['x'], ['y']));
+    const [held] = await a.claim('process-a', 10, 1000);
+    expect(held).toMatchObject({ key: 'k', leaseOwner: 'process-a' });
+    expect(await b.claim('process-b', 10, 1000)).toEqual([]);
+    clock.advance(1001);
+    const [taken] = await b.claim('process-b', 10, 1000);
+    expect(taken).toMatchObject({ id: held!.id, leaseOwner: 'process-b' });
+    expect(await a.claim('process-a', 10, 1000)).toEqual([]);
+    // The new holder finishes it; the old holder's late completion finds nothing left to do.
+    expect(await b.completeReplicate(taken!)).toBe(true);
+    expect((await a.backlog()).count).toBe(0);
+  });
+
+  it('racing puts of one key from two processes: the highest version wins, the other is refused', async () => {
+    const [a, b] = await twoProcesses();
+    for (let round = 0; round < 10; round++) {
+      const key = `race-${round}`;
+      const [va, vb] = [await a.nextVersion(), await b.nextVersion()];
+      const [ra, rb] = await Promise.all([a.commitPut(rec(key, va, ['pa'], ['q'])), b.commitPut(rec(key, vb, ['pb'], ['q']))]);
+      const found = await a.lookup(key);
+      expect(found.state === 'live' && found.object.version).toBe(vb);
+      expect(rb.committed).toBe(true);
+      // a's commit may land first (then b supersedes it) or be refused; either way b's replica and outbox stand.
+      if (!ra.committed) expect(ra.version).toBe(vb);
+      const owed = await b.entries({ key, state: 'pending' });
+      expect(owed.map((e: OutboxEntry) => `${e.kind}:${e.provider}@${e.version}`).sort()).toEqual(
+        ra.committed ? [`delete:pa@${vb}`, `replicate:q@${vb}`] : [`replicate:q@${vb}`]);
+    }
+  });
+
+  it('opening one schema from several processes at once creates it once; reopening keeps catalog, outbox and counter', async () => {
+    const schema = schemas.name();
+    const opened = await Promise.all([1, 2, 3].map(() => schemas.open({ schema })));
+    const v = await opened[0]!.nextVersion();
+    await opened[1]!.commitPut(rec('k', v, ['a'], ['b']));
+    for (const s of opened) await s.close();
+    const again = await schemas.open({ schema });
+    expect(await again.nextVersion()).toBeGreaterThan(v);
+    expect((await again.lookup('k')).state).toBe('live');
+    expect((await again.backlog()).count).toBe(1);
+    expect(await schemas.sql(`SELECT version FROM "${schema}".schema_version`)).toEqual([{ version: 1 }]);
+  });
+
+  it('refuses a schema written by a newer cloudmux', async () => {
+    const schema = schemas.name();
+    await schemas.open({ schema });
+    await schemas.sql(`UPDATE "${schema}".schema_version SET version = 99`);
+    const err = await PostgresStateStore.open({ url: PG_URL, schema }).catch((e: unknown) => e);
+    expect(isCloudmuxError(err, 'InvalidConfig')).toBe(true);
+    expect(String((err as Error).message)).toMatch(/version 99, newer/);
+  });
+
+  it('keys are text COLLATE "C" (byte order) wherever they are compared', async () => {
+    const s = await schemas.open();
+    const schema = s.toString().match(/schema (\S+)\)/)![1]!;
+    const cols = await schemas.sql<{ table_name: string; collation_name: string | null }>(
+      "SELECT table_name, collation_name FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'key' ORDER BY table_name", [schema]);
+    expect(cols).toEqual([{ table_name: 'objects', collation_name: 'C' }, { table_name: 'outbox', collation_name: 'C' }, { table_name: 'replicas', collation_name: 'C' }]);
+    // Case and non-BMP characters, where linguistic and UTF-16 orders both differ from byte order.
+    for (const k of ['a', 'B', '\u{10000}', '\uFFFD', '\u00E9', 'e']) await s.commitPut(rec(k, await s.nextVersion(), ['x']));
+    expect((await s.listObjects({ limit: 10 })).map((o) => o.key)).toEqual(['B', 'a', 'e', '\u00E9', '\uFFFD', '\u{10000}']);
+    expect((await s.listObjects({ startAfter: '\uFFFD', limit: 10 })).map((o) => o.key)).toEqual(['\u{10000}']);
+  });
+
+  it('a put and its outbox entries commit together or not at all', async () => {
+    const s = await schemas.open();
+    const schema = s.toString().match(/schema (\S+)\)/)![1]!;
+    await schemas.sql(`CREATE FUNCTION "${schema}".fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$;
+      CREATE TRIGGER fail BEFORE INSERT ON "${schema}".outbox FOR EACH ROW EXECUTE FUNCTION "${schema}".fail();`);
+    const err = await s.commitPut(rec('k', await s.nextVersion(), ['a'], ['b'])).catch((e: unknown) => e);
+    expect(isCloudmuxError(err)).toBe(true);
+    expect((err as Error).message).toMatch(/commitPut: injected/);
+    expect(await s.lookup('k')).toEqual({ state: 'unknown' });
+    expect(await schemas.sql(`SELECT * FROM "${schema}".replicas`)).toEqual([]);
+  });
+});
+
+describe('postgres state: configuration and errors', () => {
+  it('openStateStore opens PostgreSQL from the config section', async () => {
+    const schema = schemas.name();
+    const s = await openStateStore({ postgres: { url: PG_URL, schema, maxConnections: 2 } });
+    try {
+      expect(s.kind).toBe('postgres');
+      expect(await s.nextVersion()).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('maps failures: unreachable server is Transient, missing database InvalidConfig, bad URL InvalidConfig; no password in messages', async () => {
+    const down = await PostgresStateStore.open({ url: 'postgres://u:s3cret-pw@127.0.0.1:9/db', connectTimeoutMs: 2000 }).catch((e: unknown) => e);
+    expect(isCloudmuxError(down, 'Transient')).toBe(true);
+    expect(String(down)).not.toContain('s3cret-pw');
+    const url = new URL(PG_URL);
+    url.pathname = '/cloudmux_no_such_db';
+    const missing = await PostgresStateStore.open({ url: url.href }).catch((e: unknown) => e);
+    expect(isCloudmuxError(missing, 'InvalidConfig')).toBe(true);
+    const bad = await PostgresStateStore.open({ url: 'mysql://u:s3cret-pw@h/db' }).catch((e: unknown) => e);
+    expect(isCloudmuxError(bad, 'InvalidConfig')).toBe(true);
+    expect(String(bad)).not.toContain('s3cret-pw');
+    const badSchema = await PostgresStateStore.open({ url: PG_URL, schema: 'Robert"); DROP' }).catch((e: unknown) => e);
+    expect(isCloudmuxError(badSchema, 'InvalidConfig')).toBe(true);
+    // Trust auth ignores the password; a real one (from CLOUDMUX_TEST_PG_URL) must not show either.
+    const withPassword = new URL(PG_URL);
+    if (!withPassword.password) withPassword.password = 's3cret-pw';
+    const s = await schemas.open({ url: withPassword.href });
+    expect(s.toString()).not.toContain(withPassword.password);
+  });
+
+  it('a closed store fails calls cleanly and closes twice without error', async () => {
+    const s = await schemas.open();
+    await s.close();
+    await s.close();
+    await expect(s.nextVersion()).rejects.toSatisfy((e: unknown) => isCloudmuxError(e));
+  });
+});
