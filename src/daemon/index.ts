@@ -8,3 +8,6 @@ export { DaemonMetrics, type MetricsSource } from './metrics.js';
 export { DaemonHttpServer, type HttpHandlers } from './http.js';
 export { createDaemonLogger, serializeError } from './logger.js';
 export { openRouter, openProviderStacks, resilienceOptions, DEFAULT_ATTEMPT_TIMEOUT_MS, type OpenRouterOptions, type ProviderStack } from './open-router.js';
+/** The config loader, so `cloudmux/daemon` alone can read the file an app and the daemon share. */
+export { loadConfig, parseConfig, type ParseConfigOptions } from '../config/load.js';
+export type { CloudmuxConfig, DaemonConfig, ResilienceConfig, ScanConfig } from '../config/schema.js';

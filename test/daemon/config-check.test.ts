@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -102,5 +102,20 @@ state: { sqlite: { path: "${work}/state.db" } }
     expect(good.stderr).toBe('');
     expect(good.code).toBe(0);
     expect(good.stdout).toMatch(/good\.yaml: ok: 2 providers \(a, b\), 1 policy, state sqlite .*state\.db, daemon on 127\.0\.0\.1:9464\n/);
+  });
+
+  it('the complete example in docs/daemon.md is a valid config', async () => {
+    const doc = readFileSync(join(ROOT, 'docs/daemon.md'), 'utf8');
+    const example = /## Complete example config[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
+    expect(example).toBeDefined();
+    const secret = file('azure-account-key', 'c2VjcmV0\n');
+    const local = example!
+      .replace('/run/credentials/cloudmux.service/azure-account-key', secret)
+      .replace('/var/lib/cloudmux/state.db', join(work, 'example-state.db'));
+    const { config, problems } = await checkConfigFile(file('example.yaml', local), { AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_ACCESS_KEY: 'example' });
+    expect(problems).toEqual([]);
+    expect(config!.providers.map((p) => p.name)).toEqual(['aws', 'gcp', 'azure']);
+    expect(config!.daemon.scan).toEqual({ intervalMs: 60_000, batchSize: 500, compare: 'metadata', settleMs: 60_000 });
+    expect(config!.providers[2]!.options).toEqual({ accountKey: 'c2VjcmV0' });
   });
 });
