@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Body } from '../../core/types.js';
 import { copyObject } from '../../replication/copier.js';
 import { UsageError } from '../errors.js';
+import { addEncryptionOptions, decryptingObjectStore, encryptingStore, type EncryptionFlags } from '../encryption-flags.js';
 import { localSize, openLocalRead, parseLocation, storeFor, writeLocal, type Location } from '../locations.js';
 
 type ObjectLocation = Extract<Location, { kind: 'object' }>;
@@ -17,16 +18,22 @@ function targetKey(dst: ObjectLocation, srcName: string): string {
   return dst.key;
 }
 
-/** Copies one object or file. Whole-object reads are SHA-256 verified while they stream. */
-export async function copyOne(srcArg: string, dstArg: string, opts: { contentType?: string } = {}): Promise<{ bytes: number; sha256?: string; target: string }> {
+/**
+ * Copies one object or file. Whole-object reads are SHA-256 verified while they stream.
+ * `encryptWith` encrypts what is written to a store object, `decrypt` decrypts a store object read.
+ */
+export async function copyOne(srcArg: string, dstArg: string, opts: { contentType?: string } & EncryptionFlags = {}): Promise<{ bytes: number; sha256?: string; target: string }> {
   const src = parseLocation(srcArg);
   const dst = parseLocation(dstArg);
+  if (opts.encryptWith !== undefined && dst.kind !== 'object') throw new UsageError('--encrypt-with applies to a store destination, not a local file or -');
+  if (opts.decrypt && src.kind !== 'object') throw new UsageError('--decrypt applies to a store source, not a local file or -');
+  // Keys are checked before anything is read or written.
+  const dstStore = dst.kind === 'object' ? await encryptingStore(await storeFor(dst), opts) : undefined;
+  const srcStore = src.kind === 'object' ? await decryptingObjectStore(await storeFor(src), src.key, src.display, opts) : undefined;
   if (dst.kind === 'object') {
     let body: Body;
     let size: number | undefined;
     let name = '';
-    const srcStore = src.kind === 'object' ? await storeFor(src) : undefined;
-    const dstStore = await storeFor(dst);
     if (src.kind === 'stdio') {
       body = process.stdin;
     } else if (src.kind === 'local') {
@@ -37,15 +44,15 @@ export async function copyOne(srcArg: string, dstArg: string, opts: { contentTyp
     } else {
       // Store to store: the copier copies server-side where it can, else streams with the
       // digest checked on both ends.
-      const res = await copyObject(srcStore!, src.key, dstStore, targetKey(dst, basename(src.key)), opts.contentType ? { contentType: opts.contentType } : {});
+      const res = await copyObject(srcStore!, src.key, dstStore!, targetKey(dst, basename(src.key)), opts.contentType ? { contentType: opts.contentType } : {});
       return { bytes: res.bytes, sha256: res.sha256 ?? res.meta.checksums.sha256, target: res.meta.key };
     }
     const key = targetKey(dst, name);
-    const put = await dstStore.put(key, body, { size, contentType: opts.contentType });
+    const put = await dstStore!.put(key, body, { size, contentType: opts.contentType });
     return { bytes: put.size, sha256: put.checksums.sha256, target: key };
   }
   if (src.kind === 'object') {
-    const { body, meta } = await (await storeFor(src)).get(src.key, { verify: true });
+    const { body, meta } = await srcStore!.get(src.key, { verify: true });
     if (dst.kind === 'stdio') {
       await pipeline(body, process.stdout, { end: false });
       return { bytes: meta.size, sha256: meta.checksums.sha256, target: '-' };
@@ -70,17 +77,21 @@ export async function copyOne(srcArg: string, dstArg: string, opts: { contentTyp
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('cp')
     .description('copy one object or file: store URLs, local paths, or - for stdin/stdout (use `migrate` for trees)')
     .argument('<src>', 'source: s3://bucket/key, gs://…, az://acct/container/key, memory://name/key, a local path, or -')
     .argument('<dst>', 'destination, same forms; a trailing / keeps the source name')
     .option('--content-type <type>', 'content type to store')
-    .option('--json', 'print the result as JSON')
-    .action(async (srcArg: string, dstArg: string, opts: { contentType?: string; json?: boolean }) => {
-      const res = await copyOne(srcArg, dstArg, opts);
-      if (dstArg === '-') return;
-      if (opts.json) process.stdout.write(`${JSON.stringify(res)}\n`);
-      else process.stderr.write(`copied ${res.bytes} bytes to ${res.target}${res.sha256 ? ` (sha256 ${res.sha256})` : ''}\n`);
-    });
+    .option('--json', 'print the result as JSON');
+  addEncryptionOptions(cmd, {
+    encrypt: 'encrypt client-side under this key id before writing to the store (the provider sees only ciphertext)',
+    decrypt: 'decrypt the source object (written with --encrypt-with); fails if it is not encrypted',
+  });
+  cmd.action(async (srcArg: string, dstArg: string, opts: { contentType?: string; json?: boolean } & EncryptionFlags) => {
+    const res = await copyOne(srcArg, dstArg, opts);
+    if (dstArg === '-') return;
+    if (opts.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+    else process.stderr.write(`copied ${res.bytes} bytes to ${res.target}${res.sha256 ? ` (sha256 ${res.sha256})` : ''}\n`);
+  });
 }

@@ -9,6 +9,7 @@ import { MigrationJournal } from '../../replication/journal.js';
 import { migrate } from '../../replication/migrate.js';
 import { EXIT, UsageError, describeError } from '../errors.js';
 import { createProgressReporter } from '../progress.js';
+import { addEncryptionOptions, decryptingSide, encryptingSide, type EncryptionFlags, type TreeSide } from '../encryption-flags.js';
 
 /** `50M` → 52428800 (binary multiples, like rclone's --bwlimit); plain numbers are bytes. */
 export function parseSize(value: string, flag: string): number {
@@ -60,7 +61,7 @@ export async function openSide(arg: string, flag: string, configFile: string | u
   }
 }
 
-interface MigrateFlags {
+interface MigrateFlags extends EncryptionFlags {
   include: string[];
   exclude: string[];
   concurrency?: string;
@@ -78,7 +79,7 @@ interface MigrateFlags {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('migrate')
     .description('copy every object from <src> to <dst> that is missing or differs there, verify each copy, resumably')
     .argument('<src>', 'source: store URL (s3://bucket/prefix, gs://…, az://account/container/prefix, file:///dir, memory://name) or a provider name from --config')
@@ -97,53 +98,66 @@ export function register(program: Command): void {
     .option('--retries <n>', 'attempts per object after the first on transient errors', '8')
     .option('--preflight-timeout <seconds>', 'how long each store may take to answer before anything is written', '30')
     .option('--config <file>', 'cloudmux.yaml whose provider names may stand for <src>/<dst>')
-    .option('--json', 'JSON lines on stdout: one per object, stats each second, a final summary')
-    .action(async (srcArg: string, dstArg: string, flags: MigrateFlags) => {
-      const concurrency = parsePositiveInt(flags.concurrency ?? '16', '--concurrency');
-      const retries = Number(flags.retries ?? '8');
-      if (!Number.isSafeInteger(retries) || retries < 0) throw new UsageError(`--retries: expected a non-negative integer, got ${JSON.stringify(flags.retries)}`);
-      const checksum = parseChecksumMode(flags.checksum);
-      const bytesPerSecond = flags.bwlimit !== undefined ? parseSize(flags.bwlimit, '--bwlimit') : undefined;
-      const opsPerSecond = flags.tpslimit !== undefined ? parsePositiveInt(flags.tpslimit, '--tpslimit') : undefined;
-      const partSize = flags.partSize !== undefined ? parseSize(flags.partSize, '--part-size') : undefined;
-      const preflightTimeoutMs = parsePositiveInt(flags.preflightTimeout ?? '30', '--preflight-timeout') * 1000;
-      if (flags.dryRun && flags.deleteSource) throw new UsageError('--delete-source cannot be combined with --dry-run');
+    .option('--json', 'JSON lines on stdout: one per object, stats each second, a final summary');
+  addEncryptionOptions(cmd, {
+    encrypt: 'encrypt every object client-side under this key id before it reaches <dst> (the provider sees only ciphertext)',
+    decrypt: 'read <src> through decryption (a tree written with --encrypt-with); checked on its first object before anything is written',
+  });
+  cmd.action(async (srcArg: string, dstArg: string, flags: MigrateFlags) => {
+    const concurrency = parsePositiveInt(flags.concurrency ?? '16', '--concurrency');
+    const retries = Number(flags.retries ?? '8');
+    if (!Number.isSafeInteger(retries) || retries < 0) throw new UsageError(`--retries: expected a non-negative integer, got ${JSON.stringify(flags.retries)}`);
+    const checksum = parseChecksumMode(flags.checksum);
+    const bytesPerSecond = flags.bwlimit !== undefined ? parseSize(flags.bwlimit, '--bwlimit') : undefined;
+    const opsPerSecond = flags.tpslimit !== undefined ? parsePositiveInt(flags.tpslimit, '--tpslimit') : undefined;
+    const partSize = flags.partSize !== undefined ? parseSize(flags.partSize, '--part-size') : undefined;
+    const preflightTimeoutMs = parsePositiveInt(flags.preflightTimeout ?? '30', '--preflight-timeout') * 1000;
+    if (flags.dryRun && flags.deleteSource) throw new UsageError('--delete-source cannot be combined with --dry-run');
 
-      const dstExtra: Record<string, unknown> = {};
-      if (partSize !== undefined) {
-        const scheme = parseStoreUrl(dstArg).protocol;
-        // Each driver names its upload unit differently; all bound memory the same way.
-        if (scheme === 'az:') dstExtra.blockSize = partSize;
-        else if (scheme === 'gs:') dstExtra.chunkSize = partSize;
-        else if (scheme === 's3:') dstExtra.partSize = partSize;
-        else throw new UsageError(`--part-size applies to s3://, gs:// and az:// destinations, not ${scheme}//`);
-      }
-      const src = await openSide(srcArg, '<src>', flags.config);
-      const dst = await openSide(dstArg, '<dst>', flags.config, dstExtra, false);
-      const journalPath = flags.journal === false ? undefined : flags.journal ?? MigrationJournal.defaultPath(src.name, dst.name);
-      const reporter = createProgressReporter({ json: flags.json, tty: process.stderr.isTTY === true, dryRun: flags.dryRun });
-      const ctl = new AbortController();
-      const onSignal = (): void => ctl.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      try {
-        const summary = await migrate(src.store, dst.store, {
-          include: flags.include, exclude: flags.exclude, concurrency, checksum, retries,
-          dryRun: flags.dryRun, deleteSource: flags.deleteSource, journal: journalPath,
-          bytesPerSecond, opsPerSecond, preflightTimeoutMs, signal: ctl.signal, names: { src: src.name, dst: dst.name },
-          onEvent: (e) => reporter.onEvent(e),
-        });
-        reporter.finish(summary);
-        process.exitCode = summary.failed > 0 || summary.incomplete ? EXIT.failed : EXIT.ok;
-      } catch (e) {
-        reporter.stop();
-        // Preflight and journal problems are bad input: one line, exit 2, nothing written.
-        if (isCloudmuxError(e) && (e.message.startsWith('cannot use the ') || e.code === 'InvalidConfig')) throw new UsageError(e.message);
-        throw e;
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        await Promise.allSettled([src.store.close(), dst.store.close()]);
-      }
-    });
+    const dstExtra: Record<string, unknown> = {};
+    if (partSize !== undefined) {
+      const scheme = parseStoreUrl(dstArg).protocol;
+      // Each driver names its upload unit differently; all bound memory the same way.
+      if (scheme === 'az:') dstExtra.blockSize = partSize;
+      else if (scheme === 'gs:') dstExtra.chunkSize = partSize;
+      else if (scheme === 's3:') dstExtra.partSize = partSize;
+      else throw new UsageError(`--part-size applies to s3://, gs:// and az:// destinations, not ${scheme}//`);
+    }
+    const rawSrc = await openSide(srcArg, '<src>', flags.config);
+    const rawDst = await openSide(dstArg, '<dst>', flags.config, dstExtra, false);
+    let src: TreeSide;
+    let dst: TreeSide;
+    try {
+      dst = await encryptingSide(rawDst, flags);
+      src = await decryptingSide(rawSrc, '<src>', flags, { timeoutMs: preflightTimeoutMs });
+    } catch (e) {
+      await Promise.allSettled([rawSrc.store.close(), rawDst.store.close()]);
+      throw e;
+    }
+    const journalPath = flags.journal === false ? undefined : flags.journal ?? MigrationJournal.defaultPath(src.name, dst.name);
+    const reporter = createProgressReporter({ json: flags.json, tty: process.stderr.isTTY === true, dryRun: flags.dryRun });
+    const ctl = new AbortController();
+    const onSignal = (): void => ctl.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      const summary = await migrate(src.store, dst.store, {
+        include: flags.include, exclude: flags.exclude, concurrency, checksum, retries,
+        dryRun: flags.dryRun, deleteSource: flags.deleteSource, journal: journalPath,
+        bytesPerSecond, opsPerSecond, preflightTimeoutMs, signal: ctl.signal, names: { src: src.name, dst: dst.name },
+        onEvent: (e) => reporter.onEvent(e),
+      });
+      reporter.finish(summary);
+      process.exitCode = summary.failed > 0 || summary.incomplete ? EXIT.failed : EXIT.ok;
+    } catch (e) {
+      reporter.stop();
+      // Preflight and journal problems are bad input: one line, exit 2, nothing written.
+      if (isCloudmuxError(e) && (e.message.startsWith('cannot use the ') || e.code === 'InvalidConfig')) throw new UsageError(e.message);
+      throw e;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await Promise.allSettled([src.store.close(), dst.store.close()]);
+    }
+  });
 }

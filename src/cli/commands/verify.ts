@@ -2,13 +2,15 @@ import type { Command } from 'commander';
 import { CHECKSUM_MODES } from '../../replication/copier.js';
 import { treesMatch, verifyTrees, type VerifyOutcome } from '../../replication/verify.js';
 import { EXIT } from '../errors.js';
+import { addEncryptionOptions, decryptingSide, type EncryptionFlags, type TreeSide } from '../encryption-flags.js';
 import { formatDuration } from '../progress.js';
 import { openSide, parseChecksumMode, parsePositiveInt } from './migrate.js';
 
 /** rclone check's --combined markers, so scripts written for it read ours. */
 const MARK: Record<VerifyOutcome, string> = { match: '=', 'only-in-a': '-', 'only-in-b': '+', differ: '*', error: '!' };
 
-interface VerifyFlags {
+interface VerifyFlags extends EncryptionFlags {
+  decryptB?: boolean;
   include: string[];
   exclude: string[];
   checksum: string;
@@ -22,7 +24,7 @@ interface VerifyFlags {
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('verify')
     .description('compare two trees by size and content digest, like rclone check; exit 1 on any difference')
     .argument('<a>', 'first tree: store URL or a provider name from --config')
@@ -35,33 +37,44 @@ export function register(program: Command): void {
     .option('--matching', 'also print matching keys')
     .option('--config <file>', 'cloudmux.yaml whose provider names may stand for <a>/<b>')
     .option('--json', 'JSON lines: one per difference (and match with --matching), then a summary')
-    .action(async (aArg: string, bArg: string, flags: VerifyFlags) => {
-      const checksum = parseChecksumMode(flags.checksum);
-      const concurrency = parsePositiveInt(flags.concurrency ?? '16', '--concurrency');
-      const a = await openSide(aArg, '<a>', flags.config);
-      const b = await openSide(bArg, '<b>', flags.config);
-      try {
-        const report = await verifyTrees(a.store, b.store, {
-          include: flags.include, exclude: flags.exclude, checksum, download: flags.download, concurrency,
-          onEvent: (e) => {
-            if (e.outcome === 'match' && !flags.matching) return;
-            if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'object', ...e })}\n`);
-            else process.stdout.write(`${MARK[e.outcome]} ${e.key}${e.reason ? `  (${e.reason})` : ''}\n`);
-          },
-        });
-        const ok = treesMatch(report);
-        if (flags.json) {
-          const { problems: _p, ...counts } = report;
-          process.stdout.write(`${JSON.stringify({ event: 'summary', ok, ...counts })}\n`);
-        } else {
-          const by = Object.entries(report.matchedBy).map(([k, v]) => `${v} by ${k}`).join(', ');
-          process.stderr.write(`${ok ? 'no differences' : 'DIFFERENCES FOUND'}: ${report.matching} matching${by ? ` (${by})` : ''}, `
-            + `${report.differing} differing, ${report.onlyInA} only in ${a.name}, ${report.onlyInB} only in ${b.name}, `
-            + `${report.errors} errors, ${formatDuration(report.durationMs / 1000)}\n`);
-        }
-        process.exitCode = ok ? EXIT.ok : EXIT.failed;
-      } finally {
-        await Promise.allSettled([a.store.close(), b.store.close()]);
+    .option('--decrypt-b', 'read <b> through decryption (a tree written with --encrypt-with): compares plaintext with plaintext');
+  addEncryptionOptions(cmd, { decrypt: 'read <a> through decryption (a tree written with --encrypt-with): compares plaintext with plaintext' });
+  cmd.action(async (aArg: string, bArg: string, flags: VerifyFlags) => {
+    const checksum = parseChecksumMode(flags.checksum);
+    const concurrency = parsePositiveInt(flags.concurrency ?? '16', '--concurrency');
+    const rawA = await openSide(aArg, '<a>', flags.config);
+    const rawB = await openSide(bArg, '<b>', flags.config);
+    let a: TreeSide;
+    let b: TreeSide;
+    try {
+      a = await decryptingSide(rawA, '<a>', flags);
+      b = await decryptingSide(rawB, '<b>', { ...flags, decrypt: flags.decryptB });
+    } catch (e) {
+      await Promise.allSettled([rawA.store.close(), rawB.store.close()]);
+      throw e;
+    }
+    try {
+      const report = await verifyTrees(a.store, b.store, {
+        include: flags.include, exclude: flags.exclude, checksum, download: flags.download, concurrency,
+        onEvent: (e) => {
+          if (e.outcome === 'match' && !flags.matching) return;
+          if (flags.json) process.stdout.write(`${JSON.stringify({ event: 'object', ...e })}\n`);
+          else process.stdout.write(`${MARK[e.outcome]} ${e.key}${e.reason ? `  (${e.reason})` : ''}\n`);
+        },
+      });
+      const ok = treesMatch(report);
+      if (flags.json) {
+        const { problems: _p, ...counts } = report;
+        process.stdout.write(`${JSON.stringify({ event: 'summary', ok, ...counts })}\n`);
+      } else {
+        const by = Object.entries(report.matchedBy).map(([k, v]) => `${v} by ${k}`).join(', ');
+        process.stderr.write(`${ok ? 'no differences' : 'DIFFERENCES FOUND'}: ${report.matching} matching${by ? ` (${by})` : ''}, `
+          + `${report.differing} differing, ${report.onlyInA} only in ${a.name}, ${report.onlyInB} only in ${b.name}, `
+          + `${report.errors} errors, ${formatDuration(report.durationMs / 1000)}\n`);
       }
-    });
+      process.exitCode = ok ? EXIT.ok : EXIT.failed;
+    } finally {
+      await Promise.allSettled([a.store.close(), b.store.close()]);
+    }
+  });
 }
