@@ -12,7 +12,7 @@ import { openStateStore } from '../state/index.js';
 import type { BacklogStats, StateStore } from '../state/types.js';
 import { AntiEntropyScanner, type ScanRepair, type ScanReport } from './anti-entropy.js';
 import { DaemonHttpServer, type HttpHandlers } from './http.js';
-import { createDaemonLogger, describeError, serializeError } from './logger.js';
+import { createDaemonLogger, describeError } from './logger.js';
 import { DaemonMetrics } from './metrics.js';
 import { openProviderStacks, openRouter, type ProviderStack } from './open-router.js';
 
@@ -582,7 +582,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       this.log.info({ event: 'daemon.stopped', backlog: backlog ? { count: backlog.count, bytes: backlog.bytes, dead: backlog.dead } : undefined },
         'stopped; state store closed');
     } catch (e) {
-      this.log.error({ event: 'daemon.stop_failed', err: serializeError(e) }, `stop failed: ${describeError(e)}`);
+      this.log.error({ event: 'daemon.stop_failed', err: e }, `stop failed: ${describeError(e)}`);
       throw e;
     } finally {
       this.resolveStopped();
