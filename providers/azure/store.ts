@@ -10,12 +10,13 @@ import {
 import {
   AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidRangeError, MultiHasher, NotFoundError,
   NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyBytes, bodyChunks, checkCopy, checkGet,
-  checkPut, checksumMismatches, compareKeys, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey,
+  checkPart, checkPartsTile, checkPut, checksumMismatches, decodeHandle, encodeHandle, compareKeys, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey,
   validateMetadata, validatePrefix, validKeysOf,
 } from '../../src/core/index.js';
 import type {
-  BlobStore, Body, Capabilities, ChecksumAlgorithm, Checksums, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem,
-  ListOptions, ObjectMeta, ObjectSummary, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
+  BlobStore, Body, Capabilities, ChecksumAlgorithm, Checksums, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions,
+  GetResult, ListItem, ListOptions, ObjectMeta, ObjectSummary, PresignOptions, PutOptions, ResumableUploads, SignalOptions,
+  StartUploadOptions, UpdateMetadataOptions, UploadHandle, UploadPartOptions, UploadedPart,
 } from '../../src/core/index.js';
 import { BlockPool, pooledBlocks } from './blocks.js';
 import { azureChecksums, blockId, md5Bytes } from './checksums.js';
@@ -33,6 +34,20 @@ const BATCH_LIMIT = 256;
  */
 const STAGE_ATTEMPTS = 3;
 
+
+/** What an Azure upload handle holds: the block-id prefix and what the commit stamps on the blob. */
+interface AzureUploadHandle {
+  key: string;
+  /** Block ids of this upload are `blockId(uploadId, partNumber)`: deterministic, so a resume finds them. */
+  uploadId: string;
+  size: number;
+  partSize: number;
+  contentType: string;
+  metadata: Record<string, string>;
+  account: string;
+  container: string;
+  prefix: string;
+}
 
 /** One entry of a server listing, before the UTF-8 re-ordering. */
 interface ListedEntry {
@@ -97,7 +112,7 @@ function quote(etag: string): string {
  * - presign: service SAS; needs the account key. A presigned PUT must send `x-ms-blob-type: BlockBlob`.
  * - SDK retries are off (one attempt); cloudmux's retry layer owns retries.
  */
-export class AzureStore implements BlobStore {
+export class AzureStore implements BlobStore, ResumableUploads {
   readonly provider = PROVIDER;
   readonly capabilities: Capabilities;
   private readonly container: ContainerClient;
@@ -131,6 +146,7 @@ export class AzureStore implements BlobStore {
       nativeChecksums: ['md5'] satisfies ChecksumAlgorithm[],
       presign: this.sharedKey !== undefined,
       streaming: true,
+      resumableUpload: true,
     };
   }
 
@@ -377,6 +393,111 @@ export class AzureStore implements BlobStore {
     const base = `az://${this.config.account}/${this.config.container}${this.config.prefix ? `/${this.config.prefix}` : ''}`;
     const standard = `https://${this.config.account}.blob.core.windows.net`;
     return this.config.endpoint === standard ? base : `${base}?endpoint=${this.config.endpoint}`;
+  }
+
+  // ---- resumable uploads (src/core/resumable.ts): staged blocks with ids derived from the handle ----
+
+  get multipartThreshold(): number {
+    return this.config.singleShotThreshold;
+  }
+
+  uploadPartSize(size: number): number {
+    return Math.min(MAX_BLOCK_SIZE, Math.max(this.config.blockSize, Math.ceil(size / MAX_BLOCKS)));
+  }
+
+  /** Sends nothing: an Azure upload is just the block ids it will stage, which the handle fixes. */
+  async startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle> {
+    validateKey(key, PROVIDER);
+    validateMetadata(opts.metadata, PROVIDER, key);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw new InvalidArgumentError(`size must be a byte count, got ${opts.size}`, { provider: PROVIDER, key });
+    if (!Number.isSafeInteger(opts.partSize) || opts.partSize < 1 || opts.partSize > MAX_BLOCK_SIZE) {
+      throw new InvalidArgumentError(`partSize must be 1..${MAX_BLOCK_SIZE} bytes, got ${opts.partSize}`, { provider: PROVIDER, key });
+    }
+    if (Math.ceil(opts.size / opts.partSize) > MAX_BLOCKS) {
+      throw new InvalidArgumentError(`${opts.size} bytes need more than ${MAX_BLOCKS} blocks of ${opts.partSize}`, { provider: PROVIDER, key });
+    }
+    const handle: AzureUploadHandle = {
+      key, uploadId: randomBytes(8).toString('hex'), size: opts.size, partSize: opts.partSize,
+      contentType: opts.contentType ?? DEFAULT_CONTENT_TYPE, metadata: { ...opts.metadata },
+      account: this.config.account, container: this.config.container, prefix: this.config.prefix,
+    };
+    return encodeHandle(PROVIDER, { ...handle });
+  }
+
+  /** Put Block with its transactional MD5 (retried in place on a retryable failure, like a streamed put's blocks). */
+  async uploadPart(handle: UploadHandle, partNumber: number, bytes: Uint8Array, opts: UploadPartOptions = {}): Promise<UploadedPart> {
+    const h = this.uploadHandle(handle);
+    checkPart(h, partNumber, bytes.byteLength, PROVIDER, h.key);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
+    const client = this.container.getBlockBlobClient(this.blobName(h.key));
+    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    await this.stageBlock(client, h.key, blockId(h.uploadId, partNumber), buf, opts.signal ?? new AbortController().signal);
+    return { partNumber, size: bytes.byteLength };
+  }
+
+  /**
+   * The uncommitted blocks of this upload (Get Block List). Azure cannot tell a finished or
+   * abandoned upload from a fresh one: either lists no blocks (a commit discards uncommitted ones).
+   */
+  async listParts(handle: UploadHandle, opts: SignalOptions = {}): Promise<UploadedPart[]> {
+    const h = this.uploadHandle(handle);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
+    const client = this.container.getBlockBlobClient(this.blobName(h.key));
+    let listed: { name?: string; size?: number }[];
+    try {
+      const res = await client.getBlockList('uncommitted', { abortSignal: opts.signal });
+      listed = res.uncommittedBlocks ?? [];
+    } catch (e) {
+      const err = this.mapError(e, h.key, opts.signal);
+      if (err.code === 'NotFound') return [];
+      throw err;
+    }
+    const ours = new Map<string, number>();
+    const count = Math.max(1, Math.ceil(h.size / h.partSize));
+    for (let n = 1; n <= count; n++) ours.set(blockId(h.uploadId, n), n);
+    const parts: UploadedPart[] = [];
+    for (const b of listed) {
+      const n = b.name === undefined ? undefined : ours.get(b.name);
+      if (n !== undefined) parts.push({ partNumber: n, size: b.size ?? 0 });
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  /** Put Block List with the blob's Content-MD5 (when given) and `cloudmux_sha256`. */
+  async completeUpload(handle: UploadHandle, parts: readonly UploadedPart[], opts: CompleteUploadOptions): Promise<ObjectMeta> {
+    const h = this.uploadHandle(handle);
+    const key = h.key;
+    checkPartsTile(h, parts, PROVIDER, key);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+    const client = this.container.getBlockBlobClient(this.blobName(key));
+    const checksums: Checksums = { sha256: opts.checksums.sha256.toLowerCase(), ...(opts.checksums.md5 ? { md5: opts.checksums.md5.toLowerCase() } : {}) };
+    const metadata = { ...h.metadata, [SHA256_KEY]: checksums.sha256! };
+    try {
+      const res = await client.commitBlockList(parts.map((p) => blockId(h.uploadId, p.partNumber)), {
+        blobHTTPHeaders: { blobContentType: h.contentType, ...(checksums.md5 ? { blobContentMD5: Buffer.from(checksums.md5, 'hex') } : {}) },
+        metadata,
+        abortSignal: opts.signal,
+      });
+      return this.writtenMeta(key, h.size, h.contentType, metadata, checksums, res);
+    } catch (e) {
+      throw this.mapError(e, key, opts.signal);
+    }
+  }
+
+  /** Nothing to send: Azure has no call that drops uncommitted blocks; they expire after 7 days. */
+  async abortUpload(handle: UploadHandle, opts: SignalOptions = {}): Promise<void> {
+    const h = this.uploadHandle(handle);
+    throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
+  }
+
+  private uploadHandle(handle: UploadHandle): AzureUploadHandle {
+    const h = decodeHandle<AzureUploadHandle>(handle, PROVIDER);
+    if (h.account !== this.config.account || h.container !== this.config.container || h.prefix !== this.config.prefix || !/^[0-9a-f]{16}$/.test(String(h.uploadId))) {
+      throw new InvalidArgumentError(`the upload handle belongs to az://${String(h.account)}/${String(h.container)}, not ${this.toString()}`, { provider: PROVIDER, key: h.key });
+    }
+    validateKey(h.key, PROVIDER);
+    return h;
   }
 
   // ---- put ----

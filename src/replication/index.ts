@@ -3,7 +3,9 @@ export type { ChecksumMode, CopyObjectOptions, CopyObjectResult, ServerSideCopyF
 export { migrate, preflight } from './migrate.js';
 export type { MigrateOptions, MigrationEvent, MigrationSummary, ObjectOutcome } from './migrate.js';
 export { MigrationJournal } from './journal.js';
-export type { JournalEntry, JournalEvent, JournalState } from './journal.js';
+export type { JournalEntry, JournalEvent, JournalPart, JournalState, JournalUpload } from './journal.js';
+export { resumableCopy, trustedParts } from './resumable-copy.js';
+export type { ResumableCopyOptions, ResumableCopyResult } from './resumable-copy.js';
 export { verifyTrees, treesMatch } from './verify.js';
 export type { VerifyEvent, VerifyOptions, VerifyOutcome, VerifyReport } from './verify.js';
 export { compareObjects, keyFilter, listResumable, mergeListings } from './plan.js';

@@ -31,8 +31,38 @@ export interface JournalEvent {
   run: number;
   key: string;
   srcEtag: string | null;
-  event: 'copy-start' | 'verified' | 'identical' | 'failed' | 'source-deleted';
+  event: 'copy-start' | 'verified' | 'identical' | 'failed' | 'source-deleted' | 'upload-start' | 'upload-resume' | 'upload-complete' | 'upload-abort';
   detail: string | null;
+}
+
+/** A resumable upload of one object, as the journal recorded it (see resumable-copy.ts). */
+export interface JournalUpload {
+  key: string;
+  /** The destination's serialised upload handle. */
+  handle: string;
+  /** The source version the parts were read from; another version means starting over. */
+  srcEtag: string;
+  size: number;
+  partSize: number;
+  state: 'open' | 'completed' | 'aborted';
+  /** The run that started it. */
+  run: number;
+  parts: JournalPart[];
+}
+
+/** One part the journal saw the destination accept. */
+export interface JournalPart {
+  partNumber: number;
+  size: number;
+  /** CRC32C of the part's bytes (hex), as read from the source. */
+  crc32c: string;
+  /** The provider's tag of the part, when it has one (S3 part ETag). */
+  etag: string | null;
+  /** The provider's SHA-256 of the part, when it reports one. */
+  sha256: string | null;
+  /** The run that last uploaded it, and how many times it was uploaded over all runs. */
+  run: number;
+  uploads: number;
 }
 
 const SCHEMA = `
@@ -51,6 +81,14 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_key ON events(key, seq);
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY AUTOINCREMENT, started_at INTEGER NOT NULL, finished_at INTEGER, status TEXT, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS uploads (
+  key TEXT PRIMARY KEY, handle TEXT NOT NULL, src_etag TEXT NOT NULL, size INTEGER NOT NULL, part_size INTEGER NOT NULL,
+  state TEXT NOT NULL, run INTEGER NOT NULL, started_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS upload_parts (
+  key TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL, crc32c TEXT NOT NULL, etag TEXT, sha256 TEXT,
+  run INTEGER NOT NULL, uploads INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (key, part_number)
 );
 `;
 
@@ -185,6 +223,55 @@ export class MigrationJournal {
     this.tx(() => {
       this.db.prepare("UPDATE objects SET state = 'source-deleted', updated_at = ? WHERE key = ?").run(this.stmts.now(), key);
       this.stmts.event.run(this.runId, key, srcEtag, 'source-deleted', null, this.stmts.now());
+    });
+  }
+
+  /** The upload recorded for `key` (any state) with its parts in order, or undefined. */
+  upload(key: string): JournalUpload | undefined {
+    const u = this.db.prepare<[string], Record<string, unknown>>('SELECT * FROM uploads WHERE key = ?').get(key);
+    if (!u) return undefined;
+    const parts = this.db.prepare<[string], Record<string, unknown>>('SELECT * FROM upload_parts WHERE key = ? ORDER BY part_number').all(key);
+    return {
+      key, handle: u.handle as string, srcEtag: u.src_etag as string, size: u.size as number, partSize: u.part_size as number,
+      state: u.state as JournalUpload['state'], run: u.run as number,
+      parts: parts.map((p) => ({
+        partNumber: p.part_number as number, size: p.size as number, crc32c: p.crc32c as string, etag: p.etag as string | null,
+        sha256: p.sha256 as string | null, run: p.run as number, uploads: p.uploads as number,
+      })),
+    };
+  }
+
+  /**
+   * A resumable upload of `key` started: recorded before its first part is sent, so a run killed
+   * at any later point finds it. Replaces an earlier upload of the key and its parts.
+   */
+  uploadStarted(key: string, u: { handle: string; srcEtag: string; size: number; partSize: number }): void {
+    this.tx(() => {
+      this.db.prepare('DELETE FROM upload_parts WHERE key = ?').run(key);
+      this.db.prepare(`INSERT INTO uploads(key, handle, src_etag, size, part_size, state, run, started_at) VALUES (?, ?, ?, ?, ?, 'open', ?, ?)
+        ON CONFLICT(key) DO UPDATE SET handle = excluded.handle, src_etag = excluded.src_etag, size = excluded.size, part_size = excluded.part_size,
+          state = 'open', run = excluded.run, started_at = excluded.started_at`).run(key, u.handle, u.srcEtag, u.size, u.partSize, this.runId, this.stmts.now());
+      this.stmts.event.run(this.runId, key, u.srcEtag, 'upload-start', `${u.size} bytes in parts of ${u.partSize}`, this.stmts.now());
+    });
+  }
+
+  /** The destination accepted a part (recorded after its upload returned). */
+  partUploaded(key: string, p: { partNumber: number; size: number; crc32c: string; etag?: string; sha256?: string }): void {
+    this.db.prepare(`INSERT INTO upload_parts(key, part_number, size, crc32c, etag, sha256, run, uploads, at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
+      ON CONFLICT(key, part_number) DO UPDATE SET size = excluded.size, crc32c = excluded.crc32c, etag = excluded.etag, sha256 = excluded.sha256,
+        run = excluded.run, uploads = uploads + 1, at = excluded.at`).run(key, p.partNumber, p.size, p.crc32c, p.etag ?? null, p.sha256 ?? null, this.runId, this.stmts.now());
+  }
+
+  /** A run picked up an open upload, keeping `kept` of its `total` parts. */
+  uploadResumed(key: string, srcEtag: string, kept: number, total: number): void {
+    this.stmts.event.run(this.runId, key, srcEtag, 'upload-resume', `kept ${kept} of ${total} parts`, this.stmts.now());
+  }
+
+  /** The upload was completed (the object is written) or given up (aborted at the destination, or found gone). */
+  uploadClosed(key: string, srcEtag: string, state: 'completed' | 'aborted', detail?: string): void {
+    this.tx(() => {
+      this.db.prepare('UPDATE uploads SET state = ? WHERE key = ?').run(state, key);
+      this.stmts.event.run(this.runId, key, srcEtag, state === 'completed' ? 'upload-complete' : 'upload-abort', detail ?? null, this.stmts.now());
     });
   }
 

@@ -1,9 +1,10 @@
 import {
-  CloudmuxError, isCloudmuxError, isRetryable, throwIfAborted,
+  CloudmuxError, isCloudmuxError, isRetryable, resumableUploads, throwIfAborted,
 } from '../core/index.js';
 import type { BlobStore, ErrorCode, ObjectMeta, ObjectSummary } from '../core/index.js';
 import { copyObject, type ChecksumMode } from './copier.js';
 import { MigrationJournal } from './journal.js';
+import { resumableCopy } from './resumable-copy.js';
 import { RateLimitStore } from '../layers/rate-limit.js';
 import { TokenBucket } from '../layers/token-bucket.js';
 import { backoff, compareObjects, keyFilter, listResumable, mergeListings } from './plan.js';
@@ -40,6 +41,14 @@ export interface MigrateOptions {
   names?: { src: string; dst: string };
   /** Most keys dispatched beyond the journal cursor (bounds memory when one object is slow). Default 10 000. */
   window?: number;
+  /**
+   * Objects larger than this go through the destination's resumable uploads (when it offers them,
+   * see resumable-copy.ts), so a killed run resumes them from their finished parts. Default: the
+   * destination's own multipart threshold. `false`: never.
+   */
+  resumableThreshold?: number | false;
+  /** Parts of one resumable upload in flight at once. Default 4. */
+  partConcurrency?: number;
 }
 
 export type ObjectOutcome = 'copied' | 'identical' | 'would-copy' | 'failed' | 'vanished';
@@ -52,7 +61,9 @@ export type MigrationEvent =
   | { type: 'retry'; key: string; attempt: number; reason: string }
   | { type: 'object'; key: string; outcome: ObjectOutcome; size: number; bytes: number; verifiedBy?: string; reason?: string }
   | { type: 'extra'; key: string }
-  | { type: 'source-deleted'; key: string };
+  | { type: 'source-deleted'; key: string }
+  | { type: 'part'; key: string; partNumber: number; parts: number; size: number }
+  | { type: 'upload-resumed'; key: string; kept: number; parts: number };
 
 export interface MigrationSummary {
   /** Source objects listed (after filters) and their bytes. */
@@ -195,15 +206,18 @@ export async function migrate(src: BlobStore, dst: BlobStore, opts: MigrateOptio
         emit({ type: 'start', key, size: srcSize });
         journal?.copying(key, srcSize, srcEtag);
         let moved = 0;
-        const r = await copyObject(src, key, dst, key, {
-          signal,
-          sourceEtag: srcEtag,
-          verify: mode,
-          onProgress: (n) => {
-            moved += n;
-            emit({ type: 'progress', bytes: n });
-          },
-        });
+        const onProgress = (n: number): void => {
+          moved += n;
+          emit({ type: 'progress', bytes: n });
+        };
+        const resumable = resumableTarget(srcSize);
+        const r = resumable
+          ? await resumableCopy(src, key, resumable, {
+            signal, sourceEtag: srcEtag, verify: mode, journal, partConcurrency: opts.partConcurrency, onProgress,
+            onPart: (p) => emit({ type: 'part', ...p }),
+            onResume: (x) => emit({ type: 'upload-resumed', ...x }),
+          })
+          : await copyObject(src, key, dst, key, { signal, sourceEtag: srcEtag, verify: mode, onProgress });
         journal?.verified(key, { size: r.bytes, srcEtag, dstEtag: r.meta.etag, sha256: r.sha256, verifiedBy: r.verifiedBy, copied: true });
         summary.copied++;
         summary.verified++;
@@ -249,6 +263,14 @@ export async function migrate(src: BlobStore, dst: BlobStore, opts: MigrateOptio
         return 'failed';
       }
     }
+  }
+
+  /** The destination's resumable uploads when an object of `size` should use them (a streamed copy between two stores, above the threshold). */
+  function resumableTarget(size: number): ReturnType<typeof resumableUploads> {
+    if (opts.resumableThreshold === false || src === dst || typeof (dst as { copyFromStore?: unknown }).copyFromStore === 'function') return undefined;
+    const r = resumableUploads(dst);
+    if (!r) return undefined;
+    return size > (opts.resumableThreshold ?? r.multipartThreshold) ? r : undefined;
   }
 
   async function removeSource(key: string, etag: string): Promise<void> {

@@ -1,0 +1,288 @@
+import {
+  Crc32c, IntegrityError, MultiHasher, PreconditionFailedError, SHA256_KEY, blocks, bodyChunks, isCloudmuxError, isRetryable,
+  partCount, partRange, throwIfAborted,
+} from '../core/index.js';
+import type {
+  BlobStore, ChecksumAlgorithm, Checksums, ObjectMeta, ResumableUploads, UploadedPart,
+} from '../core/index.js';
+import { compareChecksums, hashObject, portableMetadata, type ChecksumMode, type CopyObjectResult } from './copier.js';
+import type { JournalUpload, MigrationJournal } from './journal.js';
+import { backoff } from './plan.js';
+
+export interface ResumableCopyOptions {
+  signal?: AbortSignal;
+  /** The source version to copy (from the listing); PreconditionFailed when the source is no longer it. */
+  sourceEtag?: string;
+  /** How the copy is verified; default `auto`. */
+  verify?: ChecksumMode;
+  /** Where the upload handle and finished parts are recorded; without one, a failed upload is aborted (nothing to resume from). */
+  journal?: MigrationJournal;
+  /** Parts uploaded at once. Default 4. Memory ≈ (partConcurrency + 1) × part size. */
+  partConcurrency?: number;
+  /** Attempts per part on Throttled/Transient (the part is in memory, so resending is cheap). Default 3. */
+  partAttempts?: number;
+  /** Bytes uploaded just now (a delta). Parts kept from an earlier run are not reported. */
+  onProgress?(bytes: number): void;
+  /** A part was accepted by the destination. */
+  onPart?(part: { key: string; partNumber: number; parts: number; size: number }): void;
+  /** An earlier run's upload was picked up, keeping `kept` of its `parts`. */
+  onResume?(info: { key: string; kept: number; parts: number }): void;
+}
+
+export interface ResumableCopyResult extends CopyObjectResult {
+  /** Parts kept from an earlier run (not uploaded again). */
+  keptParts: number;
+  /** Parts uploaded by this call. */
+  uploadedParts: number;
+  /** Bytes uploaded by this call. */
+  uploadedBytes: number;
+}
+
+/**
+ * Copies one large object into a destination that offers {@link ResumableUploads}, so that a copy
+ * killed part-way (kill -9, a crash, a failed part) continues from the parts already uploaded
+ * instead of from byte 0.
+ *
+ * # Contract
+ * - The upload handle is journalled before the first part is sent; each part after the destination
+ *   accepted it (number, size, CRC32C, provider etag/checksum). A part counts as done on a resume
+ *   only if the destination lists it (`listParts`: the provider, not the journal, is the truth)
+ *   with the right size, and the journal recorded it with the same etag/checksum where both have one.
+ * - The source is read pinned to the version the upload started from (ifMatch). A source that
+ *   changed since is PreconditionFailed; the open upload is then aborted and the next attempt
+ *   starts over. A source that vanished is NotFound.
+ * - SHA-256 of the whole object: on a fresh upload, hashed while streaming. On a resume, the kept
+ *   prefix is not uploaded again but still has to be hashed: when the source records its SHA-256
+ *   (`cloudmux_sha256`) only the missing parts are read (one ranged get) and the digest is the
+ *   source's; otherwise the whole source is read again and the kept parts are only hashed (cost:
+ *   one source read of the prefix, no upload). Node cannot serialise a hash state, so there is
+ *   no cheaper exact way.
+ * - Verification: a fresh upload is verified as the copier verifies a streamed put (digests the
+ *   destination reports against those computed while streaming; every part was checked by the
+ *   provider on arrival). A resumed one is verified by reading the destination back and comparing
+ *   its SHA-256, since part of its bytes were sent by another process (`reread-sha256`).
+ * - A failure leaves the upload open for the next attempt when there is a journal; without one the
+ *   upload is aborted. An abort (signal) never aborts the upload.
+ */
+export async function resumableCopy(
+  src: BlobStore, key: string, dst: BlobStore & ResumableUploads, opts: ResumableCopyOptions = {},
+): Promise<ResumableCopyResult> {
+  const signal = opts.signal;
+  const journal = opts.journal;
+  const mode = opts.verify ?? 'auto';
+  throwIfAborted(signal, { provider: src.provider, key });
+  const srcMeta = await src.head(key, { signal });
+  if (opts.sourceEtag !== undefined && srcMeta.etag !== opts.sourceEtag) {
+    throw new PreconditionFailedError(`source etag is ${srcMeta.etag}, not ${opts.sourceEtag}`, { provider: src.provider, key });
+  }
+  const size = srcMeta.size;
+
+  // Pick up an earlier run's upload if it is for this very source version and still there.
+  let prior = journal?.upload(key);
+  if (prior && prior.state !== 'open') prior = undefined;
+  let kept = new Map<number, UploadedPart>();
+  if (prior && journal) {
+    if (prior.srcEtag !== srcMeta.etag || prior.size !== size) {
+      await abortQuietly(dst, prior.handle);
+      journal.uploadClosed(key, prior.srcEtag, 'aborted', `source changed (${prior.srcEtag} -> ${srcMeta.etag})`);
+      prior = undefined;
+    } else {
+      const listed = await dst.listParts(prior.handle, { signal }).catch((e: unknown) => {
+        // Gone (completed, aborted, expired) or unreadable: start over rather than fail the object.
+        if (isCloudmuxError(e, 'NotFound') || isCloudmuxError(e, 'InvalidArgument')) return undefined;
+        throw e;
+      });
+      if (listed === undefined) {
+        journal.uploadClosed(key, prior.srcEtag, 'aborted', 'the destination no longer has the upload');
+        prior = undefined;
+      } else {
+        kept = trustedParts(prior, listed);
+        journal.uploadResumed(key, srcMeta.etag, kept.size, partCount(size, prior.partSize));
+        opts.onResume?.({ key, kept: kept.size, parts: partCount(size, prior.partSize) });
+      }
+    }
+  }
+
+  let handle: string;
+  let partSize: number;
+  if (prior) {
+    handle = prior.handle;
+    partSize = prior.partSize;
+  } else {
+    partSize = dst.uploadPartSize(size);
+    const { [SHA256_KEY]: _sha, ...rest } = srcMeta.metadata;
+    handle = await dst.startUpload(key, {
+      size, partSize, signal, contentType: srcMeta.contentType, metadata: portableMetadata(rest), sha256: srcMeta.checksums.sha256,
+    });
+    journal?.uploadStarted(key, { handle, srcEtag: srcMeta.etag, size, partSize });
+  }
+
+  const parts = partCount(size, partSize);
+  const resumed = kept.size > 0;
+  const firstMissing = firstNotIn(kept, parts);
+  const srcSha = srcMeta.checksums.sha256;
+  // With the source's own SHA-256 the kept prefix need not be read again (verified by a re-read of the destination).
+  const skipPrefix = resumed && srcSha !== undefined;
+  const startPart = skipPrefix ? firstMissing : 1;
+  const extra: ChecksumAlgorithm[] = ['crc32c'];
+  if (!skipPrefix && dst.capabilities.nativeChecksums.includes('md5')) extra.push('md5');
+  const whole = skipPrefix ? undefined : new MultiHasher(extra);
+
+  const uploaded = new Map<number, UploadedPart>();
+  let uploadedBytes = 0;
+  let completed = false;
+  try {
+    if (startPart <= parts && (size > 0 || !kept.has(1))) {
+      await streamParts();
+    }
+    let checksums: Checksums;
+    if (whole) {
+      if (whole.bytes !== size) throw new IntegrityError(`read ${whole.bytes} bytes from the source, which reported ${size}`, { provider: src.provider, key });
+      checksums = whole.digest();
+      if (srcSha !== undefined && srcSha !== checksums.sha256) {
+        throw new IntegrityError("the source's bytes do not match its recorded sha256", { provider: src.provider, key });
+      }
+    } else {
+      checksums = { sha256: srcSha! };
+    }
+    const all: UploadedPart[] = [];
+    for (let n = 1; n <= parts; n++) all.push(uploaded.get(n) ?? kept.get(n)!);
+    throwIfAborted(signal, { provider: dst.provider, key });
+    const meta = await dst.completeUpload(handle, all, { signal, checksums: { ...checksums, sha256: checksums.sha256! } });
+    completed = true;
+    journal?.uploadClosed(key, srcMeta.etag, 'completed', `${uploaded.size} parts uploaded, ${kept.size} kept`);
+    const verifiedBy = await verify(dst, key, meta, checksums, size, mode, resumed, signal);
+    return {
+      meta, bytes: size, sha256: checksums.sha256, serverSide: false, verifiedBy,
+      keptParts: parts - uploaded.size, uploadedParts: uploaded.size, uploadedBytes,
+    };
+  } catch (e) {
+    if (!completed) {
+      if (!journal) await abortQuietly(dst, handle); // nothing could resume it
+      else if (!signal?.aborted && (isCloudmuxError(e, 'PreconditionFailed') || isCloudmuxError(e, 'IntegrityError'))) {
+        // The source changed or disagrees with itself: these parts can never be completed.
+        await abortQuietly(dst, handle);
+        journal.uploadClosed(key, srcMeta.etag, 'aborted', describe(e));
+      }
+    }
+    throw e;
+  }
+
+  /** Reads the source from `startPart` and uploads every part not kept, `partConcurrency` at a time. */
+  async function streamParts(): Promise<void> {
+    const from = partRange(size, partSize, startPart).offset;
+    const got = await src.get(key, { signal, ifMatch: srcMeta.etag, ...(from > 0 ? { range: { offset: from } } : {}) });
+    if (got.meta.etag !== srcMeta.etag) {
+      got.body.destroy();
+      throw new PreconditionFailedError(`source etag is ${got.meta.etag}, not ${srcMeta.etag}`, { provider: src.provider, key });
+    }
+    const concurrency = Math.max(1, opts.partConcurrency ?? 4);
+    const inflight = new Set<Promise<void>>();
+    let failure: { error: unknown } | undefined;
+    let n = startPart;
+    try {
+      for await (const part of blocks(bodyChunks(got.body), partSize)) {
+        if (failure) break;
+        throwIfAborted(signal, { provider: src.provider, key });
+        if (n > parts) throw new IntegrityError(`the source has more than the ${size} bytes it reported`, { provider: src.provider, key });
+        whole?.update(part);
+        const crc = new Crc32c().update(part).hex();
+        const have = kept.get(n);
+        const known = have ? prior?.parts.find((p) => p.partNumber === n) : undefined;
+        if (have && known && known.crc32c === crc) {
+          n++;
+          continue; // already at the destination: hashed, not sent
+        }
+        const partNumber = n++;
+        const task: Promise<void> = uploadOne(partNumber, part, crc).catch((error: unknown) => {
+          failure ??= { error };
+        }).finally(() => inflight.delete(task));
+        inflight.add(task);
+        while (inflight.size >= concurrency && !failure) await Promise.race(inflight);
+      }
+    } finally {
+      if (!got.body.destroyed) got.body.destroy();
+      await Promise.all(inflight);
+    }
+    if (failure) throw failure.error;
+    // An empty object is one empty part, which `blocks` never yields.
+    if (size === 0 && !kept.has(1) && !uploaded.has(1)) await uploadOne(1, Buffer.alloc(0), new Crc32c().hex());
+    else if (n !== parts + 1) throw new IntegrityError(`the source ended after part ${n - 1} of ${parts}`, { provider: src.provider, key });
+  }
+
+  async function uploadOne(partNumber: number, bytes: Buffer, crc32c: string): Promise<void> {
+    const attempts = Math.max(1, opts.partAttempts ?? 3);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const p = await dst.uploadPart(handle, partNumber, bytes, { signal });
+        uploaded.set(partNumber, p);
+        journal?.partUploaded(key, { partNumber, size: p.size, crc32c, etag: p.etag, sha256: p.checksums?.sha256 });
+        uploadedBytes += bytes.byteLength;
+        opts.onProgress?.(bytes.byteLength);
+        opts.onPart?.({ key, partNumber, parts, size: bytes.byteLength });
+        return;
+      } catch (e) {
+        if (signal?.aborted || !isRetryable(e) || attempt >= attempts) throw e;
+        await backoff(attempt, e, signal);
+      }
+    }
+  }
+}
+
+/**
+ * The parts of an earlier upload a resume may keep: listed by the destination with the size the
+ * layout needs, and recorded by the journal with the same provider etag / checksum where both
+ * have one. A part the destination lists but the journal never saw (the run died between the two)
+ * is uploaded again: its bytes cannot be tied to the source without it.
+ */
+export function trustedParts(prior: JournalUpload, listed: readonly UploadedPart[]): Map<number, UploadedPart> {
+  const recorded = new Map(prior.parts.map((p) => [p.partNumber, p]));
+  const out = new Map<number, UploadedPart>();
+  for (const p of listed) {
+    const j = recorded.get(p.partNumber);
+    if (!j) continue;
+    const want = partRange(prior.size, prior.partSize, p.partNumber).length;
+    if (p.size !== want || j.size !== want) continue;
+    if (p.etag !== undefined && j.etag !== null && p.etag !== j.etag) continue;
+    if (p.checksums?.sha256 !== undefined && j.sha256 !== null && p.checksums.sha256 !== j.sha256) continue;
+    // Fill in what the provider did not list but completion needs (S3 part ETag).
+    out.set(p.partNumber, { ...p, etag: p.etag ?? j.etag ?? undefined, ...(p.checksums || !j.sha256 ? {} : { checksums: { sha256: j.sha256 } }) });
+  }
+  return out;
+}
+
+function firstNotIn(kept: Map<number, UploadedPart>, parts: number): number {
+  for (let n = 1; n <= parts; n++) if (!kept.has(n)) return n;
+  return parts + 1;
+}
+
+async function verify(
+  dst: BlobStore, key: string, meta: ObjectMeta, expected: Checksums, size: number, mode: ChecksumMode, resumed: boolean, signal: AbortSignal | undefined,
+): Promise<string> {
+  const fail = (why: string): never => {
+    throw new IntegrityError(`destination does not verify: ${why}`, { provider: dst.provider, key });
+  };
+  if (meta.size !== size) fail(`size ${meta.size}, expected ${size}`);
+  if (mode === 'size-only') return 'size-only';
+  if (!resumed) {
+    const cmp = compareChecksums(expected, meta.checksums, mode);
+    if (cmp.mismatch) fail(`${cmp.mismatch} mismatch`);
+    if (cmp.matched.length > 0) return cmp.matched.join('+');
+  }
+  const reread = await hashObject(dst, key, { ifMatch: meta.etag, signal });
+  if (reread.bytes !== size) fail(`re-read ${reread.bytes} bytes, expected ${size}`);
+  if (reread.checksums.sha256 !== expected.sha256) fail('sha256 mismatch on re-read');
+  return 'reread-sha256';
+}
+
+async function abortQuietly(dst: ResumableUploads, handle: string): Promise<void> {
+  try {
+    await dst.abortUpload(handle);
+  } catch {
+    // Best effort: parts left behind expire (S3 lifecycle rule, Azure after 7 days).
+  }
+}
+
+function describe(e: unknown): string {
+  return isCloudmuxError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+}
