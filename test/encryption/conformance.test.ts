@@ -3,11 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { listAll } from '../../src/core/index.js';
 import type { BlobStore } from '../../src/core/types.js';
 import { MemoryStore } from '../../providers/memory/index.js';
 import { FsStore } from '../../providers/fs/index.js';
 import { S3Store } from '../../providers/s3/index.js';
 import { createAzureStore } from '../../providers/azure/index.js';
+import { GcsStore } from '../../providers/gcs/index.js';
 import { EncryptedStore, LocalKeyring, generateKey } from '../../src/layers/encryption/index.js';
 import { testStore } from '../../src/testing/index.js';
 import { S3RVER_DEVIATIONS, S3RVER_MARK, emulatorOptions } from '../harness/s3.js';
@@ -16,8 +18,8 @@ import { raw } from './helpers.js';
 /**
  * The whole conformance suite over EncryptedStore stacks: memory (default and 1 KiB segments, so
  * every case crosses many segment boundaries), fs (a streaming store: the 64 MiB case checks the
- * memory bound both ways), and the S3 / Azure emulators when the harness started them. The inner
- * store's own emulator deviations apply unchanged.
+ * memory bound both ways), and the S3 / GCS / Azure emulators when the harness started them. The
+ * inner store's own emulator deviations apply unchanged.
  */
 
 const k = generateKey('conformance');
@@ -67,6 +69,45 @@ if (azure) {
   });
 }
 
+const gcs = process.env.GCS_EMULATOR_HOST;
+/**
+ * The GCS driver's next request after a get body is destroyed mid-stream fails with ECONNRESET
+ * (the abandoned download's socket is reused). A tampered segment ends an encrypted read
+ * mid-stream, so the case passes but the suite's cleanup listing fails.
+ */
+const GCS_ABANDONED_READ = 'GCS driver: the request after a get body abandoned mid-stream fails ECONNRESET (tamper detection itself is proven over memory, fs, S3 and Azure)';
+const gcsBucket = process.env.GCS_BUCKET ?? 'cloudmux-test';
+/** A GCS store on the test server (or fake-gcs-server), its bucket created if it is not there yet. */
+async function gcsStore(prefix: string, chunkSize?: number): Promise<GcsStore> {
+  const res = await fetch(`${gcs}/storage/v1/b?project=test-project`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: gcsBucket }) });
+  if (!res.ok && res.status !== 409) throw new Error(`cannot create bucket ${gcsBucket}: HTTP ${res.status}`);
+  return new GcsStore({ bucket: gcsBucket, apiEndpoint: gcs, projectId: 'test-project', prefix, chunkSize });
+}
+if (gcs) {
+  testStore('Encrypted(gcs)', {
+    // 1 MiB resumable chunks keep the driver's own share (≈ 3 × chunkSize) clear of the budget, so
+    // the 64 MiB case measures what the encryption layer adds.
+    create: async () => encrypted(await gcsStore(`enc-${randomBytes(3).toString('hex')}`, 1024 * 1024)),
+    corrupt: corruptCiphertext,
+    deviations: { verifiedReads: GCS_ABANDONED_READ },
+  });
+
+  // The driver bug behind the deviation, on its own. When the driver is fixed this fails: then
+  // delete this case and the deviation above.
+  it('gcs driver, known bug: the request after a get body abandoned mid-stream fails ECONNRESET', async () => {
+    const store = await gcsStore(`enc-abandon-${randomBytes(3).toString('hex')}`);
+    try {
+      await store.put('big', randomBytes(300_000));
+      const { body } = await store.get('big');
+      for await (const _chunk of body) break;
+      await expect(listAll(store)).rejects.toMatchObject({ code: 'Transient', message: expect.stringMatching(/ECONNRESET/) });
+    } finally {
+      await store.delete('big').catch(() => undefined);
+      await store.close();
+    }
+  });
+}
+
 describe('providers store only ciphertext (read back directly from each backend)', () => {
   const backends: [string, () => Promise<BlobStore> | BlobStore][] = [
     ['fs', async () => {
@@ -76,6 +117,7 @@ describe('providers store only ciphertext (read back directly from each backend)
     }],
   ];
   if (process.env.S3_ENDPOINT) backends.push(['s3', () => new S3Store(emulatorOptions({ prefix: `enc-raw-${randomBytes(3).toString('hex')}` }))]);
+  if (gcs) backends.push(['gcs', () => gcsStore(`enc-raw-${randomBytes(3).toString('hex')}`)]);
   if (azure) backends.push(['azure', () => createAzureStore({ connectionString: azure, container: process.env.AZURE_CONTAINER ?? 'cloudmux-test', prefix: `enc-raw-${randomBytes(3).toString('hex')}` })]);
   for (const [name, make] of backends) {
     it(name, async () => {
