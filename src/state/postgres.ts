@@ -1,4 +1,5 @@
-import type { Pool, PoolClient, QueryResultRow } from 'pg';
+import { createHash } from 'node:crypto';
+import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { InvalidConfigError } from '../core/errors.js';
 import { redactUrl } from '../registry.js';
 import { PG_PROVIDER, isRetryableTransaction, mapPgError } from './postgres-errors.js';
@@ -68,13 +69,26 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Transactions rolled back by a deadlock or serialization failure are run again this many times in all. */
 const TRANSACTION_ATTEMPTS = 3;
 
+// Columns are named, never `*`: a prepared `SELECT *` fails once a later schema version adds a column.
+function objectColumns(alias = ''): string {
+  return ['key', 'version', 'deleted', 'size', 'sha256', 'content_type', 'metadata', 'updated_at'].map((c) => alias + c).join(', ');
+}
+const OUTBOX_COLUMNS = 'id, kind, key, version, provider, size, attempts, created_at, next_attempt_at, state, last_error, lease_owner, lease_until';
+
 interface ObjectRow { key: string; version: number; deleted: boolean; size: number; sha256: string | null; content_type: string | null; metadata: string; updated_at: Date }
 interface OutboxRow {
   id: number; kind: string; key: string; version: number; provider: string; size: number; attempts: number; created_at: Date;
   next_attempt_at: Date; state: string; last_error: string | null; lease_owner: string | null; lease_until: Date | null;
 }
 interface NewEntry { kind: OutboxKind; version: number; provider: string; size: number }
-type Db = Pick<PoolClient, 'query'>;
+/**
+ * A connection (or the pool) whose parameterized queries are named prepared statements: the server
+ * parses and plans each statement once per connection instead of on every call. A query without
+ * `params` goes through the simple protocol (DDL, several statements in one string).
+ */
+interface Db {
+  query<R extends QueryResultRow = QueryResultRow>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+}
 
 /**
  * StateStore in PostgreSQL, shared by any number of router and worker processes.
@@ -96,13 +110,16 @@ export class PostgresStateStore implements StateStore {
   readonly kind = 'postgres';
   private readonly now: () => number;
   private readonly s: string;
-  private readonly lockSpace: string;
+  /** First half of every advisory lock id: one space per schema, so two deployments sharing a database never wait on each other. */
+  private readonly lockSpace: number;
   private closed = false;
+  /** Statement text to prepared-statement name. */
+  private readonly statements = new Map<string, string>();
 
   private constructor(private readonly pool: Pool, private readonly options: PostgresStateOptions & { schema: string }) {
     this.now = options.now ?? Date.now;
     this.s = `"${options.schema}"`;
-    this.lockSpace = `cloudmux:${options.schema}`;
+    this.lockSpace = lockId(`cloudmux:${options.schema}`);
   }
 
   /** Connects, checks the database and brings the schema up to date. Fails with InvalidConfig, AuthFailed or Transient. */
@@ -145,9 +162,9 @@ export class PostgresStateStore implements StateStore {
       throw new InvalidConfigError(`the state database must use UTF8 encoding (has ${enc.rows[0]?.server_encoding}): keys are ordered by their UTF-8 bytes`, { provider: PG_PROVIDER });
     }
     // Fast path for every start but the first: no DDL, so a role without CREATE can run cloudmux.
-    if (await this.schemaVersion(this.pool) === MIGRATIONS.length) return;
+    if (await this.schemaVersion(this.prepared(this.pool)) === MIGRATIONS.length) return;
     await this.tx('open', undefined, async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${this.lockSpace}:schema`]);
+      await c.query(`SELECT pg_advisory_xact_lock(${this.lockSpace}, ${lockId('')})`);
       await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.s}`);
       await c.query(`CREATE TABLE IF NOT EXISTS ${this.s}.schema_version (
         id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
@@ -172,14 +189,14 @@ export class PostgresStateStore implements StateStore {
   }
 
   async nextVersion(): Promise<number> {
-    const rows = await this.query<{ v: number }>('nextVersion', undefined, `SELECT nextval('${this.s}.version_seq') AS v`);
+    const rows = await this.query<{ v: number }>('nextVersion', undefined, `SELECT nextval('${this.s}.version_seq') AS v`, []);
     return rows[0]!.v;
   }
 
   async lookup(key: string): Promise<CatalogLookup> {
     // One statement, so the object and its replicas come from the same snapshot.
     const rows = await this.query<ObjectRow & { r_provider: string | null; r_version: number | null; r_etag: string | null }>('lookup', key,
-      `SELECT o.*, r.provider AS r_provider, r.version AS r_version, r.etag AS r_etag
+      `SELECT ${objectColumns('o.')}, r.provider AS r_provider, r.version AS r_version, r.etag AS r_etag
        FROM ${this.s}.objects o LEFT JOIN ${this.s}.replicas r ON r.key = o.key WHERE o.key = $1 ORDER BY r.provider`, [key]);
     const row = rows[0];
     if (!row) return { state: 'unknown' };
@@ -262,8 +279,8 @@ export class PostgresStateStore implements StateStore {
     const prefix = opts.prefix ?? '';
     // The key column is COLLATE "C": comparisons and ORDER BY are byte order, and the range is an index scan.
     const rows = opts.startAfter !== undefined
-      ? await this.query<ObjectRow>('listObjects', undefined, `SELECT * FROM ${this.s}.objects WHERE NOT deleted AND key > $1 AND key >= $2 ORDER BY key LIMIT $3`, [opts.startAfter, prefix, opts.limit])
-      : await this.query<ObjectRow>('listObjects', undefined, `SELECT * FROM ${this.s}.objects WHERE NOT deleted AND key >= $1 ORDER BY key LIMIT $2`, [prefix, opts.limit]);
+      ? await this.query<ObjectRow>('listObjects', undefined, `SELECT ${objectColumns()} FROM ${this.s}.objects WHERE NOT deleted AND key > $1 AND key >= $2 ORDER BY key LIMIT $3`, [opts.startAfter, prefix, opts.limit])
+      : await this.query<ObjectRow>('listObjects', undefined, `SELECT ${objectColumns()} FROM ${this.s}.objects WHERE NOT deleted AND key >= $1 ORDER BY key LIMIT $2`, [prefix, opts.limit]);
     const out: CatalogObject[] = [];
     for (const row of rows) {
       if (!row.key.startsWith(prefix)) break;
@@ -279,7 +296,7 @@ export class PostgresStateStore implements StateStore {
     const rows = await this.query<OutboxRow>('claim', undefined, `UPDATE ${this.s}.outbox SET lease_owner = $1, lease_until = $2
       WHERE id IN (SELECT id FROM ${this.s}.outbox WHERE state = 'pending' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
         ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-      RETURNING *`, [owner, new Date(now + leaseMs), new Date(now), limit]);
+      RETURNING ${OUTBOX_COLUMNS}`, [owner, new Date(now + leaseMs), new Date(now), limit]);
     return rows.map(toEntry).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || a.id - b.id);
   }
 
@@ -341,7 +358,7 @@ export class PostgresStateStore implements StateStore {
     if (filter.key !== undefined) { args.push(filter.key); where.push(`key = $${args.length}`); }
     if (filter.state !== undefined) { args.push(filter.state); where.push(`state = $${args.length}`); }
     args.push(filter.limit ?? 1000);
-    const sql = `SELECT * FROM ${this.s}.outbox ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT $${args.length}`;
+    const sql = `SELECT ${OUTBOX_COLUMNS} FROM ${this.s}.outbox ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT $${args.length}`;
     return (await this.query<OutboxRow>('entries', filter.key, sql, args)).map(toEntry);
   }
 
@@ -397,10 +414,24 @@ export class PostgresStateStore implements StateStore {
     if (items.length === 0) return [];
     const res = await c.query<OutboxRow>(`INSERT INTO ${this.s}.outbox (kind, key, version, provider, size, created_at, next_attempt_at, lease_owner, lease_until)
       SELECT k, $1, v, p, z, $2, $2, $3, $4 FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[]) WITH ORDINALITY AS u(k, v, p, z, n)
-      ORDER BY n RETURNING *`,
+      ORDER BY n RETURNING ${OUTBOX_COLUMNS}`,
     [key, new Date(now), lease?.owner ?? null, lease ? new Date(lease.until) : null,
       items.map((i) => i.kind), items.map((i) => i.version), items.map((i) => i.provider), items.map((i) => i.size)]);
     return res.rows.map(toEntry).sort((a, b) => a.id - b.id);
+  }
+
+  private prepared(target: Pool | PoolClient): Db {
+    return {
+      query: <R extends QueryResultRow>(sql: string, params?: unknown[]) => {
+        if (params === undefined) return target.query<R>(sql);
+        let name = this.statements.get(sql);
+        if (name === undefined) {
+          name = `cmx_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`;
+          this.statements.set(sql, name);
+        }
+        return target.query<R>({ name, text: sql, values: params });
+      },
+    };
   }
 
   /** One statement outside a transaction, errors mapped. */
@@ -410,7 +441,7 @@ export class PostgresStateStore implements StateStore {
 
   private async run<T>(op: string, key: string | undefined, fn: (db: Db) => Promise<T>): Promise<T> {
     try {
-      return await fn(this.pool);
+      return await fn(this.prepared(this.pool));
     } catch (e) {
       throw mapPgError(e, op, key);
     }
@@ -420,7 +451,7 @@ export class PostgresStateStore implements StateStore {
    * Runs `fn` in one transaction on one pooled connection, holding the key's advisory lock when
    * a key is given. A transaction rolled back by a deadlock or serialization failure is run again.
    */
-  private async tx<T>(op: string, key: string | undefined, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  private async tx<T>(op: string, key: string | undefined, fn: (c: Db) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       let client: PoolClient;
       try {
@@ -430,9 +461,9 @@ export class PostgresStateStore implements StateStore {
       }
       let broken: Error | undefined;
       try {
-        await client.query('BEGIN');
-        if (key !== undefined) await client.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [this.lockSpace, key]);
-        const out = await fn(client);
+        // The lock ids are numbers computed here, so BEGIN and the lock share one round trip.
+        await client.query(key === undefined ? 'BEGIN' : `BEGIN; SELECT pg_advisory_xact_lock(${this.lockSpace}, ${lockId(key)})`);
+        const out = await fn(this.prepared(client));
         await client.query('COMMIT');
         return out;
       } catch (e) {
@@ -449,6 +480,14 @@ export class PostgresStateStore implements StateStore {
       }
     }
   }
+}
+
+/**
+ * A 32-bit advisory lock id for a key. Two keys sharing an id only serialize their commits, which
+ * is harmless; the schema migration uses the empty string, which is never a valid key.
+ */
+function lockId(text: string): number {
+  return createHash('sha256').update(text).digest().readInt32BE(0);
 }
 
 /** int8 as a JS number: stamps, ids, sizes and counts stay far below 2^53. */
