@@ -15,5 +15,4 @@ export * from './state/index.js';
 export * from './config/index.js';
 export * from './replication/index.js';
 export { ReplicationWorker, type ReplicationWorkerOptions } from './replication/worker.js';
-export { openRouter, openProviderStacks, type OpenRouterOptions, type ProviderStack } from './daemon/open-router.js';
 export { Daemon, type DaemonOptions } from './daemon/daemon.js';

@@ -10,11 +10,11 @@ import type { HealthChange } from '../router/health-tracker.js';
 import { ReplicationWorker } from '../replication/worker.js';
 import { openStateStore } from '../state/index.js';
 import type { BacklogStats, StateStore } from '../state/types.js';
-import { AntiEntropyScanner, type ScanRepair, type ScanReport } from './anti-entropy.js';
+import { AntiEntropyScanner, type ScanRepair, type ScanReport } from '../replication/anti-entropy.js';
 import { DaemonHttpServer, type HttpHandlers } from './http.js';
 import { createDaemonLogger, describeError } from './logger.js';
 import { DaemonMetrics } from './metrics.js';
-import { openProviderStacks, openRouter, type ProviderStack } from './open-router.js';
+import { openProviderStacks, openRouter, type ProviderStack } from '../router/open-router.js';
 
 export interface DaemonOptions {
   /** Config file; read at start (unless `config` is given) and again by {@link Daemon.reload} / SIGHUP. */

@@ -3,7 +3,7 @@ import type { Sample } from '../layers/instrumented.js';
 import type { BreakerState, OpClass } from '../layers/breaker.js';
 import type { ProviderHealth } from '../router/health-tracker.js';
 import type { BacklogStats } from '../state/types.js';
-import type { ProviderStack } from './open-router.js';
+import type { ProviderStack } from '../router/open-router.js';
 
 /** What the gauges read at scrape time. */
 export interface MetricsSource {

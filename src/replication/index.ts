@@ -10,3 +10,4 @@ export { verifyTrees, treesMatch } from './verify.js';
 export type { VerifyEvent, VerifyOptions, VerifyOutcome, VerifyReport } from './verify.js';
 export { compareObjects, keyFilter, listResumable, mergeListings } from './plan.js';
 export type { Comparison, MergedEntry } from './plan.js';
+export { AntiEntropyScanner, type AntiEntropyOptions, type ScanProblem, type ScanRepair, type ScanReport } from './anti-entropy.js';

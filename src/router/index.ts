@@ -3,3 +3,4 @@ export { HealthTracker, isCallerError, type HealthState, type HealthChange, type
 export { CostModel, BYTES_PER_GB, type CostModelOptions } from './cost-model.js';
 export { PolicySet, type PlacementPolicy, type PolicyInput } from './policy.js';
 export { KeyLocks } from './key-locks.js';
+export { openRouter, openProviderStacks, resilienceOptions, DEFAULT_ATTEMPT_TIMEOUT_MS, type OpenRouterOptions, type ProviderStack } from './open-router.js';

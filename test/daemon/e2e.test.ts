@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { collect, type BlobStore } from '../../src/core/index.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { CloudmuxConfig } from '../../src/config/schema.js';
-import { openRouter } from '../../src/daemon/open-router.js';
+import { openRouter } from '../../src/router/open-router.js';
 import { openStore } from '../../src/registry.js';
 import type { Router } from '../../src/router/router.js';
 import { SqliteStateStore } from '../../src/state/sqlite.js';

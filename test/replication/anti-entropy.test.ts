@@ -5,7 +5,7 @@ import { Router } from '../../src/router/router.js';
 import type { PolicyInput } from '../../src/router/policy.js';
 import { ReplicationWorker } from '../../src/replication/worker.js';
 import { SqliteStateStore } from '../../src/state/sqlite.js';
-import { AntiEntropyScanner, type AntiEntropyOptions, type ScanRepair } from '../../src/daemon/anti-entropy.js';
+import { AntiEntropyScanner, type AntiEntropyOptions, type ScanRepair } from '../../src/replication/anti-entropy.js';
 
 interface Fixture {
   a: MemoryStore;

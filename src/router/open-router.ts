@@ -2,7 +2,7 @@ import type { BlobStore } from '../core/types.js';
 import type { CloudmuxConfig, ResilienceConfig } from '../config/schema.js';
 import { resilient, type ResilienceOptions, type ResilientStack } from '../layers/resilient.js';
 import { openStore, redactUrl } from '../registry.js';
-import { Router } from '../router/router.js';
+import { Router } from './router.js';
 import { openStateStore } from '../state/index.js';
 import type { StateStore } from '../state/types.js';
 
