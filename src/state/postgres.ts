@@ -16,6 +16,8 @@ export interface PostgresStateOptions {
   maxConnections?: number;
   /** Give up connecting after this long (the call fails with Transient). Default 10 000 ms. */
   connectTimeoutMs?: number;
+  /** The server cancels a statement (including a wait for a key's lock) after this long: Transient. Default 30 000 ms. */
+  statementTimeoutMs?: number;
   /**
    * Clock for leases, retry times and ages. Default: this process's clock. Leases are compared
    * across processes, so router hosts must keep their clocks in step (NTP); a host whose clock is
@@ -140,6 +142,9 @@ export class PostgresStateStore implements StateStore {
       connectionString: options.url,
       max: options.maxConnections ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      statement_timeout: options.statementTimeoutMs ?? 30_000,
+      // Notices a server that vanished without closing the socket (host down, network cut).
+      keepAlive: true,
       application_name: 'cloudmux',
       types,
     });

@@ -1,6 +1,8 @@
+import pg from 'pg';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isCloudmuxError } from '../../src/core/errors.js';
 import { PostgresStateStore } from '../../src/state/postgres.js';
+import { mapPgError } from '../../src/state/postgres-errors.js';
 import { openStateStore } from '../../src/state/index.js';
 import type { OutboxEntry, PutRecord, StateStore } from '../../src/state/types.js';
 import { PG_URL, PgSchemas, requirePostgres } from './postgres-fixture.js';
@@ -184,5 +186,49 @@ describe('postgres state: configuration and errors', () => {
     await s.close();
     await s.close();
     await expect(s.nextVersion()).rejects.toSatisfy((e: unknown) => isCloudmuxError(e));
+  });
+});
+
+describe('postgres state: error mapping and transaction retries', () => {
+  it('maps SQLSTATEs into the taxonomy', () => {
+    const code = (c: string) => mapPgError(Object.assign(new Error(`server says ${c}`), { code: c }), 'op').code;
+    expect(['08006', '57P01', '53300', '40001', '40P01', '55P03', '57014'].map(code)).toEqual(Array(7).fill('Transient'));
+    expect(code('28P01')).toBe('AuthFailed');
+    expect(code('42501')).toBe('AccessDenied');
+    expect(code('3D000')).toBe('InvalidConfig');
+    expect(code('23505')).toBe('ProviderError');
+    expect(mapPgError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' }), 'open').retryable).toBe(true);
+    expect(mapPgError(new Error('Connection terminated unexpectedly'), 'claim').code).toBe('Transient');
+  });
+
+  it('a statement stuck behind a lock is cancelled after statementTimeoutMs and reported as Transient', async () => {
+    const s = await schemas.open({ statementTimeoutMs: 300 });
+    const schema = s.toString().match(/schema (\S+)\)/)![1]!;
+    const blocker = new pg.Client({ connectionString: PG_URL });
+    await blocker.connect();
+    try {
+      await blocker.query(`BEGIN; LOCK TABLE "${schema}".objects IN ACCESS EXCLUSIVE MODE`);
+      const err = await s.lookup('k').catch((e: unknown) => e);
+      expect(isCloudmuxError(err, 'Transient')).toBe(true);
+      await blocker.query('ROLLBACK');
+      expect(await s.lookup('k')).toEqual({ state: 'unknown' });
+    } finally {
+      await blocker.end();
+    }
+  });
+
+  it('a transaction rolled back by a deadlock runs again and commits once', async () => {
+    const s = await schemas.open();
+    const schema = s.toString().match(/schema (\S+)\)/)![1]!;
+    // The sequence is not transactional, so the trigger fails only the first attempt.
+    await schemas.sql(`CREATE SEQUENCE "${schema}".calls;
+      CREATE FUNCTION "${schema}".deadlock_once() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF nextval('"${schema}".calls') = 1 THEN RAISE EXCEPTION 'injected deadlock' USING ERRCODE = '40P01'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER deadlock_once BEFORE INSERT ON "${schema}".outbox FOR EACH ROW EXECUTE FUNCTION "${schema}".deadlock_once();`);
+    const v = await s.nextVersion();
+    const res = await s.commitPut(rec('k', v, ['a'], ['b']));
+    expect(res.committed).toBe(true);
+    expect((await s.entries({ key: 'k' })).map((e) => e.provider)).toEqual(['b']);
+    expect(await schemas.sql(`SELECT last_value FROM "${schema}".calls`)).toEqual([{ last_value: '2' }]);
   });
 });
