@@ -136,6 +136,31 @@ describe('postgres state: several processes on one database', () => {
     expect((await s.listObjects({ startAfter: '\uFFFD', limit: 10 })).map((o) => o.key)).toEqual(['\u{10000}']);
   });
 
+  it('byte order holds in a database whose default collation is linguistic (ICU en-US)', async () => {
+    // The test database's default (C.UTF-8) already sorts by code point; this one does not, so
+    // only the columns' own COLLATE "C" can make the order right.
+    const db = `${schemas.name()}_icu`;
+    await schemas.sql(`CREATE DATABASE ${db} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`);
+    const url = new URL(PG_URL);
+    url.pathname = `/${db}`;
+    const s = await PostgresStateStore.open({ url: url.href, schema: 'cloudmux', maxConnections: 2 });
+    try {
+      const probe = new pg.Client({ connectionString: url.href });
+      await probe.connect();
+      // The database's own order puts 'a' before 'B' (byte order: 'B' first).
+      expect((await probe.query<{ lt: boolean }>(`SELECT 'a' < 'B' AS lt`)).rows).toEqual([{ lt: true }]);
+      await probe.end();
+      const keys = ['a', 'B', 'e', '\u00E9', 'p/\uFF21', 'p/\u{1F600}', 'p/z', 'p-'];
+      for (const k of keys) await s.commitPut(rec(k, await s.nextVersion(), ['x']));
+      const byteOrder = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+      expect((await s.listObjects({ limit: 100 })).map((o) => o.key)).toEqual(byteOrder);
+      expect((await s.listObjects({ prefix: 'p/', startAfter: 'p/\uFF21', limit: 100 })).map((o) => o.key)).toEqual(['p/\u{1F600}']);
+    } finally {
+      await s.close();
+      await schemas.sql(`DROP DATABASE IF EXISTS ${db}`);
+    }
+  });
+
   it('a put and its outbox entries commit together or not at all', async () => {
     const s = await schemas.open();
     const schema = s.toString().match(/schema (\S+)\)/)![1]!;
