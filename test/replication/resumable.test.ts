@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../providers/memory/index.js';
 import { SHA256_KEY, getBuffer, resumableUploads } from '../../src/core/index.js';
-import type { BlobStore, GetOptions } from '../../src/core/index.js';
+import type { BlobStore, GetOptions, ObjectMeta } from '../../src/core/index.js';
 import { RateLimitStore, RetryStore } from '../../src/layers/index.js';
 import { MigrationJournal, type JournalUpload } from '../../src/replication/journal.js';
 import { migrate, type MigrationEvent } from '../../src/replication/migrate.js';
@@ -94,7 +94,7 @@ describe('migrate: resumable uploads of large objects', () => {
   it('without a recorded source SHA-256 the kept prefix is re-read and hashed, but not sent again', async () => {
     const mem = new MemoryStore();
     await mem.put('big', BIG);
-    const stripped = async <T extends { checksums: Record<string, unknown>; metadata: Record<string, string> }>(m: T): Promise<T> => {
+    const stripped = async (m: ObjectMeta): Promise<ObjectMeta> => {
       const { [SHA256_KEY]: _s, ...metadata } = m.metadata;
       return { ...m, metadata, checksums: {} };
     };
