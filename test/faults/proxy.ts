@@ -6,8 +6,8 @@ import { seededRandom } from './random.js';
  * What the proxy can do to one request:
  * - `resetRequest`: drop the connection while the request (its body, if any) is arriving;
  * - `resetResponse`: forward, send the status line, headers and part of the body, then drop the connection;
- * - `slowDown`: answer 503 with S3's `SlowDown` XML error body, without forwarding;
- * - `tooManyRequests`: answer 429 with `Retry-After`, without forwarding;
+ * - `slowDown`: answer 503 with a throttling error body (S3 `SlowDown` XML by default, see `protocol`), without forwarding;
+ * - `tooManyRequests`: answer 429 with `Retry-After` and an error body in the protocol's form, without forwarding;
  * - `stall`: never answer; drop the connection after `stallMs`;
  * - `flipByte`: forward, flipping one byte of the response body (GET responses with a body only).
  */
@@ -19,6 +19,13 @@ export interface ProxyRequestInfo {
   path: string;
   headers: IncomingMessage['headers'];
 }
+
+/**
+ * Whose error documents the proxy's own 503 and 429 answers imitate, so each SDK parses them as
+ * its service's: S3 XML `<Error><Code>`, the GCS JSON API's `{"error":{…}}`, Azure XML with the
+ * `x-ms-error-code` header.
+ */
+export type ProxyProtocol = 's3' | 'gcs' | 'azure';
 
 export interface FaultProxyOptions {
   /** Where requests go, e.g. `http://127.0.0.1:4568`. */
@@ -33,8 +40,12 @@ export interface FaultProxyOptions {
   script?: Record<number, ProxyFault | null>;
   /** Only requests this accepts are faulted (all are logged). Default: all. */
   match?(req: ProxyRequestInfo): boolean;
+  /** Whether `fault` may hit this request (drawn among the faults that may). Default: all may. */
+  allow?(fault: ProxyFault, req: ProxyRequestInfo): boolean;
   /** Requests whose response body `flipByte` may hit. Default: GETs. Only 2xx bodies are ever flipped. */
   canFlip?(req: ProxyRequestInfo): boolean;
+  /** Error body style of `slowDown` and `tooManyRequests`. Default `s3`. */
+  protocol?: ProxyProtocol;
   /** Retry-After of `tooManyRequests`, in seconds. Default 1. */
   retryAfterSeconds?: number;
   /** How long `stall` holds a request before dropping it. Default 5000 ms. */
@@ -138,7 +149,8 @@ export class FaultProxy {
     if (!this.options.rate || (this.options.match && !this.options.match(info))) return undefined;
     if (this.random() >= this.options.rate) return undefined;
     const canFlip = this.options.canFlip ? this.options.canFlip(info) : info.method === 'GET';
-    const kinds = ALL_FAULTS.filter((k) => (k !== 'flipByte' || canFlip) && (this.options.weights?.[k] ?? 1) > 0);
+    const kinds = ALL_FAULTS.filter((k) => (k !== 'flipByte' || canFlip) && (this.options.weights?.[k] ?? 1) > 0 && (this.options.allow?.(k, info) ?? true));
+    if (kinds.length === 0) return undefined;
     const total = kinds.reduce((s, k) => s + (this.options.weights?.[k] ?? 1), 0);
     let r = this.random() * total;
     for (const k of kinds) {
@@ -172,20 +184,14 @@ export class FaultProxy {
         return;
       }
       case 'slowDown':
-        req.resume();
-        req.once('end', () => {
-          entry.status = 503;
-          const xml = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>fault-proxy</RequestId></Error>';
-          res.writeHead(503, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(xml) }).end(info.method === 'HEAD' ? undefined : xml);
-        });
-        return;
       case 'tooManyRequests':
         req.resume();
         req.once('end', () => {
-          entry.status = 429;
-          const xml = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>TooManyRequests</Code><Message>Too many requests.</Message></Error>';
-          res.writeHead(429, { 'content-type': 'application/xml', 'retry-after': String(this.options.retryAfterSeconds ?? 1), 'content-length': Buffer.byteLength(xml) })
-            .end(info.method === 'HEAD' ? undefined : xml);
+          const status = fault === 'slowDown' ? 503 : 429;
+          entry.status = status;
+          const { headers, body } = errorDocument(this.options.protocol ?? 's3', status);
+          if (status === 429) headers['retry-after'] = String(this.options.retryAfterSeconds ?? 1);
+          res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body) }).end(info.method === 'HEAD' ? undefined : body);
         });
         return;
       case 'stall': {
@@ -254,5 +260,32 @@ export class FaultProxy {
     req.on('error', () => up.destroy());
     res.on('close', () => { if (!res.writableFinished) up.destroy(); });
     req.pipe(up);
+  }
+}
+
+/** The proxy's own throttling answer (503 or 429) as `protocol`'s service would write it. */
+function errorDocument(protocol: ProxyProtocol, status: 503 | 429): { headers: Record<string, string>; body: string } {
+  switch (protocol) {
+    case 'gcs': {
+      const reason = status === 503 ? 'backendError' : 'rateLimitExceeded';
+      const message = status === 503 ? 'Backend Error' : 'The rate of requests is too high.';
+      return {
+        headers: { 'content-type': 'application/json; charset=UTF-8' },
+        body: JSON.stringify({ error: { code: status, message, errors: [{ domain: 'global', reason, message }] } }),
+      };
+    }
+    case 'azure': {
+      // Azure answers 503 ServerBusy when an account or partition is over its targets.
+      const code = status === 503 ? 'ServerBusy' : 'TooManyRequests';
+      const message = status === 503 ? 'The server is busy.' : 'Too many requests.';
+      return {
+        headers: { 'content-type': 'application/xml', 'x-ms-error-code': code, 'x-ms-request-id': 'fault-proxy' },
+        body: `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${message}\nRequestId:fault-proxy</Message></Error>`,
+      };
+    }
+    default:
+      return status === 503
+        ? { headers: { 'content-type': 'application/xml' }, body: '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>fault-proxy</RequestId></Error>' }
+        : { headers: { 'content-type': 'application/xml' }, body: '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>TooManyRequests</Code><Message>Too many requests.</Message></Error>' };
   }
 }

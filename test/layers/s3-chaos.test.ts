@@ -1,10 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../providers/s3/index.js';
-import { collect, isCloudmuxError, listAll, type BlobStore } from '../../src/core/index.js';
-import { reopenable, resilient, RetryStore, type ResilientStack } from '../../src/layers/index.js';
+import { collect, type BlobStore } from '../../src/core/index.js';
+import { RetryStore, type ResilientStack } from '../../src/layers/index.js';
 import { FaultProxy } from '../faults/proxy.js';
+import { chaosProxy, chaosStack, cleanUpChaos, runChaosWorkload, sha } from './chaos-workload.js';
 
 /**
  * The resilience stack over the real S3 SDK and the S3 emulator, with a fault-injecting proxy
@@ -12,7 +12,6 @@ import { FaultProxy } from '../faults/proxy.js';
  */
 const endpoint = process.env.S3_ENDPOINT;
 const NO_S3 = 'no S3 endpoint: the harness started no S3 emulator (CLOUDMUX_EMULATORS excludes s3)';
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 function s3Through(proxy: FaultProxy, prefix: string): S3Store {
   return new S3Store({
@@ -31,78 +30,19 @@ describe('resilience layers over S3 through a fault proxy', () => {
 
   beforeAll(async () => {
     if (!endpoint) return;
-    proxy = await FaultProxy.start({
-      upstream: endpoint,
-      seed: Number(process.env.CLOUDMUX_FAULT_SEED ?? 6),
-      rate: 0.2,
-      // Waits that only cost wall time get less weight; resets and flips are what this is about.
-      weights: { resetRequest: 2, resetResponse: 3, slowDown: 2, tooManyRequests: 1, stall: 1, flipByte: 2 },
-      // Listings carry no checksum S3 could verify; a flipped key would be silently wrong anywhere.
-      canFlip: (r) => r.method === 'GET' && !/[?&]list-type=/.test(r.path),
-      retryAfterSeconds: 1,
-      stallMs: 3000,
-      lifetimeMs: 240_000,
-    });
-    stack = resilient(s3Through(proxy, prefix), {
-      retry: { baseDelayMs: 10, maxDelayMs: 200, retries: 12, maxRetryAfterMs: 2000 },
-      attemptTimeout: { timeoutMs: 1500, stallMs: 1000 },
-      // 20% injected faults are expected here; the breaker must not mistake them for an outage.
-      breaker: { volumeThreshold: 50, errorThresholdPercentage: 70 },
-    });
+    // Listings carry no checksum S3 could verify; a flipped key would be silently wrong anywhere.
+    proxy = await chaosProxy(endpoint, { canFlip: (r) => r.method === 'GET' && !/[?&]list-type=/.test(r.path) });
+    stack = chaosStack(s3Through(proxy, prefix));
   });
 
-  afterAll(async () => {
-    if (proxy) proxy.setRate(0);
-    if (stack) {
-      for (const item of await listAll(stack.store)) if (item.type === 'object') await stack.store.delete(item.key);
-      await stack.store.close();
-    }
-    await proxy?.close();
-  });
+  afterAll(() => cleanUpChaos(proxy, stack));
 
   it('a put/get/list workload at 20% faults completes with every byte verified', async (ctx) => {
     if (!endpoint || !stack || !proxy) return ctx.skip(NO_S3);
-    const store = stack.store;
-    const objects = new Map<string, Buffer>();
-    for (let i = 0; i < 24; i++) objects.set(`obj-${String(i).padStart(2, '0')}`, randomBytes(i % 6 === 0 ? 1_500_000 : 2000 + i * 3000));
-    const multipart = randomBytes(9 * 1024 * 1024);
-
-    // Puts: buffers, and one multipart upload of a re-openable stream.
-    const queue = [...objects];
-    await Promise.all(Array.from({ length: 4 }, async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) await store.put(next[0], next[1]);
-    }));
-    await store.put('multipart', reopenable(() => Readable.from(chunks(multipart, 256 * 1024))), { size: multipart.byteLength });
-    objects.set('multipart', multipart);
-
-    // Listing: no duplicates, nothing missing (small pages, so it takes many requests).
-    const listed = (await listAll(store, { pageSize: 5 })).map((x) => (x.type === 'object' ? x.key : x.prefix));
-    expect(listed).toEqual([...objects.keys()].sort());
-
-    // Reads, verified. A flipped byte may only ever surface as IntegrityError; re-reading then
-    // yields the right bytes. Nothing that fails verification is accepted.
-    let integrityErrors = 0;
-    for (const [key, data] of [...objects, ...objects, ...objects]) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const got = await collect((await store.get(key, { verify: true })).body);
-          expect(sha(got)).toBe(sha(data));
-          break;
-        } catch (e) {
-          if (!isCloudmuxError(e, 'IntegrityError') || attempt >= 10) throw e;
-          integrityErrors++;
-        }
-      }
-    }
-
-    const faults = proxy.faultCounts();
-    const requests = proxy.log.length;
-    const injected = Object.values(faults).reduce((a, b) => a + b, 0);
-    console.log(`s3 chaos: ${requests} requests, ${injected} faults injected ${JSON.stringify(faults)}, ${integrityErrors} IntegrityErrors caught and re-read, instrumented: ${JSON.stringify(stack.instrumented!.snapshot().ops.get?.outcomes)}`);
-    expect(injected / requests).toBeGreaterThan(0.1);
-    expect(faults.resetResponse ?? 0).toBeGreaterThan(0);
+    const r = await runChaosWorkload('s3', stack, proxy, { largeSize: 9 * 1024 * 1024 });
     // Every flipped response was an object GET read with verify: each one, and only those, failed.
-    expect(integrityErrors).toBe(faults.flipByte ?? 0);
+    expect(r.faults.resetResponse ?? 0).toBeGreaterThan(0);
+    expect(r.integrityErrors).toBe(r.faults.flipByte ?? 0);
   });
 
   it('a flipped byte is never delivered as good data', async (ctx) => {
@@ -153,7 +93,3 @@ describe('resilience layers over S3 through a fault proxy', () => {
     }
   });
 });
-
-function* chunks(buf: Buffer, size: number): Generator<Buffer> {
-  for (let i = 0; i < buf.byteLength; i += size) yield buf.subarray(i, i + size);
-}
