@@ -19,6 +19,8 @@ const starters: Record<string, () => Promise<Starter>> = {
 const running: Emulator[] = [];
 
 export async function setup(): Promise<void> {
+  // The AWS SDK warns on Node 20 that its 2027 releases need Node 22; we pin one that supports 20.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const wanted = (process.env.CLOUDMUX_EMULATORS ?? 's3,gcs,azure').split(',').map((s) => s.trim()).filter((s) => s && s !== 'none');
   const started = await Promise.all(wanted.map(async (name) => {
     const load = starters[name];
