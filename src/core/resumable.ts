@@ -46,6 +46,11 @@ export interface CompleteUploadOptions extends SignalOptions {
    * sent where the provider records or checks them (Azure blob Content-MD5).
    */
   checksums: Checksums & { sha256: string };
+  /**
+   * The last part's bytes, for a store with `deferLastPart` (it never took the last part through
+   * `uploadPart`). Ignored by other stores.
+   */
+  lastPart?: Uint8Array;
 }
 
 /**
@@ -74,6 +79,12 @@ export interface ResumableUploads {
   uploadPartSize(size: number): number;
   /** Objects above this size go through multipart/block uploads in `put` too. */
   readonly multipartThreshold: number;
+  /**
+   * True where the upload commits the object with its last byte (a GCS resumable session): parts
+   * must then be sent in order, one at a time, and the last one goes to `completeUpload` as
+   * `lastPart` instead of through `uploadPart`, so nothing is visible before completion.
+   */
+  readonly deferLastPart?: boolean;
   startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle>;
   uploadPart(handle: UploadHandle, partNumber: number, bytes: Uint8Array, opts?: UploadPartOptions): Promise<UploadedPart>;
   listParts(handle: UploadHandle, opts?: SignalOptions): Promise<UploadedPart[]>;

@@ -106,6 +106,10 @@ export abstract class ForwardingStore<Events extends object = Record<never, neve
     return resumableUploads(this.inner)?.multipartThreshold ?? Number.POSITIVE_INFINITY;
   }
 
+  get deferLastPart(): boolean {
+    return resumableUploads(this.inner)?.deferLastPart === true;
+  }
+
   async startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle> {
     return this.resumable().startUpload(key, opts);
   }

@@ -131,6 +131,9 @@ export async function resumableCopy(
   const uploaded = new Map<number, UploadedPart>();
   let uploadedBytes = 0;
   let completed = false;
+  // Where the last byte commits the object (GCS), the last part goes to completeUpload instead.
+  const deferLast = dst.deferLastPart === true;
+  let lastPart: Buffer | undefined;
   try {
     if (startPart <= parts && (size > 0 || !kept.has(1))) {
       await streamParts();
@@ -146,15 +149,19 @@ export async function resumableCopy(
       checksums = { sha256: srcSha! };
     }
     const all: UploadedPart[] = [];
-    for (let n = 1; n <= parts; n++) all.push(uploaded.get(n) ?? kept.get(n)!);
+    for (let n = 1; n <= parts; n++) all.push(uploaded.get(n) ?? kept.get(n) ?? { partNumber: n, size: partRange(size, partSize, n).length });
     throwIfAborted(signal, { provider: dst.provider, key });
-    const meta = await dst.completeUpload(handle, all, { signal, checksums: { ...checksums, sha256: checksums.sha256! } });
+    const meta = await dst.completeUpload(handle, all, { signal, checksums: { ...checksums, sha256: checksums.sha256! }, ...(lastPart ? { lastPart } : {}) });
+    if (lastPart) {
+      uploadedBytes += lastPart.byteLength;
+      opts.onProgress?.(lastPart.byteLength);
+    }
     completed = true;
     journal?.uploadClosed(key, srcMeta.etag, 'completed', `${uploaded.size} parts uploaded, ${kept.size} kept`);
     const verifiedBy = await verify(dst, key, meta, checksums, size, mode, resumed, signal);
     return {
       meta, bytes: size, sha256: checksums.sha256, serverSide: false, verifiedBy,
-      keptParts: parts - uploaded.size, uploadedParts: uploaded.size, uploadedBytes,
+      keptParts: parts - uploaded.size - (lastPart ? 1 : 0), uploadedParts: uploaded.size + (lastPart ? 1 : 0), uploadedBytes,
     };
   } catch (e) {
     if (!completed) {
@@ -176,7 +183,7 @@ export async function resumableCopy(
       got.body.destroy();
       throw new PreconditionFailedError(`source etag is ${got.meta.etag}, not ${srcMeta.etag}`, { provider: src.provider, key });
     }
-    const concurrency = Math.max(1, opts.partConcurrency ?? 4);
+    const concurrency = deferLast ? 1 : Math.max(1, opts.partConcurrency ?? 4);
     const inflight = new Set<Promise<void>>();
     let failure: { error: unknown } | undefined;
     let n = startPart;
@@ -194,6 +201,10 @@ export async function resumableCopy(
           continue; // already at the destination: hashed, not sent
         }
         const partNumber = n++;
+        if (deferLast && partNumber === parts) {
+          lastPart = part;
+          continue;
+        }
         const task: Promise<void> = uploadOne(partNumber, part, crc).catch((error: unknown) => {
           failure ??= { error };
         }).finally(() => inflight.delete(task));
@@ -206,7 +217,10 @@ export async function resumableCopy(
     }
     if (failure) throw failure.error;
     // An empty object is one empty part, which `blocks` never yields.
-    if (size === 0 && !kept.has(1) && !uploaded.has(1)) await uploadOne(1, Buffer.alloc(0), new Crc32c().hex());
+    if (size === 0 && !kept.has(1) && !uploaded.has(1)) {
+      if (deferLast) lastPart = Buffer.alloc(0);
+      else await uploadOne(1, Buffer.alloc(0), new Crc32c().hex());
+    }
     else if (n !== parts + 1) throw new IntegrityError(`the source ended after part ${n - 1} of ${parts}`, { provider: src.provider, key });
   }
 
