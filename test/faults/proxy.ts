@@ -164,7 +164,9 @@ export class FaultProxy {
     const n = this.log.length + 1;
     const info: ProxyRequestInfo = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers };
     const entry: ProxyLogEntry = { n, method: info.method, path: info.path };
-    if (typeof req.headers.range === 'string') entry.range = req.headers.range;
+    // Azure sends its range and condition as x-ms-range / If-Match.
+    const range = req.headers.range ?? req.headers['x-ms-range'];
+    if (typeof range === 'string') entry.range = range;
     if (typeof req.headers['if-match'] === 'string') entry.ifMatch = req.headers['if-match'];
     this.log.push(entry);
     if (n > (this.options.maxRequests ?? 10_000)) {

@@ -17,13 +17,6 @@ const connectionString = process.env.AZURE_STORAGE_CONNECTION_STRING;
 const blobEndpoint = /BlobEndpoint=([^;]+)/i.exec(connectionString ?? '')?.[1];
 /** A blob download (not a listing, not properties): the only requests whose bodies are verified. */
 const isDownload = (r: { method: string; path: string }): boolean => r.method === 'GET' && !/[?&](comp|restype)=/.test(r.path);
-/**
- * Known driver bug: a connection dropped in the middle of a download reaches the caller as
- * Aborted (the SDK reports the cut stream as an AbortError), which nothing retries. Until the
- * driver maps it to Transient, the workload spares downloads that one fault; the case at the end
- * pins the bug.
- */
-const MID_DOWNLOAD_RESET_BUG = 'Azure driver maps a reset in the middle of a download to Aborted, not Transient';
 const NO_AZURE = 'no Azure endpoint: the harness started no Azurite (CLOUDMUX_EMULATORS excludes azure)';
 
 describe('resilience layers over Azure through a fault proxy', () => {
@@ -37,7 +30,6 @@ describe('resilience layers over Azure through a fault proxy', () => {
     proxy = await chaosProxy(upstream.origin, {
       protocol: 'azure',
       canFlip: isDownload,
-      allow: (fault, r) => !(fault === 'resetResponse' && isDownload(r)), // MID_DOWNLOAD_RESET_BUG
     });
     stack = chaosStack(createAzureStore({
       connectionString,
@@ -62,8 +54,7 @@ describe('resilience layers over Azure through a fault proxy', () => {
     expect(proxy.log.some((e) => e.method === 'PUT' && /[?&]comp=blocklist(&|$)/.test(e.path))).toBe(true);
   });
 
-  // When the driver is fixed this fails: then delete this case and the `allow` exclusion above.
-  it(`known bug: ${MID_DOWNLOAD_RESET_BUG}`, async (ctx) => {
+  it('a connection cut in the middle of a download is Transient and the retry layer resumes it with a range', async (ctx) => {
     if (!blobEndpoint || !connectionString) return ctx.skip(NO_AZURE);
     const upstream = new URL(blobEndpoint);
     const clean = await FaultProxy.start({ upstream: upstream.origin, lifetimeMs: 60_000 });
@@ -74,8 +65,14 @@ describe('resilience layers over Azure through a fault proxy', () => {
     try {
       await store.put('cut', randomBytes(2_000_000));
       (clean as unknown as { options: { script: Record<number, string> } }).options.script = { [clean.log.length + 1]: 'resetResponse' };
-      await expect(new RetryStore(store, { baseDelayMs: 1 }).get('cut').then(async (r) => collect(r.body))).rejects.toMatchObject({ code: 'Aborted' });
-      expect(clean.log.at(-1)).toMatchObject({ method: 'GET', fault: 'resetResponse' });
+      const data = await store.get('cut').then(async (r) => collect(r.body)).catch((e: unknown) => e);
+      expect(data).toMatchObject({ code: 'Transient', retryable: true });
+      (clean as unknown as { options: { script: Record<number, string> } }).options.script = { [clean.log.length + 1]: 'resetResponse' };
+      const body = await new RetryStore(store, { baseDelayMs: 1 }).get('cut').then(async (r) => collect(r.body));
+      expect(body.length).toBe(2_000_000);
+      const gets = clean.log.filter((e) => e.method === 'GET');
+      expect(gets.at(-2)).toMatchObject({ fault: 'resetResponse' });
+      expect(gets.at(-1)?.range).toMatch(/^bytes=[1-9]\d*-/);
     } finally {
       await store.delete('cut').catch(() => undefined);
       await store.close();

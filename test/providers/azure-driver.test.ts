@@ -112,7 +112,7 @@ describe('azure error mapping', () => {
     [rest(undefined, 'REQUEST_SEND_ERROR', 'socket hang up'), 'Transient', true],
     [Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), 'Transient', true],
     [new Error('Data corruption failure: received less data than required and reached maxRetires limitation.'), 'Transient', true],
-    [Object.assign(new Error('The operation was aborted.'), { name: 'AbortError' }), 'Aborted', false],
+    [Object.assign(new Error('The operation was aborted.'), { name: 'AbortError' }), 'Transient', true],
   ];
   it.each(cases)('%# maps to %s', (input, code, retryable) => {
     const e = mapAzureError(input, { key: 'k', container: 'box', account: 'acct' });
@@ -126,6 +126,12 @@ describe('azure error mapping', () => {
     expect(mapAzureError(rest(404, 'ContainerNotFound'), { key: 'k', container: 'box', account: 'acct' }).message).toBe('container box does not exist in account acct');
     const headers = { get: (n: string) => (n === 'retry-after' ? '3' : undefined) };
     expect(mapAzureError(rest(503, 'ServerBusy', 'busy', { response: { headers } })).retryAfterMs).toBe(3000);
+  });
+
+  it('an AbortError is Aborted only when the caller aborted; otherwise it is a cut connection (Transient)', () => {
+    const abort = Object.assign(new Error('The operation was aborted.'), { name: 'AbortError' });
+    expect(mapAzureError(abort, { key: 'k', signal: AbortSignal.abort() }).code).toBe('Aborted');
+    expect(mapAzureError(abort, { key: 'k', signal: new AbortController().signal }).code).toBe('Transient');
   });
 
   it('never carries a SAS or key from the SDK error into the message or cause', () => {
