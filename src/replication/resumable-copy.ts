@@ -125,7 +125,8 @@ export async function resumableCopy(
   const skipPrefix = resumed && srcSha !== undefined;
   const startPart = skipPrefix ? firstMissing : 1;
   const extra: ChecksumAlgorithm[] = ['crc32c'];
-  if (!skipPrefix && dst.capabilities.nativeChecksums.includes('md5')) extra.push('md5');
+  // MD5 costs a software pass: only where the destination records it, or it is all the source has to check against.
+  if (!skipPrefix && (dst.capabilities.nativeChecksums.includes('md5') || (srcMeta.checksums.md5 !== undefined && srcSha === undefined))) extra.push('md5');
   const whole = skipPrefix ? undefined : new MultiHasher(extra);
 
   const uploaded = new Map<number, UploadedPart>();
@@ -142,9 +143,8 @@ export async function resumableCopy(
     if (whole) {
       if (whole.bytes !== size) throw new IntegrityError(`read ${whole.bytes} bytes from the source, which reported ${size}`, { provider: src.provider, key });
       checksums = whole.digest();
-      if (srcSha !== undefined && srcSha !== checksums.sha256) {
-        throw new IntegrityError("the source's bytes do not match its recorded sha256", { provider: src.provider, key });
-      }
+      const bad = compareChecksums(srcMeta.checksums, checksums, 'auto').mismatch;
+      if (bad) throw new IntegrityError(`the source's bytes do not match its recorded ${bad}`, { provider: src.provider, key });
     } else {
       checksums = { sha256: srcSha! };
     }

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -138,6 +139,29 @@ describe('migrate: resumable uploads of large objects', () => {
     expect(await getBuffer(again, 'big')).toEqual(changed);
     expect(dst.uploads.size).toBe(0);
     expect(inJournal(path, (j) => j.events('big').map((e) => e.event))).toContain('upload-abort');
+  });
+
+  it('a source whose bytes do not match its recorded SHA-256: nothing is completed and the upload is aborted', async () => {
+    const mem = new MemoryStore();
+    await mem.put('big', BIG);
+    const rotten = payload(23, 3);
+    const src = overrideStore(mem, {
+      get: async (k: string, o?: GetOptions) => {
+        const r = await mem.get(k, o);
+        r.body.destroy();
+        const from = o?.range && 'offset' in o.range ? o.range.offset : 0;
+        return { ...r, body: Readable.from([rotten.subarray(from)]) };
+      },
+    });
+    const dst = new FakeResumableStore();
+    const path = journalPath();
+    const s = await migrate(src, dst, { journal: path, names, retries: 0 });
+    expect(s.failed).toBe(1);
+    expect(s.failures[0]!.reason).toMatch(/IntegrityError.*sha256/);
+    expect(dst.calls.map((c) => c.op)).not.toContain('completeUpload');
+    expect(dst.calls.at(-1)?.op).toBe('abortUpload');
+    expect(await dst.memory.head('big').catch((e: { code: string }) => e.code)).toBe('NotFound');
+    expect(inJournal(path, (j) => j.upload('big')?.state)).toBe('aborted');
   });
 
   it('an upload the destination no longer has (expired, aborted) starts over', async () => {
