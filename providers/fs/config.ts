@@ -3,9 +3,26 @@ import { fileURLToPath } from 'node:url';
 import { InvalidConfigError } from '../../src/core/errors.js';
 import { PROVIDER } from './errors.js';
 
+/**
+ * How keys map to files. `plain`: key `a/b/c.jpg` is the file `<root>/a/b/c.jpg`, metadata in the
+ * hidden tree `<root>/.cloudmux/` (what ls, tar, rclone and users expect; a segment must fit in one
+ * file name, and a key cannot be both an object and a directory of objects). `escaped`: every valid
+ * key fits (see layout.ts), at the price of `%d` directory names.
+ */
+export type FsLayout = 'plain' | 'escaped';
+
+export const LAYOUTS: readonly FsLayout[] = ['plain', 'escaped'];
+
 export interface FsStoreOptions {
   /** The directory that holds the store. Relative paths resolve against the working directory. */
   root: string;
+  /**
+   * The on-disk layout. Default: the layout the root already records (its marker file) or holds
+   * (an escaped tree, recognised by its `%d` directories and `%m` sidecars at the top), else
+   * `plain`. An explicit layout that contradicts the root's marker is InvalidConfig on first use,
+   * so an existing store is never misread.
+   */
+  layout?: FsLayout;
   /** Create the root (and its parents) when missing. Default true. */
   createRoot?: boolean;
   /** fsync data, sidecars and directories before a write returns, so it survives a power cut. Default true. */
@@ -29,9 +46,9 @@ export interface FsStoreOptions {
   smallObjectBytes?: number;
 }
 
-export type ResolvedFsOptions = Required<FsStoreOptions>;
+export type ResolvedFsOptions = Required<Omit<FsStoreOptions, 'layout'>> & { layout?: FsLayout };
 
-export const DEFAULTS: Omit<ResolvedFsOptions, 'root'> = {
+export const DEFAULTS: Omit<ResolvedFsOptions, 'root' | 'layout'> = {
   createRoot: true,
   fsync: true,
   leftoverTtlMs: 60 * 60 * 1000,
@@ -45,6 +62,9 @@ export const DEFAULTS: Omit<ResolvedFsOptions, 'root'> = {
 export function resolveFsOptions(opts: FsStoreOptions): ResolvedFsOptions {
   if (typeof opts.root !== 'string' || opts.root === '') throw new InvalidConfigError('fs store needs a root directory', { provider: PROVIDER });
   const out: ResolvedFsOptions = { ...DEFAULTS, ...stripUndefined(opts), root: resolve(opts.root) };
+  if (out.layout !== undefined && !LAYOUTS.includes(out.layout)) {
+    throw new InvalidConfigError(`fs option layout must be ${LAYOUTS.join(' or ')}, got ${String(out.layout)}`, { provider: PROVIDER });
+  }
   for (const name of ['leftoverTtlMs', 'lockTimeoutMs', 'staleLockMs', 'smallObjectBytes'] as const) {
     const v = out[name];
     if (!Number.isSafeInteger(v) || v < 0) throw new InvalidConfigError(`fs option ${name} must be a non-negative integer, got ${String(v)}`, { provider: PROVIDER });
@@ -60,6 +80,7 @@ const URL_PARAMS: Record<string, keyof Omit<FsStoreOptions, 'root'>> = {
   lock_timeout_ms: 'lockTimeoutMs',
   stale_lock_ms: 'staleLockMs',
   small_object_bytes: 'smallObjectBytes',
+  layout: 'layout',
 };
 
 /**
@@ -89,7 +110,11 @@ export function optionsFromUrl(url: URL, extra: Record<string, unknown> = {}): F
   return opts;
 }
 
-function parseParam(param: string, name: string, value: string): boolean | number {
+function parseParam(param: string, name: string, value: string): boolean | number | string {
+  if (name === 'layout') {
+    if ((LAYOUTS as readonly string[]).includes(value)) return value;
+    throw new InvalidConfigError(`fs store parameter layout must be ${LAYOUTS.join(' or ')}, got ${value}`, { provider: PROVIDER });
+  }
   if (name === 'createRoot' || name === 'fsync' || name === 'sweepOnList') {
     if (value === 'true' || value === '1') return true;
     if (value === 'false' || value === '0') return false;

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, type BigIntStats } from 'node:fs';
-import { copyFile, lstat, mkdir, open, opendir, readFile, realpath, rename, rmdir, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, opendir, readdir, readFile, realpath, rename, rm, rmdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import {
-  AccessDeniedError, AlreadyExistsError, IntegrityError, InvalidConfigError, MultiHasher, NotFoundError, NotModifiedError,
+  AccessDeniedError, AlreadyExistsError, IntegrityError, InvalidConfigError, InvalidKeyError, MultiHasher, NotFoundError, NotModifiedError,
   NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyChunks, checkCopy, checkGet,
   checkPut, checksumMismatches, isCloudmuxError, keyProblem, resolveRange, throwIfAborted, userMetadata, validateKey, validateMetadata,
   validatePrefix, deleteEach,
@@ -14,9 +14,12 @@ import type {
   BlobStore, Body, Capabilities, Checksums, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
   ObjectMeta, ObjectSummary, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
 } from '../../src/core/index.js';
-import { resolveFsOptions, type FsStoreOptions, type ResolvedFsOptions } from './config.js';
+import { resolveFsOptions, type FsLayout, type FsStoreOptions, type ResolvedFsOptions } from './config.js';
 import { PROVIDER, mapFsError } from './errors.js';
-import { lockName, objectPath, parseEntry, sidecarName, tempName, type ParsedEntry } from './layout.js';
+import { lockName, objectPath, parseEntry, sidecarName, tempName } from './layout.js';
+import {
+  ESCAPED_MARKER, HIDDEN_DIR, PLAIN_MARKER, isReservedName, parsePlainSidecarName, plainKeyProblem, plainLockName, plainSidecarName, plainTempName,
+} from './plain-layout.js';
 import { withKeyLock } from './lock.js';
 import { derivedEtag, judgeSidecar, mtimeOf, sidecarMeta, sidecarSummary, type Sidecar, type SidecarReading } from './sidecar.js';
 
@@ -30,11 +33,51 @@ const RACE_RETRIES = 8;
 
 /** Where one key lives on disk. */
 interface Location {
+  key: string;
+  /** The store's real root. */
+  root: string;
   dir: string;
   name: string;
   data: string;
+  /** The data file's directories, relative to the root. */
   dirs: string[];
+  /** Plain layout: the key's sidecar directory, relative to the root (`.cloudmux/meta/<segments>`). */
+  metaDirs?: string[];
 }
+
+/** The root as resolved on first use: its real path and the layout it holds. */
+interface RootInfo {
+  root: string;
+  layout: FsLayout;
+}
+
+/** One directory being listed: where its entries live and, for plain, where their sidecars do. */
+interface Cursor {
+  dir: string;
+  /** The key bytes every entry below starts with. */
+  keyBytes: Buffer;
+  /** Escaped: inside a chunk directory (`%e` names are valid there). */
+  inChunk?: boolean;
+  /** Plain: the sidecar directory mirroring `dir`. */
+  metaDir?: string;
+  atTop: boolean;
+}
+
+/** One listed entry, in key order within its directory. */
+interface Entry {
+  kind: 'data' | 'dir';
+  /** The key bytes it stands for (a directory's end with its `/` or are a chunk's piece). */
+  bytes: Buffer;
+  path: string;
+  /** Data entries: where the sidecar of a given inode would be. */
+  sidecarPath?: (inode: bigint) => string;
+  /** Directory entries: the cursor to descend with. */
+  sub?: Omit<Cursor, 'keyBytes'>;
+}
+
+const META = 'meta';
+const LOCKS = 'locks';
+const TMP = 'tmp';
 
 /** The object currently at a key: its data file's stat and its (possibly recomputed) sidecar. */
 interface Current {
@@ -97,7 +140,8 @@ export class FsStore implements BlobStore {
     streaming: true,
   };
   readonly options: Readonly<ResolvedFsOptions>;
-  private rootReady: Promise<string> | undefined;
+  private rootReady: Promise<RootInfo> | undefined;
+  private writesReady: Promise<void> | undefined;
 
   constructor(options: FsStoreOptions) {
     this.options = resolveFsOptions(options);
@@ -240,13 +284,8 @@ export class FsStore implements BlobStore {
             metadata: { [SHA256_KEY]: cur.checksums.sha256!, ...opts.metadata },
           };
           const temp = await this.writeTempSidecar(seen.loc, next);
-          try {
-            await rename(temp, join(seen.loc.dir, sidecarName(seen.loc.name, st.ino)));
-          } catch (e) {
-            await unlink(temp).catch(() => undefined);
-            throw e;
-          }
-          if (this.options.fsync) await syncDir(seen.loc.dir);
+          await this.placeSidecar(seen.loc, temp, st.ino);
+          if (this.options.fsync) await syncDir(this.sidecarDir(seen.loc));
           return next;
         });
         if (done) return sidecarMeta(done);
@@ -274,8 +313,9 @@ export class FsStore implements BlobStore {
           const st = await lstatMaybe(loc.data);
           if (!st || !st.isFile()) return;
           await unlink(loc.data);
-          await unlink(join(loc.dir, sidecarName(loc.name, st.ino))).catch(() => undefined);
+          await unlink(this.sidecarPath(loc, st.ino)).catch(() => undefined);
           if (this.options.fsync) await syncDir(loc.dir);
+          if (loc.metaDirs) await removeSidecarDir(join(loc.root, ...loc.metaDirs));
         });
       } catch (e) {
         // The directory vanished under us (a concurrent delete pruned it): the object is gone too.
@@ -372,8 +412,13 @@ export class FsStore implements BlobStore {
       probe: false,
     };
     try {
-      const root = await this.realRoot();
-      yield* this.walk(root, Buffer.alloc(0), false, ctx);
+      const { root, layout } = await this.ready();
+      if (layout === 'plain') {
+        if (this.options.sweepOnList) await this.sweepHidden(root);
+        yield* this.walk({ dir: root, keyBytes: Buffer.alloc(0), metaDir: join(root, HIDDEN_DIR, META), atTop: true }, ctx);
+      } else {
+        yield* this.walk({ dir: root, keyBytes: Buffer.alloc(0), inChunk: false, atTop: true }, ctx);
+      }
     } catch (e) {
       throw mapFsError(e, { op: 'list', signal: opts.signal });
     }
@@ -395,21 +440,29 @@ export class FsStore implements BlobStore {
    */
   async dataPath(key: string): Promise<string> {
     validateKey(key, PROVIDER);
-    const p = objectPath(key);
-    return join(await this.realRoot(), ...p.dirs, p.name);
+    return (await this.locate(key, false, false)).data;
+  }
+
+  /** The layout this store reads and writes (resolved on first use: see FsStoreOptions.layout). */
+  async layout(): Promise<FsLayout> {
+    return (await this.ready()).layout;
   }
 
   // ----------------------------------------------------------------------------------------------
-  // Internals: paths
+  // Internals: the root and its layout
 
   private realRoot(): Promise<string> {
+    return this.ready().then((r) => r.root);
+  }
+
+  private ready(): Promise<RootInfo> {
     this.rootReady ??= (async () => {
       const root = this.options.root;
       if (this.options.createRoot) await mkdir(root, { recursive: true });
       const real = await realpath(root);
       const st = await lstat(real);
       if (!st.isDirectory()) throw new InvalidConfigError(`fs store root ${root} is not a directory`, { provider: PROVIDER });
-      return real;
+      return { root: real, layout: await this.resolveLayout(real) };
     })().catch((e: unknown) => {
       this.rootReady = undefined;
       if (isMissing(e)) throw new InvalidConfigError(`fs store root ${this.options.root} does not exist (createRoot is false)`, { provider: PROVIDER, cause: e });
@@ -419,25 +472,86 @@ export class FsStore implements BlobStore {
   }
 
   /**
-   * The key's location. With `create`, makes the directories one by one, refusing anything that is
-   * not a real directory; without, checks that the existing path has no symlink in it (NotFound-ish
-   * errors when it does not exist).
+   * The layout of the root: its marker if it has one (an explicit option that contradicts it is
+   * InvalidConfig), else the explicit option, else escaped when the top level holds what only the
+   * escaped layout writes (`%d` / `%c` directories, `%m` sidecars), else plain.
    */
-  private async locate(key: string, create: boolean): Promise<Location> {
-    const root = await this.realRoot();
-    const p = objectPath(key);
-    const dir = join(root, ...p.dirs);
-    const loc = { dir, name: p.name, data: join(dir, p.name), dirs: p.dirs };
-    if (p.dirs.length === 0) return loc;
+  private async resolveLayout(root: string): Promise<FsLayout> {
+    const wanted = this.options.layout;
+    const marked = await readMarker(root);
+    if (marked) {
+      if (wanted && wanted !== marked) {
+        throw new InvalidConfigError(`fs store root ${this.options.root} holds a ${marked}-layout store; it cannot be opened with layout=${wanted}`, { provider: PROVIDER });
+      }
+      return marked;
+    }
+    if (wanted) return wanted;
+    const dir = await opendir(root);
+    for await (const d of dir) {
+      const p = parseEntry(d.name);
+      if (!p || !d.name.includes('%')) continue;
+      if ((d.isDirectory() && (p.kind === 'dir' || p.kind === 'chunk')) || (d.isFile() && p.kind === 'sidecar')) {
+        await dir.close().catch(() => undefined);
+        return 'escaped';
+      }
+    }
+    return 'plain';
+  }
+
+  /**
+   * Before the first write: records the layout in the root (so that it is never misread later)
+   * and, for plain, makes the hidden directories, each checked to be a real directory.
+   */
+  private prepareWrites(root: string, layout: FsLayout): Promise<void> {
+    this.writesReady ??= (async () => {
+      if (layout === 'escaped') {
+        await writeNew(join(root, ESCAPED_MARKER), 'escaped\n');
+        return;
+      }
+      for (const sub of [[], [META], [LOCKS], [TMP]]) await safeMkdir(join(root, HIDDEN_DIR, ...sub));
+      await writeNew(join(root, ...PLAIN_MARKER), 'plain\n');
+    })().catch((e: unknown) => {
+      this.writesReady = undefined;
+      throw e;
+    });
+    return this.writesReady;
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Internals: paths
+
+  /**
+   * The key's location. With `create`, makes the directories one by one, refusing anything that is
+   * not a real directory; with `check` (and without create), checks that the existing path has no
+   * symlink in it (NotFound-ish errors when it does not exist). Plain: InvalidKey for what the
+   * layout cannot hold, before any I/O on the key's path.
+   */
+  private async locate(key: string, create: boolean, check = true): Promise<Location> {
+    const { root, layout } = await this.ready();
+    let loc: Location;
+    if (layout === 'plain') {
+      const problem = plainKeyProblem(key);
+      if (problem) throw new InvalidKeyError(`invalid key ${JSON.stringify(key.slice(0, 200))}: ${problem}`, { provider: PROVIDER, key });
+      const segments = key.split('/');
+      const dirs = segments.slice(0, -1);
+      const dir = join(root, ...dirs);
+      loc = { key, root, dir, name: segments[segments.length - 1]!, data: join(dir, segments[segments.length - 1]!), dirs, metaDirs: [HIDDEN_DIR, META, ...segments] };
+    } else {
+      const p = objectPath(key);
+      const dir = join(root, ...p.dirs);
+      loc = { key, root, dir, name: p.name, data: join(dir, p.name), dirs: p.dirs };
+    }
+    if (create) await this.prepareWrites(root, layout);
+    if (loc.dirs.length === 0 || (!create && !check)) return loc;
     try {
-      const real = await realpath(dir);
-      if (real === dir) return loc;
+      const real = await realpath(loc.dir);
+      if (real === loc.dir) return loc;
       throw symlinkRefused(key);
     } catch (e) {
       if (!create || !isMissing(e)) throw e;
     }
     let cur = root;
-    for (const d of p.dirs) {
+    for (const [i, d] of loc.dirs.entries()) {
       cur = join(cur, d);
       try {
         await mkdir(cur);
@@ -446,7 +560,12 @@ export class FsStore implements BlobStore {
       }
       const st = await lstat(cur);
       if (st.isSymbolicLink()) throw symlinkRefused(key);
-      if (!st.isDirectory()) throw new ProviderError(`a file that is not part of the store's layout blocks the path of ${JSON.stringify(key)}`, { provider: PROVIDER, key });
+      if (st.isDirectory()) continue;
+      if (loc.metaDirs) {
+        const object = loc.dirs.slice(0, i + 1).join('/');
+        throw new InvalidKeyError(`plain layout: ${JSON.stringify(key)} cannot be stored because ${JSON.stringify(object)} is an object (a file), and a path cannot be both a file and a directory; use layout=escaped`, { provider: PROVIDER, key });
+      }
+      throw new ProviderError(`a file that is not part of the store's layout blocks the path of ${JSON.stringify(key)}`, { provider: PROVIDER, key });
     }
     return loc;
   }
@@ -455,7 +574,8 @@ export class FsStore implements BlobStore {
   private async createTemp(key: string): Promise<{ loc: Location; fh: FileHandle; path: string }> {
     for (let attempt = 0; ; attempt++) {
       const loc = await this.locate(key, true);
-      const path = join(loc.dir, tempName(loc.name, randomHex()));
+      if (loc.metaDirs) await refuseDirectoryOfObjects(loc);
+      const path = this.tempPath(loc);
       try {
         return { loc, fh: await open(path, CREATE_FLAGS, 0o666), path };
       } catch (e) {
@@ -464,25 +584,64 @@ export class FsStore implements BlobStore {
     }
   }
 
+  private tempPath(loc: Location): string {
+    return loc.metaDirs ? join(loc.dir, plainTempName(randomHex())) : join(loc.dir, tempName(loc.name, randomHex()));
+  }
+
+  /** Where a sidecar is written before it is renamed into place (same file system). */
+  private sidecarTempPath(loc: Location): string {
+    return loc.metaDirs ? join(loc.root, HIDDEN_DIR, TMP, plainTempName(randomHex())) : this.tempPath(loc);
+  }
+
+  private sidecarDir(loc: Location): string {
+    return loc.metaDirs ? join(loc.root, ...loc.metaDirs) : loc.dir;
+  }
+
+  private sidecarPath(loc: Location, inode: bigint): string {
+    return loc.metaDirs ? join(loc.root, ...loc.metaDirs, plainSidecarName(inode)) : join(loc.dir, sidecarName(loc.name, inode));
+  }
+
+  /** Renames a written temp sidecar to be the sidecar of `inode` (removing the temp on failure). */
+  private async placeSidecar(loc: Location, temp: string, inode: bigint): Promise<string> {
+    const path = this.sidecarPath(loc, inode);
+    try {
+      if (loc.metaDirs) await mkdirInside(loc.root, loc.metaDirs);
+      await rename(temp, path);
+    } catch (e) {
+      await unlink(temp).catch(() => undefined);
+      throw e;
+    }
+    return path;
+  }
+
   private async pruneEmptyDirs(loc: Location): Promise<void> {
-    const root = await this.realRoot();
-    for (let n = loc.dirs.length; n > 0; n--) {
-      try {
-        await rmdir(join(root, ...loc.dirs.slice(0, n)));
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return;
+    const chains = [loc.dirs.map((_, i) => loc.dirs.slice(0, i + 1))];
+    // The sidecar tree is pruned down to `.cloudmux/meta`, never that directory itself.
+    if (loc.metaDirs) chains.push(loc.metaDirs.slice(2).map((_, i) => loc.metaDirs!.slice(0, i + 3)));
+    for (const chain of chains) {
+      for (let n = chain.length - 1; n >= 0; n--) {
+        try {
+          await rmdir(join(loc.root, ...chain[n]!));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') break;
+        }
       }
     }
   }
 
   private withLock<T>(loc: Location, key: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    return withKeyLock(join(loc.dir, lockName(loc.name)), {
-      timeoutMs: this.options.lockTimeoutMs,
-      staleMs: this.options.staleLockMs,
-      asidePath: () => join(loc.dir, tempName(loc.name, randomHex())),
-      signal,
-      key,
-    }, fn);
+    const plain = loc.metaDirs !== undefined;
+    const run = async (): Promise<T> => {
+      if (plain) await this.prepareWrites(loc.root, 'plain');
+      return withKeyLock(plain ? join(loc.root, HIDDEN_DIR, LOCKS, plainLockName(key)) : join(loc.dir, lockName(loc.name)), {
+        timeoutMs: this.options.lockTimeoutMs,
+        staleMs: this.options.staleLockMs,
+        asidePath: () => this.sidecarTempPath(loc),
+        signal,
+        key,
+      }, fn);
+    };
+    return run();
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -490,7 +649,7 @@ export class FsStore implements BlobStore {
 
   private async readSidecar(loc: Location, st: BigIntStats, key: string): Promise<SidecarReading> {
     try {
-      return judgeSidecar(await readFile(join(loc.dir, sidecarName(loc.name, st.ino)), 'utf8'), key, st);
+      return judgeSidecar(await readFile(this.sidecarPath(loc, st.ino), 'utf8'), key, st);
     } catch (e) {
       if (isMissing(e)) return {};
       throw e;
@@ -498,7 +657,8 @@ export class FsStore implements BlobStore {
   }
 
   private async writeTempSidecar(loc: Location, sidecar: Sidecar): Promise<string> {
-    const path = join(loc.dir, tempName(loc.name, randomHex()));
+    if (loc.metaDirs) await this.prepareWrites(loc.root, 'plain');
+    const path = this.sidecarTempPath(loc);
     const fh = await open(path, CREATE_FLAGS, 0o666);
     try {
       await fh.writeFile(JSON.stringify(sidecar));
@@ -563,11 +723,7 @@ export class FsStore implements BlobStore {
     await this.withLock(loc, key, undefined, async () => {
       const now = await lstatMaybe(loc.data);
       if (!now || now.ino !== st.ino || (await this.readSidecar(loc, now, key)).current) return;
-      const temp = await this.writeTempSidecar(loc, sidecar);
-      await rename(temp, join(loc.dir, sidecarName(loc.name, st.ino))).catch(async (e: unknown) => {
-        await unlink(temp).catch(() => undefined);
-        throw e;
-      });
+      await this.placeSidecar(loc, await this.writeTempSidecar(loc, sidecar), st.ino);
     }).catch(() => undefined); // Best effort: the caller has its answer either way.
     return sidecar;
   }
@@ -580,7 +736,14 @@ export class FsStore implements BlobStore {
   private async commit(loc: Location, dataTemp: string, sidecarTemp: string, sidecar: Sidecar, cond: { ifNoneMatch?: '*'; ifMatch?: string; signal?: AbortSignal }): Promise<void> {
     const key = sidecar.key;
     await this.withLock(loc, key, cond.signal, async () => {
-      const cur = await lstatMaybe(loc.data);
+      let cur = await lstatMaybe(loc.data);
+      // Plain: an empty directory (left by hand) gives way; one holding anything is a clash.
+      if (cur?.isDirectory() && loc.metaDirs) {
+        await rmdir(loc.data).catch((e: unknown) => {
+          if (!isMissing(e)) throw directoryClash(loc);
+        });
+        cur = await lstatMaybe(loc.data);
+      }
       if (cur && !cur.isFile()) throw new ProviderError(`something that is not an object file sits at the path of ${JSON.stringify(key)}`, { provider: PROVIDER, key });
       if (cond.ifNoneMatch === '*' && cur) throw new AlreadyExistsError(`${key} already exists`, { provider: PROVIDER, key });
       if (cond.ifMatch !== undefined) {
@@ -589,28 +752,37 @@ export class FsStore implements BlobStore {
         if (etag !== cond.ifMatch) throw new PreconditionFailedError(`etag is ${etag}, not ${cond.ifMatch}`, { provider: PROVIDER, key });
       }
       throwIfAborted(cond.signal, { provider: PROVIDER, key });
-      const sidecarPath = join(loc.dir, sidecarName(loc.name, BigInt(sidecar.inode)));
-      await rename(sidecarTemp, sidecarPath);
+      const inode = BigInt(sidecar.inode);
+      const sidecarPath = await this.placeSidecar(loc, sidecarTemp, inode);
       try {
         await rename(dataTemp, loc.data);
       } catch (e) {
         await unlink(sidecarPath).catch(() => undefined);
         if (isMissing(e)) throw new TransientError('the temp file vanished before commit (removed as a stale leftover?)', { provider: PROVIDER, key, cause: e });
+        if ((e as NodeJS.ErrnoException).code === 'EISDIR' && loc.metaDirs) throw directoryClash(loc);
         throw e;
       }
-      if (this.options.fsync) await syncDir(loc.dir);
-      if (cur && cur.ino !== BigInt(sidecar.inode)) await unlink(join(loc.dir, sidecarName(loc.name, cur.ino))).catch(() => undefined);
+      if (this.options.fsync) await Promise.all([syncDir(loc.dir), loc.metaDirs ? syncDir(this.sidecarDir(loc)) : undefined]);
+      if (loc.metaDirs) {
+        // Sidecars of other inodes here are crash leftovers (no other writer renames one in while
+        // we hold the lock). And the sweep of a directory of orphaned sidecars may have raced us:
+        // put ours back if so.
+        await removeSidecarsExcept(this.sidecarDir(loc), inode);
+        if (!(await lstatMaybe(sidecarPath))) await this.placeSidecar(loc, await this.writeTempSidecar(loc, sidecar), inode);
+      } else if (cur && cur.ino !== inode) {
+        await unlink(this.sidecarPath(loc, cur.ino)).catch(() => undefined);
+      }
     });
   }
 
   // ----------------------------------------------------------------------------------------------
   // Internals: listing
 
-  private async *walk(dir: string, keyBytes: Buffer, inChunk: boolean, ctx: WalkContext): AsyncGenerator<ListItem> {
-    const entries = await this.readEntries(dir, inChunk);
+  private async *walk(cur: Cursor, ctx: WalkContext): AsyncGenerator<ListItem> {
+    const entries = cur.metaDir === undefined ? await this.readEscapedEntries(cur) : await this.readPlainEntries(cur);
     for (const e of entries) {
       throwIfAborted(ctx.signal, { provider: PROVIDER });
-      const full = keyBytes.byteLength === 0 ? e.bytes : Buffer.concat([keyBytes, e.bytes]);
+      const full = cur.keyBytes.byteLength === 0 ? e.bytes : Buffer.concat([cur.keyBytes, e.bytes]);
       if (e.kind === 'data') {
         if (!startsWith(full, ctx.prefix)) continue;
         if (ctx.startAfter && Buffer.compare(full, ctx.startAfter) <= 0) continue;
@@ -628,7 +800,7 @@ export class FsStore implements BlobStore {
           yield { type: 'object', key, size: 0, etag: '', lastModified: new Date(0) };
           continue;
         }
-        const summary = await this.summary(dir, e, key);
+        const summary = await this.summary(e, key);
         if (summary) yield { type: 'object', ...summary };
         continue;
       }
@@ -636,28 +808,29 @@ export class FsStore implements BlobStore {
       const n = Math.min(full.byteLength, ctx.prefix.byteLength);
       if (!full.subarray(0, n).equals(ctx.prefix.subarray(0, n))) continue;
       if (ctx.startAfter && !startsWith(ctx.startAfter, full) && Buffer.compare(full, ctx.startAfter) < 0) continue;
-      const sub = join(dir, e.name);
+      const sub: Cursor = { ...e.sub!, keyBytes: full };
       const rolled = rolledUp(full, ctx);
       if (rolled !== undefined) {
         if (rolled === ctx.lastPrefix) continue;
-        if (await this.hasObject(sub, full, e.kind === 'chunk', ctx)) {
+        if (await this.hasObject(sub, ctx)) {
           ctx.lastPrefix = rolled;
           yield { type: 'prefix', prefix: rolled };
         }
         continue;
       }
-      yield* this.walk(sub, full, e.kind === 'chunk', ctx);
+      yield* this.walk(sub, ctx);
     }
   }
 
-  private async hasObject(dir: string, keyBytes: Buffer, inChunk: boolean, ctx: WalkContext): Promise<boolean> {
+  private async hasObject(cur: Cursor, ctx: WalkContext): Promise<boolean> {
     const probe: WalkContext = { ...ctx, delimiter: undefined, probe: true };
-    for await (const _ of this.walk(dir, keyBytes, inChunk, probe)) return true;
+    for await (const _ of this.walk(cur, probe)) return true;
     return false;
   }
 
-  /** The layout entries of one directory in key order; crash leftovers met on the way are removed. */
-  private async readEntries(dir: string, inChunk: boolean): Promise<(ParsedEntry & { name: string })[]> {
+  /** The escaped-layout entries of one directory in key order; crash leftovers met on the way are removed. */
+  private async readEscapedEntries(cur: Cursor): Promise<Entry[]> {
+    const { dir, inChunk } = cur;
     let handle;
     try {
       handle = await opendir(dir);
@@ -665,20 +838,21 @@ export class FsStore implements BlobStore {
       if (isMissing(e)) return [];
       throw e;
     }
-    const entries: (ParsedEntry & { name: string })[] = [];
+    const entries: Entry[] = [];
     const leftovers: string[] = [];
     const sidecars = new Map<string, { name: string; inode: bigint }[]>();
     const dataNames = new Set<string>();
     for await (const d of handle) {
       const p = parseEntry(d.name);
       if (!p) continue;
+      const path = join(dir, d.name);
       if (p.kind === 'data') {
         if (!d.isFile() || (p.base === '%e' && !inChunk)) continue;
         dataNames.add(p.base);
-        entries.push({ ...p, name: d.name });
+        entries.push({ kind: 'data', bytes: p.bytes, path, sidecarPath: (ino) => join(dir, sidecarName(p.base, ino)) });
       } else if (p.kind === 'dir' || p.kind === 'chunk') {
         if (!d.isDirectory() || (p.base === '%e' && !inChunk)) continue;
-        entries.push({ ...p, name: d.name });
+        entries.push({ kind: 'dir', bytes: p.bytes, path, sub: { dir: path, inChunk: p.kind === 'chunk', atTop: false } });
       } else if (p.kind === 'sidecar') {
         const list = sidecars.get(p.base) ?? [];
         list.push({ name: d.name, inode: p.inode! });
@@ -688,16 +862,55 @@ export class FsStore implements BlobStore {
       }
     }
     entries.sort((a, b) => Buffer.compare(a.bytes, b.bytes));
-    if (this.options.sweepOnList) await this.sweep(dir, leftovers, sidecars, dataNames);
+    if (this.options.sweepOnList) await this.sweepEscaped(dir, leftovers, sidecars, dataNames);
     return entries;
   }
 
   /**
-   * Removes crash leftovers untouched for `leftoverTtlMs`: temp and lock files, and sidecars of
-   * inodes that are not their data file's. Only bases with no data file or several sidecars cost a
-   * stat; the common case (one sidecar per object) costs nothing.
+   * The plain-layout entries of one directory in key order: files are objects, directories the
+   * keys below them; the store's own names, symlinks, other file types and names that are not valid
+   * UTF-8 are skipped. Crash leftovers and orphaned sidecars met on the way are removed.
    */
-  private async sweep(dir: string, leftovers: string[], sidecars: Map<string, { name: string; inode: bigint }[]>, dataNames: Set<string>): Promise<void> {
+  private async readPlainEntries(cur: Cursor): Promise<Entry[]> {
+    const { dir, metaDir, atTop } = cur;
+    let dirents;
+    try {
+      dirents = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+    } catch (e) {
+      if (isMissing(e)) return [];
+      throw e;
+    }
+    const entries: Entry[] = [];
+    const leftovers: string[] = [];
+    const names = new Set<string>();
+    for (const d of dirents) {
+      const raw = d.name as unknown as Buffer;
+      const name = raw.toString('utf8');
+      if (!Buffer.from(name, 'utf8').equals(raw)) continue;
+      if (isReservedName(name, atTop)) {
+        if (!atTop || name !== HIDDEN_DIR) leftovers.push(name);
+        continue;
+      }
+      const path = join(dir, name);
+      if (d.isFile()) {
+        names.add(name);
+        entries.push({ kind: 'data', bytes: raw, path, sidecarPath: (ino) => join(metaDir!, name, plainSidecarName(ino)) });
+      } else if (d.isDirectory()) {
+        names.add(name);
+        entries.push({ kind: 'dir', bytes: Buffer.concat([raw, Buffer.from('/')]), path, sub: { dir: path, metaDir: join(metaDir!, name), atTop: false } });
+      }
+    }
+    entries.sort((a, b) => Buffer.compare(a.bytes, b.bytes));
+    if (this.options.sweepOnList) await this.sweepPlain(cur, leftovers, names);
+    return entries;
+  }
+
+  /**
+   * Removes escaped-layout crash leftovers untouched for `leftoverTtlMs`: temp and lock files, and
+   * sidecars of inodes that are not their data file's. Only bases with no data file or several
+   * sidecars cost a stat; the common case (one sidecar per object) costs nothing.
+   */
+  private async sweepEscaped(dir: string, leftovers: string[], sidecars: Map<string, { name: string; inode: bigint }[]>, dataNames: Set<string>): Promise<void> {
     const candidates = [...leftovers];
     for (const [base, list] of sidecars) {
       if (!dataNames.has(base)) {
@@ -707,9 +920,56 @@ export class FsStore implements BlobStore {
         for (const s of list) if (!st || s.inode !== st.ino) candidates.push(s.name);
       }
     }
+    await this.removeOldFiles(candidates.map((name) => join(dir, name)));
+  }
+
+  /**
+   * Plain: removes old temp files of `cur.dir`, and sidecar directories mirroring it whose object
+   * is gone (deleted by hand), under that key's lock and only when untouched for `leftoverTtlMs`.
+   * One extra readdir per listed directory; none when the store never wrote metadata there.
+   */
+  private async sweepPlain(cur: Cursor, leftovers: string[], names: Set<string>): Promise<void> {
+    await this.removeOldFiles(leftovers.map((name) => join(cur.dir, name)));
+    let metaEntries;
+    try {
+      metaEntries = await readdir(cur.metaDir!, { withFileTypes: true });
+    } catch {
+      return;
+    }
     const cutoff = Date.now() - this.options.leftoverTtlMs;
-    for (const name of candidates) {
-      const path = join(dir, name);
+    const base = cur.keyBytes.toString('utf8');
+    for (const d of metaEntries) {
+      const path = join(cur.metaDir!, d.name);
+      // A file here is a sidecar of this directory back when it was an object.
+      if (!d.isDirectory()) {
+        if (!cur.atTop) await this.removeOldFiles([path]);
+        continue;
+      }
+      if (names.has(d.name) || (cur.atTop && d.name === HIDDEN_DIR)) continue;
+      const key = `${base}${d.name}`;
+      if (keyProblem(key) || plainKeyProblem(key)) continue;
+      const loc = await this.locate(key, false, false).catch(() => undefined);
+      if (!loc) continue;
+      await this.withLock(loc, key, undefined, async () => {
+        const [data, meta] = await Promise.all([lstatMaybe(loc.data), lstatMaybe(path)]);
+        if (data || !meta || Number(meta.mtimeMs) >= cutoff) return;
+        await rm(path, { recursive: true, force: true });
+      }).catch(() => undefined);
+    }
+  }
+
+  /** Plain: old files in `.cloudmux/tmp` and `.cloudmux/locks` (held locks are young). */
+  private async sweepHidden(root: string): Promise<void> {
+    for (const sub of [TMP, LOCKS]) {
+      const dir = join(root, HIDDEN_DIR, sub);
+      const names = await readdir(dir).catch(() => [] as string[]);
+      await this.removeOldFiles(names.map((n) => join(dir, n)));
+    }
+  }
+
+  private async removeOldFiles(paths: string[]): Promise<void> {
+    const cutoff = Date.now() - this.options.leftoverTtlMs;
+    for (const path of paths) {
       try {
         const st = await lstat(path);
         if (st.isFile() && st.mtimeMs < cutoff) await unlink(path);
@@ -719,20 +979,19 @@ export class FsStore implements BlobStore {
     }
   }
 
-  private async summary(dir: string, e: ParsedEntry & { name: string }, key: string): Promise<ObjectSummary | undefined> {
-    const path = join(dir, e.name);
+  private async summary(e: Entry, key: string): Promise<ObjectSummary | undefined> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const st = await lstatMaybe(path);
+      const st = await lstatMaybe(e.path);
       if (!st || !st.isFile()) return undefined;
       let raw: string | undefined;
       try {
-        raw = await readFile(join(dir, sidecarName(e.base, st.ino)), 'utf8');
+        raw = await readFile(e.sidecarPath!(st.ino), 'utf8');
       } catch (err) {
         if (!isMissing(err)) throw err;
       }
       const reading = raw === undefined ? {} : judgeSidecar(raw, key, st);
       if (reading.current) return sidecarSummary(reading.current);
-      const again = await lstatMaybe(path);
+      const again = await lstatMaybe(e.path);
       if (again && again.ino !== st.ino) continue; // Replaced meanwhile: describe the new one.
       return { key, size: Number(st.size), etag: derivedEtag(st), lastModified: mtimeOf(st) };
     }
@@ -833,6 +1092,95 @@ class ObjectBody extends Readable {
     if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
     this.source.close().then(() => cb(err), () => cb(err));
   }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Plain layout helpers
+
+/** The layout a root's marker file records, if it has one. */
+async function readMarker(root: string): Promise<FsLayout | undefined> {
+  const read = (path: string) => readFile(path, { encoding: 'utf8', flag: READ_FLAGS }).then((t) => t.trim(), () => undefined);
+  if ((await read(join(root, ...PLAIN_MARKER))) === 'plain') return 'plain';
+  if ((await read(join(root, ESCAPED_MARKER))) === 'escaped') return 'escaped';
+  return undefined;
+}
+
+/** Writes a file unless it exists. */
+async function writeNew(path: string, content: string): Promise<void> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, CREATE_FLAGS, 0o666);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw e;
+  }
+  try {
+    await fh.writeFile(content);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A directory that is really one (not a symlink to one), made if missing. */
+async function safeMkdir(path: string): Promise<void> {
+  try {
+    await mkdir(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const st = await lstat(path);
+  if (st.isSymbolicLink()) throw new AccessDeniedError('refusing to follow a symlink planted in the store\'s hidden directory', { provider: PROVIDER });
+  if (!st.isDirectory()) throw new ProviderError('a file that is not part of the store blocks its hidden directory', { provider: PROVIDER });
+}
+
+/**
+ * Makes `root/...parts` one directory at a time inside the hidden tree. A file where a directory
+ * belongs is an orphaned sidecar (of a key that has since become a directory of keys): removed.
+ */
+async function mkdirInside(root: string, parts: string[]): Promise<void> {
+  let cur = root;
+  for (const part of parts) {
+    cur = join(cur, part);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await safeMkdir(cur);
+        break;
+      } catch (e) {
+        if (!(e instanceof ProviderError) || attempt > 0) throw e;
+        await unlink(cur).catch(() => undefined);
+      }
+    }
+  }
+}
+
+/** Plain: InvalidKey when the key's path is a directory that holds anything (an empty one gives way at commit). */
+async function refuseDirectoryOfObjects(loc: Location): Promise<void> {
+  const st = await lstatMaybe(loc.data);
+  if (!st?.isDirectory()) return;
+  const inside = await readdir(loc.data).catch(() => [] as string[]);
+  if (inside.length > 0) throw directoryClash(loc);
+}
+
+function directoryClash(loc: Location): Error {
+  return new InvalidKeyError(
+    `plain layout: ${JSON.stringify(loc.key)} cannot be stored because it names a directory that holds objects (${JSON.stringify(`${loc.key}/`)}…), and a path cannot be both a file and a directory; use layout=escaped`,
+    { provider: PROVIDER, key: loc.key },
+  );
+}
+
+/** Plain: removes the sidecars in a key's sidecar directory except the one of `keep`. */
+async function removeSidecarsExcept(dir: string, keep: bigint): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const inode = parsePlainSidecarName(name);
+    if (inode !== undefined && inode !== keep) await unlink(join(dir, name)).catch(() => undefined);
+  }
+}
+
+/** Plain: removes a deleted key's sidecar directory (kept if it holds anything else). */
+async function removeSidecarDir(dir: string): Promise<void> {
+  await removeSidecarsExcept(dir, -1n);
+  await rmdir(dir).catch(() => undefined);
 }
 
 // ------------------------------------------------------------------------------------------------
