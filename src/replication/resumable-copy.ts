@@ -205,11 +205,13 @@ export async function resumableCopy(
           lastPart = part;
           continue;
         }
+        // Read and hash this part while the others upload; wait for a slot only to send it.
+        while (inflight.size >= concurrency && !failure) await Promise.race(inflight);
+        if (failure) break;
         const task: Promise<void> = uploadOne(partNumber, part, crc).catch((error: unknown) => {
           failure ??= { error };
         }).finally(() => inflight.delete(task));
         inflight.add(task);
-        while (inflight.size >= concurrency && !failure) await Promise.race(inflight);
       }
     } finally {
       if (!got.body.destroyed) got.body.destroy();

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../providers/memory/index.js';
 import { SHA256_KEY, getBuffer, resumableUploads } from '../../src/core/index.js';
 import type { BlobStore, GetOptions, ObjectMeta } from '../../src/core/index.js';
-import { RateLimitStore, RetryStore } from '../../src/layers/index.js';
+import { RateLimitStore, RetryStore, resilient } from '../../src/layers/index.js';
 import { MigrationJournal, type JournalUpload } from '../../src/replication/journal.js';
 import { migrate, type MigrationEvent } from '../../src/replication/migrate.js';
 import { trustedParts } from '../../src/replication/resumable-copy.js';
@@ -240,6 +241,21 @@ describe('resumableUploads(store)', () => {
     expect(resumableUploads(enc)).toBeUndefined();
     expect(encOverFake.capabilities.resumableUpload).toBe(false);
     expect(resumableUploads(encOverFake)).toBeUndefined();
+  });
+
+  it('the whole resilient stack passes every call through to the driver', async () => {
+    const fake = new FakeResumableStore();
+    const stacked = resumableUploads(resilient(fake, { attemptTimeout: { timeoutMs: 10_000 }, operationTimeoutMs: 60_000, rateLimit: { opsPerSec: 1e6 } }).store)!;
+    expect(stacked).toBeDefined();
+    expect(stacked.uploadPartSize(23)).toBe(5);
+    expect(stacked.multipartThreshold).toBe(5);
+    const handle = await stacked.startUpload('k', { size: 7, partSize: 5 });
+    const parts = [await stacked.uploadPart(handle, 1, BIG.subarray(0, 5)), await stacked.uploadPart(handle, 2, BIG.subarray(5, 7))];
+    expect(await stacked.listParts(handle)).toEqual(parts);
+    const meta = await stacked.completeUpload(handle, parts, { checksums: { sha256: createHash('sha256').update(BIG.subarray(0, 7)).digest('hex') } });
+    expect(meta.size).toBe(7);
+    await stacked.abortUpload(handle);
+    expect(fake.calls.map((c) => c.op)).toEqual(['startUpload', 'uploadPart', 'uploadPart', 'listParts', 'completeUpload', 'abortUpload']);
   });
 
   it('a layer over a store without them refuses with NotSupported', async () => {
