@@ -490,10 +490,8 @@ export class FsStore implements BlobStore {
     for await (const d of dir) {
       const p = parseEntry(d.name);
       if (!p || !d.name.includes('%')) continue;
-      if ((d.isDirectory() && (p.kind === 'dir' || p.kind === 'chunk')) || (d.isFile() && p.kind === 'sidecar')) {
-        await dir.close().catch(() => undefined);
-        return 'escaped';
-      }
+      // Leaving the loop closes the directory.
+      if ((d.isDirectory() && (p.kind === 'dir' || p.kind === 'chunk')) || (d.isFile() && p.kind === 'sidecar')) return 'escaped';
     }
     return 'plain';
   }
@@ -544,7 +542,8 @@ export class FsStore implements BlobStore {
     if (create) await this.prepareWrites(root, layout);
     if (loc.dirs.length === 0 || (!create && !check)) return loc;
     try {
-      const real = await realpath(loc.dir);
+      // The trailing slash makes a file where a directory belongs ENOTDIR (handled below), not a match.
+      const real = await realpath(`${loc.dir}/`);
       if (real === loc.dir) return loc;
       throw symlinkRefused(key);
     } catch (e) {
@@ -604,20 +603,25 @@ export class FsStore implements BlobStore {
   /** Renames a written temp sidecar to be the sidecar of `inode` (removing the temp on failure). */
   private async placeSidecar(loc: Location, temp: string, inode: bigint): Promise<string> {
     const path = this.sidecarPath(loc, inode);
-    try {
-      if (loc.metaDirs) await mkdirInside(loc.root, loc.metaDirs);
-      await rename(temp, path);
-    } catch (e) {
-      await unlink(temp).catch(() => undefined);
-      throw e;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (loc.metaDirs) await mkdirInside(loc.root, loc.metaDirs);
+        await rename(temp, path);
+        return path;
+      } catch (e) {
+        // Plain: a delete of a neighbouring key may prune a sidecar directory we just made.
+        if (loc.metaDirs && isMissing(e) && attempt < RACE_RETRIES && (await lstatMaybe(temp))) continue;
+        await unlink(temp).catch(() => undefined);
+        throw e;
+      }
     }
-    return path;
   }
 
   private async pruneEmptyDirs(loc: Location): Promise<void> {
     const chains = [loc.dirs.map((_, i) => loc.dirs.slice(0, i + 1))];
-    // The sidecar tree is pruned down to `.cloudmux/meta`, never that directory itself.
-    if (loc.metaDirs) chains.push(loc.metaDirs.slice(2).map((_, i) => loc.metaDirs!.slice(0, i + 3)));
+    // The sidecar tree above the key's own directory (removed under the lock), down to
+    // `.cloudmux/meta`, never that directory itself.
+    if (loc.metaDirs) chains.push(loc.metaDirs.slice(3).map((_, i) => loc.metaDirs!.slice(0, i + 3)));
     for (const chain of chains) {
       for (let n = chain.length - 1; n >= 0; n--) {
         try {

@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../../providers/fs/index.js';
+import type { FsLayout } from '../../providers/fs/config.js';
 import { CloudmuxError, collect, getBuffer, isCloudmuxError } from '../../src/core/index.js';
 import { pseudoRandomBytes, sha256Hex } from '../../src/testing/index.js';
 
@@ -18,8 +19,8 @@ const storeModule = pathToFileURL(resolve(import.meta.dirname, '../../providers/
 const CHILD = `
 import { FsStore } from ${JSON.stringify(storeModule)};
 import { createInterface } from 'node:readline';
-const { ROOT, TASK, ID } = process.env;
-const store = new FsStore({ root: ROOT, fsync: false });
+const { ROOT, TASK, ID, LAYOUT } = process.env;
+const store = new FsStore({ root: ROOT, fsync: false, layout: LAYOUT });
 const lines = createInterface({ input: process.stdin });
 console.log('ready');
 for await (const line of lines) if (line === 'go') break;
@@ -53,13 +54,13 @@ interface ChildResult {
 }
 
 /** Starts `n` children, releases them together, and collects their results. */
-async function contend(n: number, root: string, task: 'create' | 'counter'): Promise<ChildResult[]> {
+async function contend(n: number, root: string, task: 'create' | 'counter', layout: FsLayout): Promise<ChildResult[]> {
   const children: ChildProcess[] = [];
   const results: Promise<ChildResult>[] = [];
   const ready: Promise<void>[] = [];
   for (let i = 0; i < n; i++) {
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
-      env: { ...process.env, ROOT: root, TASK: task, ID: String(i) },
+      env: { ...process.env, ROOT: root, TASK: task, ID: String(i), LAYOUT: layout },
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -83,7 +84,7 @@ async function contend(n: number, root: string, task: 'create' | 'counter'): Pro
   }
 }
 
-describe('fs: across processes', () => {
+for (const layout of ['plain', 'escaped'] as FsLayout[]) describe(`fs (layout=${layout}): across processes`, () => {
   let root: string;
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'cloudmux-fs-procs-'));
@@ -93,24 +94,24 @@ describe('fs: across processes', () => {
   });
 
   it('ten processes racing a create-only put: exactly one wins, the rest get AlreadyExists', async () => {
-    const results = await contend(10, root, 'create');
+    const results = await contend(10, root, 'create', layout);
     expect(results.filter((r) => r.ok)).toHaveLength(1);
     expect(results.filter((r) => !r.ok).map((r) => r.code)).toEqual(Array(9).fill('AlreadyExists'));
-    const store = new FsStore({ root });
+    const store = new FsStore({ root, layout });
     const body = (await getBuffer(store, 'race/key', { verify: true })).toString();
     expect(body).toBe(`writer ${results.findIndex((r) => r.ok)}`);
   }, 60_000);
 
   it('compare-and-swap increments from four processes lose nothing', async () => {
-    const store = new FsStore({ root });
+    const store = new FsStore({ root, layout });
     await store.put('counter', '0');
-    const results = await contend(4, root, 'counter');
+    const results = await contend(4, root, 'counter', layout);
     expect(results.every((r) => r.ok), JSON.stringify(results)).toBe(true);
     expect((await getBuffer(store, 'counter')).toString()).toBe('20');
   }, 60_000);
 });
 
-describe('fs: overwrites, reads and deletes interleaved in one process', () => {
+for (const layout of ['plain', 'escaped'] as FsLayout[]) describe(`fs (layout=${layout}): overwrites, reads and deletes interleaved in one process`, () => {
   let root: string;
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'cloudmux-fs-storm-'));
@@ -120,7 +121,7 @@ describe('fs: overwrites, reads and deletes interleaved in one process', () => {
   });
 
   it('every read is one whole version whose metadata describes exactly its bytes', async () => {
-    const store = new FsStore({ root, fsync: false });
+    const store = new FsStore({ root, fsync: false, layout });
     // Small (read whole) and large (streamed from the descriptor) versions, each with its own tag.
     const versions = [0, 1, 2, 3, 4, 5].map((i) => pseudoRandomBytes(i % 2 === 0 ? 1_000 + i : 300_000 + i, `v${i}`));
     const digests = new Set(versions.map((v) => sha256Hex(v)));
@@ -164,7 +165,7 @@ describe('fs: overwrites, reads and deletes interleaved in one process', () => {
   }, 60_000);
 
   it('concurrent updateMetadata and put never pair metadata with the wrong bytes', async () => {
-    const store = new FsStore({ root, fsync: false });
+    const store = new FsStore({ root, fsync: false, layout });
     await store.put('um', 'first');
     const ops: Promise<unknown>[] = [];
     for (let i = 0; i < 40; i++) {

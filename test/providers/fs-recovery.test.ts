@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { appendFile, lstat, mkdtemp, open, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, lstat, mkdtemp, open, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FsStore } from '../../providers/fs/index.js';
+import type { FsLayout } from '../../providers/fs/config.js';
 import { getBuffer, listAll, type ListItem } from '../../src/core/index.js';
 import { expectCode, sha256Hex } from '../../src/testing/index.js';
 
@@ -26,13 +28,41 @@ function keysOf(items: ListItem[]): string[] {
   return items.map((i) => (i.type === 'object' ? i.key : `p:${i.prefix}`));
 }
 
-describe('fs: crash leftovers and sidecar recovery', () => {
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(() => true, () => false);
+}
+
+/** Where each layout keeps a key's files besides its data (see layout.ts and plain-layout.ts). */
+function pathsOf(layout: FsLayout, store: FsStore) {
+  const hidden = async (...parts: string[]) => join(await realpath(store.options.root), '.cloudmux', ...parts);
+  return {
+    /** A temp file (of a put in flight, or a crash leftover) beside `key`'s data file. */
+    async temp(key: string, hex: string): Promise<string> {
+      const data = await store.dataPath(key);
+      return join(dirname(data), layout === 'plain' ? `.cloudmux-tmp-${hex}` : `${basename(data)}%t${hex}`);
+    },
+    async sidecar(key: string, inode: bigint): Promise<string> {
+      const data = await store.dataPath(key);
+      return layout === 'plain' ? hidden('meta', ...key.split('/'), `${inode}.json`) : join(dirname(data), `${basename(data)}%m${inode}`);
+    },
+    async lock(key: string): Promise<string> {
+      const data = await store.dataPath(key);
+      return layout === 'plain' ? hidden('locks', createHash('sha256').update(key).digest('hex')) : join(dirname(data), `${basename(data)}%l`);
+    },
+    /** Names in a data directory that are the store's own temp or lock files. */
+    isOwn: (name: string): boolean => (layout === 'plain' ? name.startsWith('.cloudmux-') : /%[tl]/.test(name)),
+  };
+}
+
+for (const layout of ['plain', 'escaped'] as FsLayout[]) describe(`fs (layout=${layout}): crash leftovers and sidecar recovery`, () => {
   let root: string;
   let store: FsStore;
+  let paths: ReturnType<typeof pathsOf>;
 
   beforeEach(async () => {
     root = await mkdtemp(join(tmpdir(), 'cloudmux-fs-recovery-'));
-    store = new FsStore({ root, fsync: false, lockTimeoutMs: 2_000 });
+    store = new FsStore({ root, fsync: false, lockTimeoutMs: 2_000, layout });
+    paths = pathsOf(layout, store);
   });
   afterEach(async () => {
     await rm(root, { recursive: true, force: true });
@@ -44,15 +74,22 @@ describe('fs: crash leftovers and sidecar recovery', () => {
     const dir = dirname(data);
     // What a crash mid-put leaves: a partial temp file, and (crash between the two renames) the
     // temp data file plus a sidecar already renamed for that temp file's inode.
-    await writeFile(join(dir, 'k%t0123456789abcdef'), 'version tw');
-    const temp = join(dir, 'k%tfedcba9876543210');
+    const partial = await paths.temp('dir/k', '0123456789abcdef');
+    await writeFile(partial, 'version tw');
+    const temp = await paths.temp('dir/k', 'fedcba9876543210');
     await writeFile(temp, 'version two');
     const tempIno = (await stat(temp, { bigint: true })).ino;
-    const orphan = join(dir, `k%m${tempIno}`);
+    const orphan = await paths.sidecar('dir/k', tempIno);
     await writeFile(orphan, JSON.stringify({ v: 1, key: 'dir/k', inode: String(tempIno), size: 11, etag: 'e2', lastModified: new Date().toISOString(), contentType: 'x/y', metadata: {}, checksums: {} }));
-    await writeFile(join(dir, 'k%l'), JSON.stringify({ pid: await deadPid(), host: hostname(), token: 't' }));
+    const lock = await paths.lock('dir/k');
+    await writeFile(lock, JSON.stringify({ pid: await deadPid(), host: hostname(), token: 't' }));
     // A leftover of a key that no longer exists at all.
-    await writeFile(join(dir, 'gone%t00ff'), 'x');
+    const gone = await paths.temp('dir/gone', '00ff');
+    await writeFile(gone, 'x');
+    // Plain keeps a key's sidecars in their own directory, which listings do not read: a stale one
+    // there is never trusted (wrong inode) and is removed by the key's next write instead.
+    const swept = layout === 'plain' ? [partial, temp, lock, gone] : [partial, temp, orphan, lock, gone];
+    const leftovers = [partial, temp, orphan, lock, gone];
 
     const listed = await listAll(store);
     expect(keysOf(listed)).toEqual(['dir/k']);
@@ -62,19 +99,22 @@ describe('fs: crash leftovers and sidecar recovery', () => {
     expect(head.metadata.n).toBe('1');
     expect((await getBuffer(store, 'dir/k', { verify: true })).toString()).toBe('version one');
     // Fresh leftovers may belong to a put in flight: kept.
-    expect((await readdir(dir)).length).toBe(7);
+    for (const path of leftovers) expect(await exists(path), path).toBe(true);
 
-    for (const name of await readdir(dir)) if (name.includes('%t') || name.includes('%l') || name === `k%m${tempIno}`) await age(join(dir, name), 2 * HOUR);
+    for (const path of leftovers) await age(path, 2 * HOUR);
     await listAll(store);
-    expect((await readdir(dir)).sort()).toEqual(['k', `k%m${(await stat(data, { bigint: true })).ino}`]);
+    for (const path of swept) expect(await exists(path), path).toBe(false);
+    expect((await readdir(dir)).sort()).toEqual(layout === 'plain' ? ['k'] : ['k', `k%m${(await stat(data, { bigint: true })).ino}`]);
+    expect(await exists(await paths.sidecar('dir/k', (await stat(data, { bigint: true })).ino))).toBe(true);
     // The dead writer's lock was removed by the sweep; a live put would have broken it anyway.
     await store.put('dir/k', 'version three');
     expect((await getBuffer(store, 'dir/k', { verify: true })).toString()).toBe('version three');
+    expect(await exists(orphan)).toBe(false);
   });
 
   it('a lock left by a dead process on this host is broken at once', async () => {
     await store.put('k', 'one');
-    const lock = join(dirname(await store.dataPath('k')), 'k%l');
+    const lock = await paths.lock('k');
     await writeFile(lock, JSON.stringify({ pid: await deadPid(), host: hostname(), token: 'dead' }));
     await store.put('k', 'two', { ifMatch: (await store.head('k')).etag });
     expect((await getBuffer(store, 'k')).toString()).toBe('two');
@@ -82,9 +122,9 @@ describe('fs: crash leftovers and sidecar recovery', () => {
   });
 
   it('a live lock of another host blocks writers (Transient), and is broken once older than staleLockMs', async () => {
-    const s = new FsStore({ root, fsync: false, lockTimeoutMs: 300, staleLockMs: 60_000 });
+    const s = new FsStore({ root, fsync: false, lockTimeoutMs: 300, staleLockMs: 60_000, layout });
     await s.put('k', 'one');
-    const lock = join(dirname(await s.dataPath('k')), 'k%l');
+    const lock = await paths.lock('k');
     await writeFile(lock, JSON.stringify({ pid: 1, host: 'some-other-host', token: 'remote' }));
     const err = await expectCode(s.put('k', 'two'), 'Transient');
     expect(err.retryable).toBe(true);
@@ -100,7 +140,7 @@ describe('fs: crash leftovers and sidecar recovery', () => {
     await store.put('a/b', body, { contentType: 'text/plain', metadata: { keep: 'me' } });
     const data = await store.dataPath('a/b');
     const ino = (await stat(data, { bigint: true })).ino;
-    await rm(join(dirname(data), `b%m${ino}`));
+    await rm(await paths.sidecar('a/b', ino));
 
     const [item] = await listAll(store);
     expect(item?.type === 'object' && item.checksums).toBeFalsy();
@@ -114,7 +154,7 @@ describe('fs: crash leftovers and sidecar recovery', () => {
     expect(head.contentType).toBe('application/octet-stream');
     expect((await getBuffer(store, 'a/b', { verify: true })).toString()).toBe(body);
     // Recorded: the next head does not need to recompute.
-    expect(await readdir(dirname(data))).toContain(`b%m${ino}`);
+    expect(await exists(await paths.sidecar('a/b', ino))).toBe(true);
     expect((await store.head('a/b')).etag).toBe(head.etag);
   });
 
@@ -173,8 +213,9 @@ describe('fs: crash leftovers and sidecar recovery', () => {
     await expectCode(store.put('d/new', 'new', { ifMatch: 'nope' }), 'NotFound');
     const dir = dirname(await store.dataPath('d/k'));
     const names = await readdir(dir);
-    expect(names.filter((n) => n.includes('%t') || n.includes('%l'))).toEqual([]);
-    expect(names).toHaveLength(2);
+    expect(names.filter(paths.isOwn)).toEqual([]);
+    expect(names).toHaveLength(layout === 'plain' ? 1 : 2);
+    if (layout === 'plain') expect(await readdir(join(await realpath(root), '.cloudmux', 'tmp'))).toEqual([]);
     expect((await getBuffer(store, 'd/k', { verify: true })).toString()).toBe('old');
   });
 
