@@ -10,8 +10,8 @@
  *   5. proof: every replica's SHA-256 read back from each provider directly;
  *   6. a verified migration of the bucket from S3 to a local directory, and `verify` of both trees.
  */
-import { mkdir, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { FsStore } from '../providers/fs/index.js';
 import { defaultPriceTable } from '../src/config/load.js';
@@ -189,11 +189,18 @@ async function main(): Promise<void> {
 
   step('Migration: the S3 bucket copied to a local directory, every object verified, then `verify`');
   say(`S3 is the dearest to store on, so it holds only what was written while Azure was down`);
-  const dest = new FsStore({ root: join(workdir, 'exported') });
+  // Plain layout: every object becomes the file at its key's path, readable without cloudmux.
+  const dest = new FsStore({ root: join(workdir, 'exported'), layout: 'plain' });
   const summary = await migrate(direct.s3!, dest, { concurrency: 8, journal: join(workdir, 'migrate-journal.db') });
   say(`listed ${summary.listed}, copied ${summary.copied}, identical ${summary.identical}, failed ${summary.failed}, ${mib(summary.bytes)} in ${(summary.durationMs / 1000).toFixed(1)} s`);
   const report = await verifyTrees(direct.s3!, dest, {});
   say(`verify s3 ⇄ ${join('.cloudmux-demo', 'exported')}: ${report.matching} matching, ${report.differing} differing, ${report.onlyInA + report.onlyInB} missing`);
+  const exported = join(workdir, 'exported');
+  const plainFiles = (await readdir(exported, { withFileTypes: true, recursive: true }))
+    .filter((e) => e.isFile())
+    .map((e) => relative(exported, join(e.parentPath, e.name)))
+    .filter((p) => !p.startsWith('.cloudmux'));
+  say(`the export is ${plainFiles.length} ordinary files (e.g. ${join('.cloudmux-demo', 'exported', plainFiles.sort()[0] ?? '')}); cloudmux's metadata sits in exported/.cloudmux/`);
   const again = await migrate(direct.s3!, dest, { concurrency: 8, journal: join(workdir, 'migrate-journal.db') });
   say(`running the migration again copies nothing: copied ${again.copied}, identical ${again.identical}`);
 

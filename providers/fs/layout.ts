@@ -1,5 +1,6 @@
 /**
- * How keys map to paths under the store root, and how directory entries map back to keys.
+ * The escaped layout (`layout: 'escaped'`; plain-layout.ts is the default): how keys map to paths
+ * under the store root, and how directory entries map back to keys. Its marker is `<root>/%layout`.
  *
  * # Layout
  * A key's segments (split on `/`) become directories, its last segment the data file:

@@ -98,7 +98,16 @@ interface WalkContext {
 }
 
 /**
- * A directory on local disk as a BlobStore. See layout.ts for the on-disk format.
+ * A directory on local disk as a BlobStore, in one of two on-disk layouts:
+ * - `plain` (the default for new roots, plain-layout.ts): key `a/b` is the file `<root>/a/b`, so
+ *   any directory tree is a store and every store is a tree ls, tar and rclone read as it is;
+ *   metadata, locks and sidecar temp files live under `<root>/.cloudmux/`. It cannot hold a
+ *   segment over 255 bytes, nor a key that is both an object and a directory of objects
+ *   (InvalidKey before anything is written).
+ * - `escaped` (layout.ts): every valid key, with `%d` directory names.
+ *
+ * The layout of a root is recorded in a marker file on the first write; without one, a root whose
+ * top level holds escaped-layout entries is opened as escaped (see FsStoreOptions.layout).
  *
  * # Contract (beyond BlobStore's)
  * - Puts stream into a temp file in the key's own directory while hashing (SHA-256, MD5, CRC32C),
@@ -117,9 +126,10 @@ interface WalkContext {
  *
  * # Crash recovery
  * The sidecar is named after the inode of the data file it describes and carries its size. A crash
- * leaves at worst: temp files (`%t`), lock files, or sidecars of inodes that are not (or no longer)
+ * leaves at worst: temp files, lock files, or sidecars of inodes that are not (or no longer)
  * the data file; none is ever mistaken for an object, and listings delete those older than
- * `leftoverTtlMs`. A data file without a matching sidecar (written by hand, or rewritten in place to
+ * `leftoverTtlMs` (plain: a key's stale sidecars are removed by its next write, and the sidecars
+ * of objects deleted by hand by the listing that finds them gone). A data file without a matching sidecar (written by hand, or rewritten in place to
  * another size) is an object with derived etag and no known digest in listings; head and get then
  * recompute its digests once (one full read) and store a fresh sidecar. A file rewritten in place
  * at the same size keeps its old sidecar, so `verify` reports the changed bytes as IntegrityError

@@ -43,7 +43,8 @@ testStore('Encrypted(fs)', {
   create: async () => {
     const root = await mkdtemp(join(tmpdir(), 'cloudmux-enc-fs-'));
     roots.push(root);
-    return encrypted(new FsStore({ root }));
+    // Escaped: the suite's oddKeys case has a 299-byte segment, which the plain layout refuses.
+    return encrypted(new FsStore({ root, layout: 'escaped' }));
   },
   corrupt: corruptCiphertext,
 });
