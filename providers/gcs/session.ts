@@ -2,9 +2,12 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 
 /**
- * The HTTP client for resumable-session requests (chunk PUTs, status queries, cancels). A session
- * URI authorizes its bearer, so these need no credentials; node:http writes each chunk Buffer to
- * the socket as is (fetch would copy it first, doubling what an upload holds).
+ * The driver's own HTTP client, with keep-alive pools no other code touches: resumable-session
+ * requests (chunk PUTs, status queries, cancels) and media downloads. A session URI authorizes its
+ * bearer, so those need no credentials; node:http writes each chunk Buffer to the socket as is
+ * (fetch would copy it first, doubling what an upload holds). Downloads come here because the SDK's
+ * read stream destroys its whole shared agent when a download ends early, killing every request
+ * in flight on it, its other callers' included.
  */
 export class SessionClient {
   private readonly http = new HttpAgent({ keepAlive: true, maxSockets: 16 });
@@ -38,6 +41,25 @@ export class SessionClient {
     });
   }
 
+  /**
+   * Sends a bodiless GET and resolves with the response once its headers arrive. The caller owns
+   * the response: reading it to the end returns the socket to the pool, destroying it closes the
+   * socket (an abandoned download never leaves unread bytes on a pooled connection).
+   */
+  open(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
+    const secure = url.protocol === 'https:';
+    return new Promise((resolve, reject) => {
+      const req = (secure ? httpsRequest : httpRequest)(url, {
+        method: 'GET',
+        agent: secure ? this.https : this.http,
+        headers,
+        ...(signal ? { signal } : {}),
+      }, resolve);
+      req.once('error', reject);
+      req.end();
+    });
+  }
+
   close(): void {
     this.http.destroy();
     this.https.destroy();
@@ -55,4 +77,16 @@ export class SessionResponse {
   json<T>(): T {
     return JSON.parse(this.text) as T;
   }
+}
+
+/** The text of a (small) error answer, read to its end so its socket goes back to the pool. */
+export async function responseText(res: IncomingMessage): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res) {
+    // Error answers are small JSON documents; anything huge is not ours to keep.
+    if (size < 64 * 1024) parts.push(chunk as Buffer);
+    size += (chunk as Buffer).byteLength;
+  }
+  return Buffer.concat(parts).toString('utf8');
 }

@@ -1,5 +1,5 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { IncomingMessage } from 'node:http';
+import { PassThrough, Readable, type Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IdempotencyStrategy, Storage, type Bucket, type File, type FileMetadata } from '@google-cloud/storage';
 import {
@@ -17,9 +17,12 @@ import type {
 import { checksumsOf, googHashHeader, resourceDigests, type GcsObjectResource } from './checksums.js';
 import { GCS_LIMITS, resolveOptions, type GcsStoreOptions, type ResolvedGcsOptions } from './config.js';
 import { GcsHttpError, mapGcsError, type GcsErrorContext } from './errors.js';
-import { SessionClient, type SessionResponse } from './session.js';
+import { SessionClient, responseText, type SessionResponse } from './session.js';
 
 const PROVIDER = 'gcs';
+
+/** The SDK's request options, as its request decoration takes and returns them. */
+type SdkRequestOptions = Parameters<Storage['makeAuthenticatedRequest']>[0];
 
 /** Generation preconditions of a write, as GCS query parameters. */
 interface WriteConditions {
@@ -440,31 +443,59 @@ export class GcsStore implements BlobStore, ResumableUploads {
         throw new NotModifiedError(`gcs get ${key}: etag matches ifNoneMatch`, { provider: PROVIDER, key });
       }
       const range = opts.range ? resolveRange(opts.range, meta.size, PROVIDER, key) : undefined;
-      // Pinned to the generation just read, so the bytes belong to the metadata returned.
-      const file = this.bucket.file(this.name(key), { generation: String(resource.generation) });
-      const sdkStream = file.createReadStream({
-        validation: false,
-        decompress: false,
-        ...(range && range.length > 0 ? { start: range.offset, end: range.offset + range.length - 1 } : {}),
-      });
-      sdkStream.on('error', () => undefined);
+      const verify = opts.verify && !opts.range ? verifyingTransform(meta.checksums, { expectedSize: meta.size, provider: PROVIDER, key }) : undefined;
+      // An empty object has no bytes to fetch (and GCS answers 416 to any range over one).
+      if (meta.size === 0) return { meta, body: verify ? Readable.from([]).pipe(verify) : Readable.from([]), ...(range ? { range } : {}) };
+      let res: IncomingMessage;
       try {
-        await responseOf(sdkStream, opts.signal);
+        // Pinned to the generation just read, so the bytes belong to the metadata returned.
+        res = await this.openMedia(key, String(resource.generation), range, ctx);
       } catch (e) {
-        sdkStream.destroy();
         const mapped = mapGcsError(e, ctx);
         // Overwritten between the metadata read and the media read: read the new one.
         if (mapped.code === 'NotFound' && attempt < 4) continue;
         throw mapped;
       }
-      let source: Readable = sdkStream;
-      if (opts.verify && !opts.range) {
-        const verifier = verifyingTransform(meta.checksums, { expectedSize: meta.size, provider: PROVIDER, key });
-        pipeline(sdkStream, verifier).catch(() => undefined);
-        source = verifier;
-      }
-      return { meta, body: Readable.from(mappedStream(source, sdkStream, ctx), { objectMode: false }), ...(range ? { range } : {}) };
+      return { meta, body: mediaBody(res, ctx, verify), ...(range ? { range } : {}) };
     }
+  }
+
+  /**
+   * Starts the media download of one generation through the driver's own HTTP client, with the
+   * headers the SDK would send (its request decoration: credentials exactly when it would use them).
+   * Resolves once a 200/206 answer's headers arrive; any other answer is thrown as a GcsHttpError.
+   */
+  private async openMedia(key: string, generation: string, range: { offset: number; length: number } | undefined, ctx: GcsErrorContext): Promise<IncomingMessage> {
+    const decorated = await this.decorate({
+      uri: `${this.storage.baseUrl}/b/${encodeURIComponent(this.options.bucket)}/o/${encodeURIComponent(this.name(key))}`,
+      qs: { alt: 'media', generation },
+      headers: {
+        // With decompress off the SDK asked for gzip too: a gzip-stored object comes as stored,
+        // matching its size and checksums, instead of being transcoded.
+        'Accept-Encoding': 'gzip',
+        'Cache-Control': 'no-store',
+        ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
+      },
+    });
+    throwIfAborted(ctx.signal, { provider: PROVIDER, key });
+    const url = new URL(decorated.uri);
+    for (const [name, value] of Object.entries(decorated.qs ?? {})) {
+      if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
+    }
+    const res = await this.sessions.open(url, headerRecord(decorated.headers), ctx.signal);
+    const status = res.statusCode ?? 0;
+    if (status === 200 || status === 206) return res;
+    const text = await responseText(res).catch(() => '');
+    throw GcsHttpError.from(status, text, headerValue(res.headers['retry-after']));
+  }
+
+  /** The SDK's decoration of a request (project id, credentials when it would send them), without sending it. */
+  private decorate(reqOpts: SdkRequestOptions): Promise<SdkRequestOptions> {
+    return new Promise((resolve, reject) => {
+      this.storage.makeAuthenticatedRequest(reqOpts, {
+        onAuthenticated: (err, decorated) => (err ? reject(err) : resolve(decorated ?? reqOpts)),
+      });
+    });
   }
 
   async head(key: string, opts: SignalOptions = {}): Promise<ObjectMeta> {
@@ -807,51 +838,34 @@ function blocksOf(buf: Buffer): AsyncIterator<Buffer> {
   })();
 }
 
-/** Resolves once the SDK read stream has response headers (it starts its request on first read). */
-function responseOf(stream: Readable, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = (): void => {
-      stream.off('response', onResponse);
-      stream.off('error', onError);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    const onResponse = (res: { statusCode?: number; status?: number }): void => {
-      const status = res.statusCode ?? res.status ?? 200;
-      // Error statuses arrive as an 'error' with the body's message right after.
-      if (status >= 300) return;
-      cleanup();
-      resolve();
-    };
-    const onError = (e: unknown): void => {
-      cleanup();
-      reject(e);
-    };
-    const onAbort = (): void => {
-      cleanup();
-      reject(abortedError(signal));
-    };
-    if (signal?.aborted) return onAbort();
-    stream.on('response', onResponse);
-    stream.once('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    stream.read(0);
+/**
+ * A download's body as the caller sees it: failures mapped, an abort ends it, and destroying it (a
+ * reader that stops early) destroys the response, so its socket is closed rather than pooled.
+ */
+function mediaBody(res: IncomingMessage, ctx: GcsErrorContext, verify?: Transform): Readable {
+  const out = verify ?? new PassThrough();
+  const onAbort = (): void => {
+    out.destroy(abortedError(ctx.signal, { provider: PROVIDER, key: ctx.key }));
+  };
+  if (ctx.signal?.aborted) onAbort();
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  res.once('error', (e) => out.destroy(mapGcsError(e, ctx)));
+  out.once('close', () => {
+    ctx.signal?.removeEventListener('abort', onAbort);
+    if (!res.destroyed) res.destroy();
   });
+  res.pipe(out);
+  return out;
 }
 
-/** The body as the caller sees it: SDK failures mapped, and an abort ends the download. */
-async function* mappedStream(source: Readable, request: Readable, ctx: GcsErrorContext): AsyncGenerator<Buffer> {
-  const onAbort = (): void => {
-    request.destroy(abortedError(ctx.signal, { provider: PROVIDER, key: ctx.key }));
-  };
-  ctx.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    for await (const chunk of source) yield chunk as Buffer;
-  } catch (e) {
-    throw mapGcsError(e, ctx);
-  } finally {
-    ctx.signal?.removeEventListener('abort', onAbort);
-    request.destroy();
-  }
+function headerRecord(headers: SdkRequestOptions['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) if (value !== undefined && value !== null) out[name] = String(value);
+  return out;
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }
 
 /** The SDK's authenticated JSON request, for API calls it wraps awkwardly (rewrite with constant preconditions). */

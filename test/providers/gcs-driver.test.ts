@@ -265,6 +265,60 @@ describe('against the test server', () => {
     expect((err as CloudmuxError).code).toBe('Aborted');
   });
 
+  // The SDK's read stream destroys its shared keep-alive agent when a download ends early, which
+  // killed every request in flight on it; the driver downloads through its own client instead.
+  it('a get body abandoned mid-stream leaves the next request and other downloads in flight working', async (ctx) => {
+    needsServer(ctx);
+    const s = store();
+    const key = `${run}/abandoned`;
+    const data = randomBytes(2 * 1024 * 1024);
+    await s.put(key, data);
+    const other = await s.get(key);
+    const otherChunks: Buffer[] = [];
+    const otherIt = other.body[Symbol.asyncIterator]();
+    otherChunks.push((await otherIt.next()).value as Buffer);
+    // Abandoned by breaking out of for-await...
+    const first = await s.get(key);
+    for await (const _ of first.body) break;
+    expect((await listAll(s, { prefix: `${run}/abandoned` })).length).toBe(1);
+    // ...and by destroying the body after a read.
+    const second = await s.get(key);
+    await second.body[Symbol.asyncIterator]().next();
+    second.body.destroy();
+    expect((await s.head(key)).size).toBe(data.byteLength);
+    // The download that was in flight all along still completes with the right bytes.
+    for (let r = await otherIt.next(); !r.done; r = await otherIt.next()) otherChunks.push(r.value as Buffer);
+    expect(Buffer.concat(otherChunks).equals(data)).toBe(true);
+    expect((await getBuffer(s, key, { verify: true })).equals(data)).toBe(true);
+  });
+
+  it('a range read abandoned mid-stream leaves the next request working', async (ctx) => {
+    needsServer(ctx);
+    const s = store();
+    const key = `${run}/abandoned-range`;
+    const data = randomBytes(1024 * 1024);
+    await s.put(key, data);
+    for (let i = 0; i < 3; i++) {
+      const { body, range } = await s.get(key, { range: { offset: 100_000, length: 800_000 } });
+      expect(range).toEqual({ offset: 100_000, length: 800_000 });
+      for await (const _ of body) break;
+      const next = await s.get(key, { range: { offset: 1000, length: 10 } });
+      expect((await collect(next.body)).equals(data.subarray(1000, 1010))).toBe(true);
+    }
+  });
+
+  it('an error answer to the media request maps like any other (and the connection stays usable)', async (ctx) => {
+    needsServer(ctx, true);
+    const s = store();
+    const key = `${run}/media-503`;
+    await s.put(key, 'bytes');
+    await fault({ method: 'GET', path: 'alt=media', status: 503, times: 1 });
+    expect((await expectCode(s.get(key), 'Transient')).retryable).toBe(true);
+    await fault({ method: 'GET', path: 'alt=media', status: 429, retryAfter: 1, times: 1 });
+    expect((await expectCode(s.get(key), 'Throttled')).retryAfterMs).toBe(1000);
+    expect((await getBuffer(s, key)).toString()).toBe('bytes');
+  });
+
   it('verify reports a corrupted stored byte as IntegrityError at the end of the stream', async (ctx) => {
     needsServer(ctx, true);
     const s = store();
