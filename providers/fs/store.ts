@@ -615,11 +615,16 @@ export class FsStore implements BlobStore {
     const path = this.sidecarPath(loc, inode);
     for (let attempt = 0; ; attempt++) {
       try {
-        if (loc.metaDirs) await mkdirInside(loc.root, loc.metaDirs);
+        // Plain: one realpath proves the key's sidecar directory exists with no symlink on the way;
+        // otherwise it is made (and checked) one directory at a time.
+        if (loc.metaDirs) {
+          const dir = join(loc.root, ...loc.metaDirs);
+          if ((await realpath(dir).catch(() => undefined)) !== dir) await mkdirInside(loc.root, loc.metaDirs);
+        }
         await rename(temp, path);
         return path;
       } catch (e) {
-        // Plain: a delete of a neighbouring key may prune a sidecar directory we just made.
+        // Plain: missing, or pruned by a delete of a neighbouring key right after we made it.
         if (loc.metaDirs && isMissing(e) && attempt < RACE_RETRIES && (await lstatMaybe(temp))) continue;
         await unlink(temp).catch(() => undefined);
         throw e;
@@ -645,17 +650,31 @@ export class FsStore implements BlobStore {
 
   private withLock<T>(loc: Location, key: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
     const plain = loc.metaDirs !== undefined;
-    const run = async (): Promise<T> => {
-      if (plain) await this.prepareWrites(loc.root, 'plain');
-      return withKeyLock(plain ? join(loc.root, HIDDEN_DIR, LOCKS, plainLockName(key)) : join(loc.dir, lockName(loc.name)), {
-        timeoutMs: this.options.lockTimeoutMs,
-        staleMs: this.options.staleLockMs,
-        asidePath: () => this.sidecarTempPath(loc),
-        signal,
-        key,
-      }, fn);
-    };
-    return run();
+    const run = (): Promise<T> => withKeyLock(plain ? join(loc.root, HIDDEN_DIR, LOCKS, plainLockName(key)) : join(loc.dir, lockName(loc.name)), {
+      timeoutMs: this.options.lockTimeoutMs,
+      staleMs: this.options.staleLockMs,
+      asidePath: () => this.sidecarTempPath(loc),
+      signal,
+      key,
+    }, fn);
+    return plain ? this.inHiddenDir(loc.root, run, (e) => (e as NodeJS.ErrnoException).syscall === 'open') : run();
+  }
+
+  /**
+   * Plain: runs `fn`, which creates a file in the hidden directory; if that directory vanished
+   * (removed by hand while the store was open), makes it again and retries once. `fromCreate`
+   * tells a missing hidden directory from other ENOENTs `fn` may meet.
+   */
+  private async inHiddenDir<T>(root: string, fn: () => Promise<T>, fromCreate: (e: unknown) => boolean): Promise<T> {
+    await this.prepareWrites(root, 'plain');
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isMissing(e) || !fromCreate(e) || (await lstatMaybe(join(root, HIDDEN_DIR, TMP)))) throw e;
+      this.writesReady = undefined;
+      await this.prepareWrites(root, 'plain');
+      return fn();
+    }
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -671,9 +690,9 @@ export class FsStore implements BlobStore {
   }
 
   private async writeTempSidecar(loc: Location, sidecar: Sidecar): Promise<string> {
-    if (loc.metaDirs) await this.prepareWrites(loc.root, 'plain');
     const path = this.sidecarTempPath(loc);
-    const fh = await open(path, CREATE_FLAGS, 0o666);
+    const create = () => open(path, CREATE_FLAGS, 0o666);
+    const fh = loc.metaDirs ? await this.inHiddenDir(loc.root, create, () => true) : await create();
     try {
       await fh.writeFile(JSON.stringify(sidecar));
       if (this.options.fsync) await fh.sync();

@@ -72,7 +72,8 @@ async function contend(n: number, root: string, task: 'create' | 'counter', layo
         if (line === 'ready') onReady();
         else if (line.startsWith('{')) resolveResult(JSON.parse(line) as ChildResult);
       });
-      child.on('exit', (code) => reject(new Error(`child ${i} exited (${code}) without a result`)));
+      // 'close', not 'exit': stdout may still hold the result line when the process exits.
+      child.on('close', (code) => reject(new Error(`child ${i} exited (${code}) without a result`)));
     }));
   }
   try {

@@ -237,6 +237,19 @@ describe('fs plain layout: ordinary directories are stores', () => {
     expect((await getBuffer(store, 'p/q/r', { verify: true })).toString()).toBe('by hand');
   });
 
+  it('the hidden directory removed by hand while the store is open is made again', async () => {
+    const root = join(base, 'rmrf');
+    const store = new FsStore({ root, fsync: false });
+    await store.put('a/b', 'one', { metadata: { m: '1' } });
+    await rm(join(root, '.cloudmux'), { recursive: true });
+    // The object lost its metadata with the sidecar, not its bytes.
+    expect((await getBuffer(store, 'a/b', { verify: true })).toString()).toBe('one');
+    await store.put('a/b', 'two', { metadata: { m: '2' } });
+    await store.put('c', 'three', { ifNoneMatch: '*' });
+    expect((await store.head('a/b')).metadata.m).toBe('2');
+    expect(await readFile(join(root, '.cloudmux', 'layout'), 'utf8')).toBe('plain\n');
+  });
+
   it('a symlink planted as the hidden directory is refused and never written through', async () => {
     const root = join(base, 'evil');
     const outside = join(base, 'outside');
@@ -247,6 +260,15 @@ describe('fs plain layout: ordinary directories are stores', () => {
     await expectCode(store.put('k', 'v'), 'AccessDenied');
     expect(await readdir(outside)).toEqual([]);
     expect(keysOf(await listAll(store))).toEqual([]);
+
+    // Deeper in the sidecar tree too: a sidecar is never written through a planted symlink.
+    const deeper = join(base, 'deeper');
+    const s2 = new FsStore({ root: deeper, fsync: false });
+    await s2.put('seed', 'x');
+    await symlink(outside, join(deeper, '.cloudmux', 'meta', 'a'));
+    await expectCode(s2.put('a/b', 'v'), 'AccessDenied');
+    expect(await readdir(outside)).toEqual([]);
+    expect(keysOf(await listAll(s2))).toEqual(['seed']);
   });
 });
 
