@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite, type SqlDatabase } from '../state/sqlite-driver.js';
 import { InvalidConfigError } from '../core/index.js';
 
 /**
@@ -104,10 +104,10 @@ CREATE TABLE IF NOT EXISTS upload_parts (
  */
 export class MigrationJournal {
   readonly runId: number;
-  private readonly db: Database.Database;
+  private readonly db: SqlDatabase;
   private readonly stmts;
 
-  private constructor(readonly path: string, db: Database.Database, pair: string, filter: string) {
+  private constructor(readonly path: string, db: SqlDatabase, pair: string, filter: string) {
     this.db = db;
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
@@ -149,9 +149,9 @@ export class MigrationJournal {
    */
   static open(path: string, pair: { src: string; dst: string }, filter = ''): MigrationJournal {
     mkdirSync(dirname(path), { recursive: true });
-    let db: Database.Database;
+    let db: SqlDatabase;
     try {
-      db = new Database(path);
+      db = openSqlite(path);
     } catch (e) {
       throw new InvalidConfigError(`--journal ${path}: cannot open (${(e as Error).message})`, { cause: e });
     }

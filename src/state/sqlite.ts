@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import { openSqlite, type SqlDatabase } from './sqlite-driver.js';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidConfigError } from '../core/errors.js';
@@ -70,13 +70,13 @@ interface OutboxRow {
  */
 export class SqliteStateStore implements StateStore {
   readonly kind = 'sqlite';
-  private readonly db: Database.Database;
+  private readonly db: SqlDatabase;
   private readonly now: () => number;
 
   constructor(private readonly options: SqliteStateOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     try {
-      this.db = new Database(options.path);
+      this.db = openSqlite(options.path);
     } catch (e) {
       throw new InvalidConfigError(`cannot open state database ${options.path}: ${(e as Error).message}`, { cause: e });
     }
