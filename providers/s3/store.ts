@@ -1,5 +1,3 @@
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { PassThrough, Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand,
@@ -22,6 +20,7 @@ import type {
 import { bodyChecksumHeaders, checksumsFromResponse, quoteEtag, unquoteEtag } from './checksums.js';
 import { S3_LIMITS, resolveOptions, type ResolvedS3Options, type S3StoreOptions } from './config.js';
 import { mapS3Error, type S3ErrorContext } from './errors.js';
+import { resendOnStaleConnection, s3RequestHandlerOptions } from './transport.js';
 
 const PROVIDER = 's3';
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
@@ -96,7 +95,7 @@ export class S3Store implements BlobStore, ResumableUploads {
 
   private makeClient(flexible: boolean): S3Client {
     const o = this.resolved;
-    return new S3Client({
+    const client = new S3Client({
       region: o.region,
       endpoint: o.endpoint,
       forcePathStyle: o.forcePathStyle,
@@ -107,12 +106,10 @@ export class S3Store implements BlobStore, ResumableUploads {
       requestChecksumCalculation: flexible ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
       responseChecksumValidation: flexible ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
       followRegionRedirects: o.isAws,
-      requestHandler: {
-        httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
-        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64 }),
-        connectionTimeout: 10_000,
-      },
+      requestHandler: s3RequestHandlerOptions(),
     });
+    resendOnStaleConnection(client);
+    return client;
   }
 
   /** The bucket key for a store key. */

@@ -9,6 +9,7 @@ import { openStore } from '../../src/registry.js';
 import { CloudmuxError, SHA256_KEY, collect, getBuffer, listAll } from '../../src/core/index.js';
 import { expectCode, generatedStream, pseudoRandomBytes, sha256Hex } from '../../src/testing/index.js';
 import { S3RVER_MARK, emulatorOptions, s3rverUploadsDir } from '../harness/s3.js';
+import { startStaleConnectionServer, type StaleConnectionServer } from '../harness/stale-connection-server.js';
 
 const MiB = 1024 * 1024;
 const onS3rver = process.env[S3RVER_MARK] === 's3rver';
@@ -168,6 +169,83 @@ describe('s3 against a server that answers 200 with an error body', () => {
     const err = await expectCode(s.put('k', pseudoRandomBytes(6 * MiB, 'mp')), 'Transient');
     expect(err.retryable).toBe(true);
     expect(seen.some((r) => r.startsWith('DELETE ?uploadId=up-1'))).toBe(true);
+    await s.close();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Pooled connections the server closed: a server that drops each connection when its second
+// request arrives (what an idle keep-alive timeout firing just as the socket is reused looks like)
+
+describe('s3 on pooled connections the server closes', () => {
+  let server: StaleConnectionServer;
+  const answer = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { etag: '"abc"', 'content-length': '3', 'last-modified': new Date().toUTCString(), 'content-type': 'text/plain' }).end();
+    } else if (req.method === 'GET') {
+      res.writeHead(200, { etag: '"abc"', 'content-length': '3', 'last-modified': new Date().toUTCString(), 'content-type': 'text/plain' }).end('abc');
+    } else if (req.method === 'PUT' || req.method === 'DELETE') {
+      res.writeHead(req.method === 'PUT' ? 200 : 204, { etag: '"def"' }).end();
+    } else {
+      res.writeHead(501).end();
+    }
+  };
+  beforeAll(async () => {
+    server = await startStaleConnectionServer(answer);
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+  const fake = (extra: Partial<S3StoreOptions> = {}): S3Store =>
+    new S3Store({ bucket: 'fake', endpoint: server.url, credentials: { accessKeyId: 'AKIAFAKE', secretAccessKey: 'fake-secret-key' }, ...extra });
+  const sent = (from: number, method: string): number => server.requests.slice(from).filter((r) => r.startsWith(`${method} `)).length;
+
+  it('a head, get, delete or buffered put that meets a closed pooled connection is sent once more on a fresh one', async () => {
+    server.mode = 'kill-reused';
+    const s = fake();
+    await s.head('k');
+    const before = server.requests.length;
+    const connections = server.connections();
+    expect((await s.head('k')).etag).toBe('abc');
+    expect((await getBuffer(s, 'k')).toString()).toBe('abc');
+    await s.delete('k');
+    await s.put('k', 'small body');
+    // Each request went out twice: once on the dead connection, once on a new one.
+    expect(server.requests.length - before).toBe(8);
+    expect(server.connections() - connections).toBe(4);
+    await s.close();
+  });
+
+  it('a conditional put is not sent again: its replay could report a write that happened as a failure', async () => {
+    server.mode = 'kill-reused';
+    const s = fake({ conditionalPut: true });
+    await s.head('k');
+    const before = server.requests.length;
+    const err = await expectCode(s.put('k', 'body', { ifNoneMatch: '*' }), 'Transient');
+    expect(err.retryable).toBe(true);
+    expect(sent(before, 'PUT')).toBe(1);
+    await s.close();
+  });
+
+  it('a reset on a fresh connection is not re-sent: it goes to the caller (and the retry policy) as Transient', async () => {
+    server.mode = 'kill-all';
+    const s = fake();
+    const before = server.requests.length;
+    await expectCode(s.head('k'), 'Transient');
+    expect(sent(before, 'HEAD')).toBe(1);
+    server.mode = 'kill-reused';
+    await s.close();
+  });
+
+  it('a request that fails twice (closed pooled connection, then a reset on the fresh one) fails once, as Transient', async () => {
+    server.mode = 'kill-reused';
+    const s = fake();
+    await s.head('k');
+    const before = server.requests.length;
+    server.mode = 'kill-all';
+    await expectCode(s.head('k'), 'Transient');
+    expect(sent(before, 'HEAD')).toBe(2);
+    server.mode = 'kill-reused';
     await s.close();
   });
 });
