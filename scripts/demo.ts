@@ -214,6 +214,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(red(`demo failed: ${(e as Error).stack ?? String(e)}`));
+  console.error(red(`demo failed: ${(e as Error).stack ?? String(e)}`), (e as Error).cause);
   process.exitCode = 1;
 });

@@ -1,4 +1,4 @@
-import { TransientError, abortedError } from '../core/index.js';
+import { TransientError, abortedError, bodyChunks, knownBodySize } from '../core/index.js';
 import type {
   BlobStore, Body, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, PutOptions,
   SignalOptions, UpdateMetadataOptions,
@@ -8,8 +8,9 @@ import { RelayStream, readerOf } from './relay-stream.js';
 
 export interface TimeoutOptions {
   /**
-   * Longest time one call may take: until a put/head/… settles, until a get returns its
-   * response (not its whole body), until each page of a listing arrives. Default: none.
+   * Longest time one call may take: until a head/delete/copy/… settles, until a get returns its
+   * response (not its whole body), until each page of a listing arrives; for a put, the longest
+   * time without progress (the body's next chunk taken, or the answer after the last). Default: none.
    */
   timeoutMs?: number;
   /** Longest wait for the next byte of a get body while its reader is asking for more. Default: none. */
@@ -70,8 +71,32 @@ export class TimeoutStore extends ForwardingStore {
     return value;
   }
 
-  override put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
-    return this.call('put', key, opts.signal, (signal) => this.inner.put(key, body, { ...opts, signal }));
+  /**
+   * A put's deadline counts from its last progress, not from its start: every chunk the inner
+   * store pulls from the body re-arms it, so a 10 GiB upload that keeps moving never times out
+   * while one that stops for `timeoutMs` does. In-memory bodies above one chunk are handed on as
+   * chunks (with `size`) so their progress shows too; small ones keep their single-shot path.
+   */
+  override async put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
+    if (this.timeoutMs === undefined) return this.inner.put(key, body, opts);
+    const ms = this.timeoutMs;
+    const link = new Link(opts.signal);
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => link.abort(new TransientError(`put made no progress for ${ms} ms`, { provider: this.provider, key })), ms);
+    };
+    const size = opts.size ?? knownBodySize(body);
+    const watched = size !== undefined && size <= PROGRESS_CHUNK ? body : progressBody(body, arm);
+    arm();
+    try {
+      return await Promise.race([this.inner.put(key, watched, { ...opts, ...(size !== undefined ? { size } : {}), signal: link.signal }), link.aborted]);
+    } catch (e) {
+      throw link.reason(e);
+    } finally {
+      clearTimeout(timer);
+      link.release();
+    }
   }
 
   override async get(key: string, opts: GetOptions = {}): Promise<GetResult> {
@@ -200,4 +225,18 @@ class Link {
   release(): void {
     this.caller?.removeEventListener('abort', this.onCallerAbort);
   }
+}
+
+/** In-memory bodies larger than this are handed on in slices of this size, so a put shows progress. */
+const PROGRESS_CHUNK = 1024 * 1024;
+
+/** The body as chunks, calling `onChunk` as the inner store pulls each one. */
+async function* progressBody(body: Body, onChunk: () => void): AsyncGenerator<Buffer> {
+  for await (const chunk of bodyChunks(body)) {
+    for (let i = 0; i < chunk.byteLength; i += PROGRESS_CHUNK) {
+      onChunk();
+      yield chunk.byteLength <= PROGRESS_CHUNK ? chunk : chunk.subarray(i, i + PROGRESS_CHUNK);
+    }
+  }
+  onChunk();
 }

@@ -36,6 +36,29 @@ describe('TimeoutStore', () => {
     expect(inner.abortsSeen).toBe(1);
   });
 
+  it('times a put from its last progress: a long upload that keeps moving succeeds, a stalled one fails', async () => {
+    const inner = new MemoryStore();
+    const store = new TimeoutStore(inner, { timeoutMs: 60 });
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    async function* steady(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < 12; i++) {
+        await sleep(15);
+        yield Buffer.alloc(1000, i);
+      }
+    }
+    // 12 chunks 15 ms apart: about three times the deadline in all, never 60 ms without progress.
+    expect((await store.put('steady', steady())).size).toBe(12_000);
+    async function* stalls(): AsyncGenerator<Buffer> {
+      yield Buffer.alloc(1000);
+      await sleep(300);
+      yield Buffer.alloc(1000);
+    }
+    await expect(store.put('stalls', stalls())).rejects.toMatchObject({ code: 'Transient', message: expect.stringMatching(/no progress/) });
+    await expect(inner.head('stalls')).rejects.toMatchObject({ code: 'NotFound' });
+    // A large in-memory body is handed on in slices, so it shows progress as well.
+    expect((await store.put('big', Buffer.alloc(5 * 1024 * 1024))).size).toBe(5 * 1024 * 1024);
+  });
+
   it('reports the caller\'s own abort as Aborted', async () => {
     const store = new TimeoutStore(new HangingStore(), { timeoutMs: 10_000 });
     const ac = new AbortController();
