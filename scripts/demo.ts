@@ -191,9 +191,12 @@ async function main(): Promise<void> {
   say(`S3 is the dearest to store on, so it holds only what was written while Azure was down`);
   // Plain layout: every object becomes the file at its key's path, readable without cloudmux.
   const dest = new FsStore({ root: join(workdir, 'exported'), layout: 'plain' });
-  const summary = await migrate(direct.s3!, dest, { concurrency: 8, journal: join(workdir, 'migrate-journal.db') });
+  // The router's canary objects come and go under cloudmux-probe/: not application data.
+  router.health.stopProbes();
+  const appData = { exclude: ['cloudmux-probe/**'] };
+  const summary = await migrate(direct.s3!, dest, { concurrency: 8, journal: join(workdir, 'migrate-journal.db'), ...appData });
   say(`listed ${summary.listed}, copied ${summary.copied}, identical ${summary.identical}, failed ${summary.failed}, ${mib(summary.bytes)} in ${(summary.durationMs / 1000).toFixed(1)} s`);
-  const report = await verifyTrees(direct.s3!, dest, {});
+  const report = await verifyTrees(direct.s3!, dest, appData);
   say(`verify s3 ⇄ ${join('.cloudmux-demo', 'exported')}: ${report.matching} matching, ${report.differing} differing, ${report.onlyInA + report.onlyInB} missing`);
   const exported = join(workdir, 'exported');
   const plainFiles = (await readdir(exported, { withFileTypes: true, recursive: true }))
@@ -201,7 +204,7 @@ async function main(): Promise<void> {
     .map((e) => relative(exported, join(e.parentPath, e.name)))
     .filter((p) => !p.startsWith('.cloudmux'));
   say(`the export is ${plainFiles.length} ordinary files (e.g. ${join('.cloudmux-demo', 'exported', plainFiles.sort()[0] ?? '')}); cloudmux's metadata sits in exported/.cloudmux/`);
-  const again = await migrate(direct.s3!, dest, { concurrency: 8, journal: join(workdir, 'migrate-journal.db') });
+  const again = await migrate(direct.s3!, dest, { concurrency: 8, journal: join(workdir, 'migrate-journal.db'), ...appData });
   say(`running the migration again copies nothing: copied ${again.copied}, identical ${again.identical}`);
 
   await worker.stop();
