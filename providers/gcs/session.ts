@@ -1,5 +1,6 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { createPooledAgents, isStaleConnectionError } from '../../src/core/pooled-agents.js';
 
 /**
  * The driver's own HTTP client, with keep-alive pools no other code touches: resumable-session
@@ -10,8 +11,9 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
  * in flight on it, its other callers' included.
  */
 export class SessionClient {
-  private readonly http = new HttpAgent({ keepAlive: true, maxSockets: 16 });
-  private readonly https = new HttpsAgent({ keepAlive: true, maxSockets: 16 });
+  private readonly agents = createPooledAgents({ maxSockets: 16 });
+  private readonly http = this.agents.http;
+  private readonly https = this.agents.https;
 
   /** Sends one request; resolves with status, headers and the (small) response body. */
   send(uri: string, method: 'PUT' | 'DELETE', headers: Record<string, string>, body: readonly Buffer[], signal?: AbortSignal): Promise<SessionResponse> {
@@ -45,8 +47,20 @@ export class SessionClient {
    * Sends a bodiless GET and resolves with the response once its headers arrive. The caller owns
    * the response: reading it to the end returns the socket to the pool, destroying it closes the
    * socket (an abandoned download never leaves unread bytes on a pooled connection).
+   *
+   * A GET that meets a pooled connection the server had closed before answering is sent once more
+   * on a fresh one: it never reached the server, so this is the transport's business, not a retry.
    */
-  open(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
+  async open(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
+    try {
+      return await this.get(url, headers, signal);
+    } catch (e) {
+      if (!isStaleConnectionError(e) || signal?.aborted) throw e;
+      return this.get(url, headers, signal);
+    }
+  }
+
+  private get(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
     const secure = url.protocol === 'https:';
     return new Promise((resolve, reject) => {
       const req = (secure ? httpsRequest : httpRequest)(url, {

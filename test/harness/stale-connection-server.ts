@@ -25,9 +25,13 @@ export interface StaleConnectionServer {
 
 /**
  * A loopback HTTP server for connection-reuse tests. `answer` handles the requests the mode lets
- * through, with the request body already read.
+ * through, with the request body already read; requests `killable` rejects are always answered.
  */
-export async function startStaleConnectionServer(answer: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void, mode: StaleMode = 'kill-reused'): Promise<StaleConnectionServer> {
+export async function startStaleConnectionServer(
+  answer: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void,
+  mode: StaleMode = 'kill-reused',
+  killable: (req: IncomingMessage) => boolean = () => true,
+): Promise<StaleConnectionServer> {
   const perSocket = new WeakMap<Socket, number>();
   const sockets = new Set<Socket>();
   const requests: string[] = [];
@@ -38,7 +42,7 @@ export async function startStaleConnectionServer(answer: (req: IncomingMessage, 
     const n = (perSocket.get(socket) ?? 0) + 1;
     perSocket.set(socket, n);
     requests.push(`${req.method} ${req.url}`);
-    if (handle.mode === 'kill-all' || (handle.mode === 'kill-reused' && n > 1)) {
+    if (killable(req) && (handle.mode === 'kill-all' || (handle.mode === 'kill-reused' && n > 1))) {
       socket.destroy();
       return;
     }

@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Storage } from '@google-cloud/storage';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GcsStore, fromUrl, mapGcsError } from '../../providers/gcs/index.js';
 import { CloudmuxError, collect, getBuffer, listAll, SHA256_KEY } from '../../src/core/index.js';
 import { openStore } from '../../src/registry.js';
 import { expectCode } from '../../src/testing/index.js';
 import { generatedStream, sha256Hex } from '../../src/testing/data.js';
+import { startStaleConnectionServer, type StaleConnectionServer } from '../harness/stale-connection-server.js';
 
 /**
  * GCS-specific behaviour beyond the conformance suite: configuration, the error mapper, the
@@ -127,6 +129,51 @@ describe('error mapping', () => {
     const ac = new AbortController();
     ac.abort();
     expect(mapGcsError(api(500), { ...ctx, signal: ac.signal }).code).toBe('Aborted');
+  });
+});
+
+describe('media downloads on pooled connections the server closes', () => {
+  // The server drops a connection when a second media request arrives on it (an idle keep-alive
+  // timeout firing just as the socket is reused); the SDK's own JSON requests are always answered.
+  const isMedia = (req: IncomingMessage): boolean => (req.url ?? '').includes('alt=media');
+  const answer = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.method !== 'GET') {
+      res.writeHead(501).end();
+    } else if (isMedia(req)) {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '3' }).end('abc');
+    } else {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+        name: 'k', bucket: 'fake-bucket', generation: '7', metageneration: '1', size: '3', contentType: 'text/plain', updated: new Date().toISOString(),
+      }));
+    }
+  };
+  let server: StaleConnectionServer;
+  beforeAll(async () => {
+    server = await startStaleConnectionServer(answer, 'kill-reused', isMedia);
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+  const media = (): number => server.requests.filter((r) => r.includes('alt=media')).length;
+
+  it('a get whose media request meets a closed pooled connection is sent once more on a fresh one', async () => {
+    server.mode = 'kill-reused';
+    const s = new GcsStore({ bucket: 'fake-bucket', apiEndpoint: server.url, projectId: 'test-project' });
+    expect((await getBuffer(s, 'k')).toString()).toBe('abc');
+    expect((await getBuffer(s, 'k')).toString()).toBe('abc');
+    expect(media()).toBe(3);
+    expect(server.requests.filter((r) => r.includes('alt=media')).every((r) => r.includes('generation=7'))).toBe(true);
+    await s.close();
+  });
+
+  it('a reset on a fresh connection is not re-sent: the get fails Transient', async () => {
+    server.mode = 'kill-all';
+    const s = new GcsStore({ bucket: 'fake-bucket', apiEndpoint: server.url, projectId: 'test-project' });
+    const before = media();
+    await expectCode(s.get('k'), 'Transient');
+    expect(media() - before).toBe(1);
+    server.mode = 'kill-reused';
+    await s.close();
   });
 });
 
@@ -312,9 +359,11 @@ describe('against the test server', () => {
     const s = store();
     const key = `${run}/media-503`;
     await s.put(key, 'bytes');
-    await fault({ method: 'GET', path: 'alt=media', status: 503, times: 1 });
+    // This object's media request only: other files' tests share the server.
+    const media = `${encodeURIComponent(key)}?alt=media`;
+    await fault({ method: 'GET', path: media, status: 503, times: 1 });
     expect((await expectCode(s.get(key), 'Transient')).retryable).toBe(true);
-    await fault({ method: 'GET', path: 'alt=media', status: 429, retryAfter: 1, times: 1 });
+    await fault({ method: 'GET', path: media, status: 429, retryAfter: 1, times: 1 });
     expect((await expectCode(s.get(key), 'Throttled')).retryAfterMs).toBe(1000);
     expect((await getBuffer(s, key)).toString()).toBe('bytes');
   });
