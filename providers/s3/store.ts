@@ -64,7 +64,8 @@ interface S3UploadHandle {
  *   aborted so no parts stay billed.
  * - Every write stores `cloudmux_sha256`; each request body also carries a checksum the server
  *   verifies (x-amz-checksum-sha256 on AWS, Content-MD5 on custom endpoints).
- * - SDK retries are off (maxAttempts 1): the retry layer owns retries.
+ * - SDK retries are off (maxAttempts 1): the retry layer owns retries. Below it, a safe request
+ *   that meets a pooled connection the server had closed is sent once more (transport.ts).
  * - Conditional writes are a declared capability (on for AWS, off for custom endpoints unless set).
  */
 export class S3Store implements BlobStore, ResumableUploads {
