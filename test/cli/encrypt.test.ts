@@ -3,15 +3,14 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
 import { collect, listAll } from '../../src/core/index.js';
 import type { BlobStore } from '../../src/core/types.js';
 import { ENC_META, generateKey } from '../../src/layers/encryption/index.js';
 import { openStore } from '../../src/registry.js';
 import { pseudoRandomBytes } from '../../src/testing/data.js';
 import { tempDir } from '../harness/emulator.js';
+import { runCli, type CliRun } from './run-cli.js';
 
 /**
  * `--encrypt-with`, `--decrypt` and `--keyring` on cp, cat, migrate and verify, in this process
@@ -19,50 +18,8 @@ import { tempDir } from '../harness/emulator.js';
  * bytes, and key problems fail with one clear line before anything is written.
  */
 
-interface Run {
-  code: number;
-  out: Buffer;
-  err: string;
-}
-
 /** Runs the CLI in this process with extra environment variables, capturing what it writes. */
-async function run(args: string[], env: Record<string, string | undefined> = {}, stdin?: Buffer): Promise<Run> {
-  const out: Buffer[] = [];
-  let err = '';
-  const w1 = process.stdout.write.bind(process.stdout);
-  const w2 = process.stderr.write.bind(process.stderr);
-  const stdinDesc = Object.getOwnPropertyDescriptor(process, 'stdin');
-  const saved: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(env)) {
-    saved[k] = process.env[k];
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  process.stdout.write = ((c: string | Uint8Array) => {
-    out.push(Buffer.from(c));
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => {
-    err += Buffer.from(c).toString();
-    return true;
-  }) as typeof process.stderr.write;
-  if (stdin) Object.defineProperty(process, 'stdin', { value: Readable.from([stdin]), configurable: true });
-  const prevExit = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    const code = await main(['node', 'cloudmux', ...args]);
-    return { code, out: Buffer.concat(out), err };
-  } finally {
-    process.stdout.write = w1;
-    process.stderr.write = w2;
-    if (stdinDesc) Object.defineProperty(process, 'stdin', stdinDesc);
-    process.exitCode = prevExit;
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
+const run = (args: string[], env: Record<string, string | undefined> = {}, stdin?: Buffer): Promise<CliRun> => runCli(args, { env, stdin });
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const MARKER = 'PLAINTEXT-MARKER-7f3a';

@@ -1,41 +1,13 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { runCli } from './run-cli.js';
 import { openStore } from '../../src/registry.js';
 import { pseudoRandomBytes } from '../../src/testing/data.js';
 import { tempDir } from '../harness/emulator.js';
 
-/** Runs the CLI in this process, capturing what it writes. */
-async function run(args: string[], stdin?: Buffer): Promise<{ code: number; out: Buffer; err: string }> {
-  const out: Buffer[] = [];
-  let err = '';
-  const w1 = process.stdout.write.bind(process.stdout);
-  const w2 = process.stderr.write.bind(process.stderr);
-  const stdinDesc = Object.getOwnPropertyDescriptor(process, 'stdin');
-  process.stdout.write = ((c: string | Uint8Array) => {
-    out.push(Buffer.from(c));
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => {
-    err += Buffer.from(c).toString();
-    return true;
-  }) as typeof process.stderr.write;
-  if (stdin) Object.defineProperty(process, 'stdin', { value: Readable.from([stdin]), configurable: true });
-  const prevExit = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    const code = await main(['node', 'cloudmux', ...args]);
-    return { code, out: Buffer.concat(out), err };
-  } finally {
-    process.stdout.write = w1;
-    process.stderr.write = w2;
-    if (stdinDesc) Object.defineProperty(process, 'stdin', stdinDesc);
-    process.exitCode = prevExit;
-  }
-}
+const run = (args: string[], stdin?: Buffer): ReturnType<typeof runCli> => runCli(args, { stdin });
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
