@@ -26,7 +26,7 @@ import { startS3 } from '../test/harness/s3.js';
 const MiB = 1024 * 1024;
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 
-interface Measured {
+export interface Measured {
   seconds: number;
   peakRssMiB: number;
   /** User + system CPU seconds of the process (on a shared 2-core box, CPU taken from the emulators). */
@@ -36,7 +36,7 @@ interface Measured {
 }
 
 /** Runs a process to the end, sampling its peak RSS (VmHWM) from /proc while it runs. */
-function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Measured> {
+export function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Measured> {
   return new Promise((done, fail) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -72,7 +72,7 @@ function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<M
  * `npm run build` would), so tsx's on-the-fly transpiling of two SDKs is not what gets timed.
  * Falls back to tsx when the tree does not compile.
  */
-function cliEntry(work: string): string[] {
+export function cliEntry(work: string): string[] {
   const out = join(work, 'build');
   const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', out], { encoding: 'utf8' });
   if (r.status !== 0) {
@@ -84,11 +84,31 @@ function cliEntry(work: string): string[] {
   return [join(out, 'src/cli/bin.js')];
 }
 
-async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
+export async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
   let i = 0;
   await Promise.all(Array.from({ length: n }, async () => {
     while (i < items.length) await fn(items[i++]!);
   }));
+}
+
+/**
+ * rclone's remotes `src:` (S3 at `s3Endpoint`) and `dst:` (Azure, a container SAS at
+ * `blobEndpoint`), configured through the environment only.
+ */
+export function rcloneEnv(env: NodeJS.ProcessEnv, container: string, s3Endpoint = env.S3_ENDPOINT!, blobEndpoint?: string): NodeJS.ProcessEnv {
+  const cs = Object.fromEntries(env.AZURE_STORAGE_CONNECTION_STRING!.split(';').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) as Record<string, string>;
+  const sas = generateBlobSASQueryParameters({ containerName: container, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3 * 3600_000) },
+    new StorageSharedKeyCredential(cs.AccountName!, cs.AccountKey!)).toString();
+  const out: NodeJS.ProcessEnv = {
+    ...env,
+    RCLONE_CONFIG: '/dev/null',
+    RCLONE_CONFIG_SRC_TYPE: 's3', RCLONE_CONFIG_SRC_PROVIDER: 'Other', RCLONE_CONFIG_SRC_ENDPOINT: s3Endpoint,
+    RCLONE_CONFIG_SRC_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID, RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY: env.AWS_SECRET_ACCESS_KEY,
+    RCLONE_CONFIG_SRC_REGION: env.AWS_REGION ?? 'us-east-1', RCLONE_CONFIG_SRC_FORCE_PATH_STYLE: 'true',
+    RCLONE_CONFIG_DST_TYPE: 'azureblob', RCLONE_CONFIG_DST_SAS_URL: `${blobEndpoint ?? cs.BlobEndpoint}/${container}?${sas}`,
+  };
+  delete out.AWS_CA_BUNDLE;
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -124,20 +144,8 @@ async function main(): Promise<void> {
 
     let theirs: Measured | undefined;
     if (spawnSync('rclone', ['version']).status === 0) {
-      const cs = Object.fromEntries(env.AZURE_STORAGE_CONNECTION_STRING!.split(';').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) as Record<string, string>;
-      const sas = generateBlobSASQueryParameters({ containerName: container, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3 * 3600_000) },
-        new StorageSharedKeyCredential(cs.AccountName!, cs.AccountKey!)).toString();
-      const rcloneEnv: NodeJS.ProcessEnv = {
-        ...env,
-        RCLONE_CONFIG: '/dev/null',
-        RCLONE_CONFIG_SRC_TYPE: 's3', RCLONE_CONFIG_SRC_PROVIDER: 'Other', RCLONE_CONFIG_SRC_ENDPOINT: env.S3_ENDPOINT,
-        RCLONE_CONFIG_SRC_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID, RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY: env.AWS_SECRET_ACCESS_KEY,
-        RCLONE_CONFIG_SRC_REGION: env.AWS_REGION ?? 'us-east-1', RCLONE_CONFIG_SRC_FORCE_PATH_STYLE: 'true',
-        RCLONE_CONFIG_DST_TYPE: 'azureblob', RCLONE_CONFIG_DST_SAS_URL: `${cs.BlobEndpoint}/${container}?${sas}`,
-      };
-      delete rcloneEnv.AWS_CA_BUNDLE;
       // --fast-list: rclone's delimited walk misses nested keys on s3rver.
-      theirs = await measure('rclone', ['copy', '--transfers', '16', '--fast-list', `src:${env.S3_BUCKET}/${run}/src`, `dst:${container}/${run}/rclone`], rcloneEnv);
+      theirs = await measure('rclone', ['copy', '--transfers', '16', '--fast-list', `src:${env.S3_BUCKET}/${run}/src`, `dst:${container}/${run}/rclone`], rcloneEnv(env, container));
       if (theirs.code !== 0) throw new Error(`rclone copy exited ${theirs.code}: ${theirs.stderr}`);
       console.log(`rclone copy --transfers 16:        ${theirs.seconds.toFixed(2)} s, ${(totalBytes / MiB / theirs.seconds).toFixed(1)} MiB/s, peak RSS ${theirs.peakRssMiB.toFixed(0)} MiB, CPU ${theirs.cpuSeconds.toFixed(1)} s`);
     } else {
@@ -166,4 +174,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Run only as a script: bench/migrate-requests.ts imports the helpers above.
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

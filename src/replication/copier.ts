@@ -1,6 +1,7 @@
-import { Transform, pipeline, type TransformCallback } from 'node:stream';
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import {
-  IntegrityError, MultiHasher, SHA256_KEY, encodeMetadataValue, isCloudmuxError, throwIfAborted,
+  Crc32c, IntegrityError, MultiHasher, SHA256_KEY, encodeMetadataValue, isCloudmuxError, throwIfAborted,
 } from '../core/index.js';
 import type { BlobStore, ChecksumAlgorithm, Checksums, CopyOptions, ObjectMeta } from '../core/index.js';
 
@@ -118,40 +119,95 @@ async function streamCopy(src: BlobStore, srcKey: string, dst: BlobStore, dstKey
   const got = await src.get(srcKey, { signal: opts.signal, ifMatch: opts.sourceEtag });
   const srcMeta = got.meta;
   const algs = digestsToCompute(dst, srcMeta.checksums, mode);
-  const meter = new MeteringHasher(algs, opts.onProgress);
-  let streamError: Error | undefined;
-  const body = pipeline(got.body, meter, (err) => {
-    if (err) streamError = err;
-  });
   const expect = mode === 'size-only' ? undefined : pickChecksums(srcMeta.checksums);
+  // With the source's SHA-256 handed over as `expect`, the destination hashes the bytes it writes
+  // and refuses any that differ (the put contract); hashing them here as well would only double the
+  // CPU. Without one, the copier's own SHA-256 is the only one there is.
+  const hashing = { algs, sha256: expect?.sha256 === undefined };
+  const putOpts = {
+    signal: opts.signal,
+    size: srcMeta.size,
+    contentType: opts.contentType ?? srcMeta.contentType,
+    metadata: opts.metadata ?? carriedMetadata(srcMeta),
+    expect,
+  };
   let meta: ObjectMeta;
-  try {
-    meta = await dst.put(dstKey, body, {
-      signal: opts.signal,
-      size: srcMeta.size,
-      contentType: opts.contentType ?? srcMeta.contentType,
-      metadata: opts.metadata ?? carriedMetadata(srcMeta),
-      expect,
+  let streamed: Checksums & { bytes: number };
+  if (srcMeta.size <= SMALL_OBJECT_BYTES) {
+    // Small objects are read whole, then put as one buffer: no stream plumbing on either side and
+    // the destination's single-request path, in no more memory than its streamed upload would hold.
+    const read = await readSmall(got.body, srcMeta.size, hashing, opts.onProgress, src.provider, srcKey);
+    streamed = read.digest;
+    // Checked before writing: a short read must not reach the destination.
+    if (streamed.bytes !== srcMeta.size) throw shortRead(streamed.bytes, srcMeta.size, src.provider, srcKey);
+    meta = await dst.put(dstKey, read.bytes, putOpts);
+  } else {
+    const meter = new MeteringHasher(hashing, opts.onProgress);
+    let streamError: Error | undefined;
+    const body = pipeline(got.body, meter, (err) => {
+      if (err) streamError = err;
     });
-  } catch (e) {
-    // A source failure surfaces in the put as a generic stream error; report the source's own.
-    if (streamError && isCloudmuxError(streamError) && !isCloudmuxError(e, 'Aborted')) throw streamError;
-    throw e;
-  } finally {
-    if (!got.body.destroyed) got.body.destroy();
+    try {
+      meta = await dst.put(dstKey, body, putOpts);
+    } catch (e) {
+      // A source failure surfaces in the put as a generic stream error; report the source's own.
+      if (streamError && isCloudmuxError(streamError) && !isCloudmuxError(e, 'Aborted')) throw streamError;
+      throw e;
+    } finally {
+      if (!got.body.destroyed) got.body.destroy();
+    }
+    if (streamError) throw streamError;
+    streamed = meter.result();
   }
-  if (streamError) throw streamError;
-  const streamed = meter.result();
-  if (streamed.bytes !== srcMeta.size) {
-    throw new IntegrityError(`read ${streamed.bytes} bytes from the source, which reported ${srcMeta.size}`, { provider: src.provider, key: srcKey });
-  }
+  if (streamed.bytes !== srcMeta.size) throw shortRead(streamed.bytes, srcMeta.size, src.provider, srcKey);
   // Also caught by `expect` at a destination that honours it; this catches one that does not.
   if (expect) {
     const bad = compareChecksums(srcMeta.checksums, streamed, 'auto').mismatch;
     if (bad) throw new IntegrityError(`the source's bytes do not match its recorded ${bad}`, { provider: src.provider, key: srcKey });
   }
-  const verifiedBy = await verifyAgainst(dst, dstKey, meta, streamed, streamed.bytes, mode, opts.signal);
-  return { meta, bytes: streamed.bytes, sha256: streamed.sha256, serverSide: false, verifiedBy };
+  // What the bytes are known to hash to: the source's record, where not computed here (and where
+  // computed, equal to it, as just checked).
+  const { bytes, ...computed } = streamed;
+  const known: Checksums = { ...expect, ...computed };
+  const verifiedBy = await verifyAgainst(dst, dstKey, meta, known, bytes, mode, opts.signal);
+  return { meta, bytes, sha256: known.sha256, serverSide: false, verifiedBy };
+}
+
+/**
+ * Objects up to this size are copied through one buffer. Every driver's streamed put holds at least
+ * one part or block of 4–8 MiB for such an object anyway, and puts a buffer this size in one request.
+ */
+export const SMALL_OBJECT_BYTES = 8 * 1024 * 1024;
+
+function shortRead(read: number, reported: number, provider: string, key: string): Error {
+  return new IntegrityError(`read ${read} bytes from the source, which reported ${reported}`, { provider, key });
+}
+
+/**
+ * Reads a whole (small) body into one buffer of the size the source announced, hashing as bytes
+ * arrive. A body longer than announced stops being read at once (IntegrityError) instead of growing
+ * the buffer; a shorter one is returned as read, for the caller's size check.
+ */
+async function readSmall(
+  body: Readable, size: number, hashing: Hashing, onProgress: ((bytes: number) => void) | undefined, provider: string, key: string,
+): Promise<{ bytes: Buffer; digest: Checksums & { bytes: number } }> {
+  const hasher = new CopyHasher(hashing);
+  const bytes = Buffer.allocUnsafe(size);
+  let have = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (have + chunk.byteLength > size) {
+        throw new IntegrityError(`read more than the ${size} bytes the source reported`, { provider, key });
+      }
+      chunk.copy(bytes, have);
+      have += chunk.byteLength;
+      hasher.update(chunk);
+      onProgress?.(chunk.byteLength);
+    }
+  } finally {
+    if (!body.destroyed) body.destroy();
+  }
+  return { bytes: have === size ? bytes : bytes.subarray(0, have), digest: { ...hasher.digest(), bytes: have } };
 }
 
 /**
@@ -254,14 +310,49 @@ export async function hashObject(store: BlobStore, key: string, opts: { ifMatch?
   return { checksums: hasher.digest(), bytes, meta };
 }
 
+/** The digests a copy computes as bytes pass: `algs`, and SHA-256 unless the destination computes it anyway. */
+interface Hashing {
+  algs: ChecksumAlgorithm[];
+  sha256: boolean;
+}
+
+/** Like MultiHasher, but SHA-256 only when asked for. */
+class CopyHasher {
+  private readonly sha256: Hash | undefined;
+  private readonly md5: Hash | undefined;
+  private readonly crc: Crc32c | undefined;
+  bytes = 0;
+
+  constructor(h: Hashing) {
+    if (h.sha256) this.sha256 = createHash('sha256');
+    if (h.algs.includes('md5')) this.md5 = createHash('md5');
+    if (h.algs.includes('crc32c')) this.crc = new Crc32c();
+  }
+
+  update(chunk: Buffer): void {
+    this.sha256?.update(chunk);
+    this.md5?.update(chunk);
+    this.crc?.update(chunk);
+    this.bytes += chunk.byteLength;
+  }
+
+  digest(): Checksums {
+    const out: Checksums = {};
+    if (this.sha256) out.sha256 = this.sha256.digest('hex');
+    if (this.md5) out.md5 = this.md5.digest('hex');
+    if (this.crc) out.crc32c = this.crc.hex();
+    return out;
+  }
+}
+
 /** Pass-through that hashes and reports progress per chunk. */
 class MeteringHasher extends Transform {
-  private readonly hasher: MultiHasher;
+  private readonly hasher: CopyHasher;
   private final: (Checksums & { bytes: number }) | undefined;
 
-  constructor(algs: ChecksumAlgorithm[], private readonly onProgress?: (bytes: number) => void) {
+  constructor(hashing: Hashing, private readonly onProgress?: (bytes: number) => void) {
     super();
-    this.hasher = new MultiHasher(algs);
+    this.hasher = new CopyHasher(hashing);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../providers/memory/index.js';
-import { SHA256_KEY, digestBuffer, getBuffer, isCloudmuxError } from '../../src/core/index.js';
+import { SHA256_KEY, bodyChunks, collect, digestBuffer, getBuffer, isCloudmuxError } from '../../src/core/index.js';
 import type { BlobStore, Body, CopyOptions, GetOptions, ObjectMeta, PutOptions } from '../../src/core/index.js';
-import { copyObject, portableMetadata } from '../../src/replication/copier.js';
+import { SMALL_OBJECT_BYTES, copyObject, portableMetadata } from '../../src/replication/copier.js';
 import { overrideStore, payload } from './helpers.js';
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
@@ -85,9 +85,7 @@ describe('copyObject', () => {
     // A destination that corrupts bytes, ignores `expect` and reports no digest: only a re-read can catch it.
     const dst = overrideStore(inner, {
       put: async (key: string, body: Body, opts?: PutOptions) => {
-        const chunks: Buffer[] = [];
-        for await (const c of body as AsyncIterable<Buffer>) chunks.push(c);
-        const buf = Buffer.concat(chunks);
+        const buf = await collect(bodyChunks(body));
         buf[10] = buf[10]! ^ 0xff;
         const meta = await inner.put(key, buf, { ...opts, expect: undefined });
         return { ...meta, checksums: {} };
@@ -103,9 +101,7 @@ describe('copyObject', () => {
     const dst = overrideStore(inner, {
       put: async (key: string, body: Body, opts?: PutOptions) => {
         expect(opts?.expect?.sha256).toBe(digestBuffer(payload(1000)).sha256);
-        const chunks: Buffer[] = [];
-        for await (const c of body as AsyncIterable<Buffer>) chunks.push(c);
-        const buf = Buffer.concat(chunks);
+        const buf = await collect(bodyChunks(body));
         buf[0] = buf[0]! ^ 1;
         return inner.put(key, buf, opts);
       },
@@ -129,6 +125,81 @@ describe('copyObject', () => {
     const dst = new MemoryStore();
     await rejectsWith(copyObject(src, 'k', dst, 'k'), 'IntegrityError');
     await rejectsWith(dst.head('k'), 'NotFound');
+  });
+
+  it('puts small objects as one buffer and streams larger ones, verifying both', async () => {
+    const src = new MemoryStore();
+    const inner = new MemoryStore();
+    const bodies: string[] = [];
+    const dst = overrideStore(inner, {
+      put: async (key: string, body: Body, opts?: PutOptions) => {
+        bodies.push(body instanceof Uint8Array ? 'buffer' : 'stream');
+        return inner.put(key, body, opts);
+      },
+    });
+    const small = payload(SMALL_OBJECT_BYTES);
+    const large = payload(SMALL_OBJECT_BYTES + 1, 2);
+    await src.put('small', small);
+    await src.put('large', large);
+    let progressed = 0;
+    const a = await copyObject(src, 'small', dst, 'small', { onProgress: (n) => { progressed += n; } });
+    const b = await copyObject(src, 'large', dst, 'large', { onProgress: (n) => { progressed += n; } });
+    expect(bodies).toEqual(['buffer', 'stream']);
+    expect(progressed).toBe(small.byteLength + large.byteLength);
+    expect([a.sha256, b.sha256]).toEqual([digestBuffer(small).sha256, digestBuffer(large).sha256]);
+    expect([a.verifiedBy, b.verifiedBy]).toEqual(['sha256+crc32c', 'sha256+crc32c']);
+    expect((await getBuffer(inner, 'small')).equals(small)).toBe(true);
+    expect((await getBuffer(inner, 'large')).equals(large)).toBe(true);
+  });
+
+  it('refuses a small source that sends more or fewer bytes than it reported, writing nothing', async () => {
+    const inner = new MemoryStore();
+    await inner.put('long', 'twelve bytes');
+    await inner.put('short', 'six b!');
+    // The source reports a size its body does not have (a truncated or overlong response).
+    const src = overrideStore(inner, {
+      get: async (key: string, opts?: GetOptions) => {
+        const r = await inner.get(key, opts);
+        return { ...r, meta: { ...r.meta, size: key === 'long' ? 6 : 12 } };
+      },
+    });
+    const dst = new MemoryStore();
+    await rejectsWith(copyObject(src, 'long', dst, 'long'), 'IntegrityError');
+    await rejectsWith(copyObject(src, 'short', dst, 'short'), 'IntegrityError');
+    await rejectsWith(dst.head('long'), 'NotFound');
+    await rejectsWith(dst.head('short'), 'NotFound');
+  });
+
+  it('catches a destination that ignores expect and reports the digest of other bytes', async () => {
+    for (const size of [1000, SMALL_OBJECT_BYTES + 1]) {
+      const src = new MemoryStore();
+      const inner = new MemoryStore();
+      await src.put('k', payload(size));
+      const dst = overrideStore(inner, {
+        put: async (key: string, body: Body, opts?: PutOptions) => {
+          const buf = await collect(bodyChunks(body));
+          buf[size - 1] = buf[size - 1]! ^ 1;
+          return inner.put(key, buf, { ...opts, expect: undefined });
+        },
+      });
+      await rejectsWith(copyObject(src, 'k', dst, 'k'), 'IntegrityError');
+    }
+  });
+
+  it('hashes a source that records no SHA-256 itself, and reports that digest', async () => {
+    const inner = new MemoryStore();
+    const data = payload(5000);
+    await inner.put('k', data);
+    const src = overrideStore(inner, {
+      get: async (key: string, opts?: GetOptions) => {
+        const r = await inner.get(key, opts);
+        return { ...r, meta: { ...r.meta, checksums: {} } };
+      },
+    });
+    const dst = new MemoryStore();
+    const r = await copyObject(src, 'k', dst, 'k');
+    expect(r.sha256).toBe(digestBuffer(data).sha256);
+    expect(r.verifiedBy).toContain('sha256');
   });
 
   it('size-only mode verifies by size alone', async () => {
