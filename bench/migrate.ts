@@ -1,11 +1,17 @@
 /**
  * The same dataset migrated S3 emulator (s3rver) → Azurite by `cloudmux migrate` and by
  * `rclone copy --transfers 16`, in one run: wall time of each, the ratio (ours / rclone's), and
- * each process's peak RSS (VmHWM). Both verify as they go: cloudmux by SHA-256 and the providers'
- * digests, rclone by the hash both sides share (MD5 where S3 has one). Afterwards both
- * destinations are checked against the source with `verifyTrees` (not timed).
+ * each process's peak RSS (VmHWM) and CPU time. Both verify as they go, but not alike: cloudmux
+ * hashes every byte it writes (SHA-256, checked against the source's recorded digest; MD5 of each
+ * block for Azure to check on receipt, and of the whole blob for its Content-MD5); rclone sends
+ * blocks without a digest and gives the blob the source's MD5 where S3 has one (the ETag of a
+ * single-part object), which it then compares; multipart sources are checked by size. Afterwards
+ * both destinations are checked against the source with `verifyTrees` (not timed).
  *
- *   npx tsx bench/migrate.ts [smallCount=2000] [largeCount=4] [largeMiB=64]
+ *   npx tsx bench/migrate.ts [smallCount=2000] [largeCount=4] [largeMiB=64] [--repeat=N]
+ *
+ * `--repeat=N` runs both tools N times, alternating which goes first, and reports the range and
+ * the per-round ratio (each round's two runs share the box's load of the moment).
  *
  * Needs Debian's rclone (`apt-get install rclone`); without it only cloudmux is measured.
  */
@@ -111,15 +117,25 @@ export function rcloneEnv(env: NodeJS.ProcessEnv, container: string, s3Endpoint 
   return out;
 }
 
+type Tool = 'cloudmux' | 'rclone';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
 async function main(): Promise<void> {
-  const [smallCount = 2000, largeCount = 4, largeMiB = 64] = process.argv.slice(2).map(Number);
+  const args = process.argv.slice(2);
+  const repeat = Math.max(1, Number(args.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length) ?? 1));
+  const [smallCount = 2000, largeCount = 4, largeMiB = 64] = args.filter((a) => !a.startsWith('--')).map(Number);
   const emulators = (await Promise.all([startS3(), startAzure()])).filter((e) => e !== undefined);
   for (const e of emulators) Object.assign(process.env, e.env);
   const env = process.env;
   const run = `bench-migrate-${randomUUID().slice(0, 8)}`;
   const srcUrl = `s3://${env.S3_BUCKET}/${run}/src?endpoint=${encodeURIComponent(env.S3_ENDPOINT!)}&forcePathStyle=true`;
   const container = env.AZURE_CONTAINER ?? 'cloudmux-test';
-  const azUrl = (p: string): string => `az://devstoreaccount1/${container}/${run}/${p}`;
+  const azUrl = (p: string): string => `az://devstoreaccount1/${container}/${run}${p ? `/${p}` : ''}`;
   const work = mkdtempSync(join(tmpdir(), 'cloudmux-bench-migrate-'));
   const stores: BlobStore[] = [];
   try {
@@ -137,38 +153,55 @@ async function main(): Promise<void> {
     console.log(`dataset: ${smallCount} objects of 1-256 KiB + ${largeCount} of ${largeMiB} MiB = ${(totalBytes / MiB).toFixed(0)} MiB on s3rver (seeded in ${((Date.now() - seedStart) / 1000).toFixed(1)} s)`);
 
     const childEnv = { ...env, NODE_OPTIONS: '', NODE_NO_WARNINGS: '1' };
-    const ours = await measure(process.execPath, [...cliEntry(work), 'migrate', srcUrl, azUrl('cloudmux'),
-      '--concurrency', '16', '--journal', join(work, 'journal.sqlite'), '--json'], childEnv);
-    if (ours.code !== 0) throw new Error(`cloudmux migrate exited ${ours.code}: ${ours.stderr}`);
-    console.log(`cloudmux migrate --concurrency 16: ${ours.seconds.toFixed(2)} s, ${(totalBytes / MiB / ours.seconds).toFixed(1)} MiB/s, peak RSS ${ours.peakRssMiB.toFixed(0)} MiB, CPU ${ours.cpuSeconds.toFixed(1)} s`);
-
-    let theirs: Measured | undefined;
-    if (spawnSync('rclone', ['version']).status === 0) {
+    const entry = cliEntry(work);
+    const haveRclone = spawnSync('rclone', ['version']).status === 0;
+    if (!haveRclone) console.log('rclone is not installed: only cloudmux measured');
+    const rate = (m: Measured): string => `${m.seconds.toFixed(2)} s, ${(totalBytes / MiB / m.seconds).toFixed(1)} MiB/s, peak RSS ${m.peakRssMiB.toFixed(0)} MiB, CPU ${m.cpuSeconds.toFixed(1)} s`;
+    const tools: Record<Tool, (dst: string, round: number) => Promise<Measured>> = {
+      cloudmux: (dst, round) => measure(process.execPath, [...entry, 'migrate', srcUrl, azUrl(dst),
+        '--concurrency', '16', '--journal', join(work, `journal-${round}.sqlite`), '--json'], childEnv),
       // --fast-list: rclone's delimited walk misses nested keys on s3rver.
-      theirs = await measure('rclone', ['copy', '--transfers', '16', '--fast-list', `src:${env.S3_BUCKET}/${run}/src`, `dst:${container}/${run}/rclone`], rcloneEnv(env, container));
-      if (theirs.code !== 0) throw new Error(`rclone copy exited ${theirs.code}: ${theirs.stderr}`);
-      console.log(`rclone copy --transfers 16:        ${theirs.seconds.toFixed(2)} s, ${(totalBytes / MiB / theirs.seconds).toFixed(1)} MiB/s, peak RSS ${theirs.peakRssMiB.toFixed(0)} MiB, CPU ${theirs.cpuSeconds.toFixed(1)} s`);
-    } else {
-      console.log('rclone is not installed: only cloudmux measured');
+      rclone: (dst) => measure('rclone', ['copy', '--transfers', '16', '--fast-list', `src:${env.S3_BUCKET}/${run}/src`, `dst:${container}/${run}/${dst}`], rcloneEnv(env, container)),
+    };
+    const results: Record<Tool, Measured[]> = { cloudmux: [], rclone: [] };
+    for (let round = 0; round < repeat; round++) {
+      // Alternate who goes first: on a shared box, load drifts between the two runs of a round.
+      const order: Tool[] = !haveRclone ? ['cloudmux'] : round % 2 === 0 ? ['cloudmux', 'rclone'] : ['rclone', 'cloudmux'];
+      for (const tool of order) {
+        const dstName = `${tool}-${round}`;
+        const m = await tools[tool](dstName, round);
+        if (m.code !== 0) throw new Error(`${tool} exited ${m.code}: ${m.stderr}`);
+        results[tool].push(m);
+        console.log(`${repeat > 1 ? `[${round + 1}/${repeat}] ` : ''}${tool === 'cloudmux' ? 'cloudmux migrate --concurrency 16:' : 'rclone copy --transfers 16:       '} ${rate(m)}`);
+        // Verified (untimed) and removed, so every round starts from the same emulator state.
+        const dst = await openStore(azUrl(dstName));
+        const r = await verifyTrees(src, dst, { concurrency: 16 });
+        console.log(`  verify ${tool} copy: ${treesMatch(r) ? 'no differences' : 'DIFFERENCES'} (${r.matching} matching, ${JSON.stringify(r.matchedBy)})`);
+        if (!treesMatch(r)) process.exitCode = 1;
+        await removeAllUnder(dst, '');
+        await dst.close();
+      }
     }
-
-    for (const name of theirs ? ['cloudmux', 'rclone'] : ['cloudmux']) {
-      const dst = await openStore(azUrl(name));
-      stores.push(dst);
-      const r = await verifyTrees(src, dst, { concurrency: 16 });
-      console.log(`verify ${name} copy: ${treesMatch(r) ? 'no differences' : 'DIFFERENCES'} (${r.matching} matching, ${JSON.stringify(r.matchedBy)})`);
-      if (!treesMatch(r)) process.exitCode = 1;
+    const ours = results.cloudmux;
+    const theirs = results.rclone;
+    if (theirs.length === ours.length && ours.length > 0) {
+      const ratios = ours.map((m, i) => m.seconds / theirs[i]!.seconds);
+      if (repeat > 1) {
+        const span = (ms: Measured[], f: (m: Measured) => number): string => `${Math.min(...ms.map(f)).toFixed(1)}–${Math.max(...ms.map(f)).toFixed(1)}`;
+        console.log(`cloudmux: ${span(ours, (m) => m.seconds)} s (CPU ${span(ours, (m) => m.cpuSeconds)} s); rclone: ${span(theirs, (m) => m.seconds)} s (CPU ${span(theirs, (m) => m.cpuSeconds)} s)`);
+        console.log(`ratio per round (cloudmux time / rclone time): ${ratios.map((r) => r.toFixed(2)).join(' ')}; median ${median(ratios).toFixed(2)}  (target ≤ 1.00)`);
+      } else {
+        console.log(`ratio (cloudmux time / rclone time): ${ratios[0]!.toFixed(2)}  (target ≤ 1.00)`);
+      }
     }
-    if (theirs) console.log(`ratio (cloudmux time / rclone time): ${(ours.seconds / theirs.seconds).toFixed(2)}  (target ≤ 1.00)`);
   } finally {
     await Promise.allSettled(stores.map(async (s) => {
       await removeAllUnder(s, '');
       await s.close();
     }));
-    for (const p of ['cloudmux', 'rclone']) {
-      const s = await openStore(azUrl(p)).catch(() => undefined);
-      if (s) await removeAllUnder(s, '').catch(() => undefined);
-    }
+    // Whatever a failed round left behind.
+    const leftovers = await openStore(azUrl('')).catch(() => undefined);
+    if (leftovers) await removeAllUnder(leftovers, '').catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
     await Promise.allSettled(emulators.map((e) => e.stop()));
   }
