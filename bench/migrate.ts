@@ -4,9 +4,9 @@
  * each process's peak RSS (VmHWM) and CPU time. Both verify as they go, but not alike: cloudmux
  * hashes every byte it writes (SHA-256, checked against the source's recorded digest; MD5 of each
  * block for Azure to check on receipt, and of the whole blob for its Content-MD5); rclone sends
- * blocks without a digest and gives the blob the source's MD5 where S3 has one (the ETag of a
- * single-part object), which it then compares; multipart sources are checked by size. Afterwards
- * both destinations are checked against the source with `verifyTrees` (not timed).
+ * blocks without a digest, gives the blob one MD5 (computed, or the source's), and compares it
+ * with the source's MD5 where S3 has one (the ETag of a single-part object), else sizes only.
+ * Afterwards both destinations are checked against the source with `verifyTrees` (not timed).
  *
  *   npx tsx bench/migrate.ts [smallCount=2000] [largeCount=4] [largeMiB=64] [--repeat=N]
  *
