@@ -12,10 +12,11 @@ import { openStore } from '../../src/registry.js';
 import type { Router } from '../../src/router/router.js';
 import { SqliteStateStore } from '../../src/state/sqlite.js';
 import { freePort, tempDir } from '../harness/emulator.js';
-import { E2E_BUCKET, startOwnAzurite, startOwnS3rver } from './emulators.js';
+import { ownAzurite, ownS3rver } from '../harness/restartable.js';
 import { waitFor } from './helpers.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+const E2E_BUCKET = 'cloudmux-daemon';
 const BIN = join(ROOT, 'src/cli/bin.ts');
 const PROBE_MS = 500;
 const MiB = 1024 * 1024;
@@ -69,8 +70,8 @@ function metric(text: string, line: string): number | undefined {
 }
 
 describe('cloudmux daemon end to end (own s3rver + azurite, daemon as a child process)', () => {
-  let s3: Awaited<ReturnType<typeof startOwnS3rver>>;
-  let az: Awaited<ReturnType<typeof startOwnAzurite>>;
+  let s3: Awaited<ReturnType<typeof ownS3rver>>;
+  let az: Awaited<ReturnType<typeof ownAzurite>>;
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let configFile: string;
   let raw: Record<string, unknown>;
@@ -83,7 +84,7 @@ describe('cloudmux daemon end to end (own s3rver + azurite, daemon as a child pr
   const written = new Map<string, string>();
 
   beforeAll(async () => {
-    [s3, az, dir, port] = await Promise.all([startOwnS3rver(), startOwnAzurite(), tempDir('daemon-e2e'), freePort()]);
+    [s3, az, dir, port] = await Promise.all([ownS3rver({ bucket: E2E_BUCKET }), ownAzurite({ container: E2E_BUCKET }), tempDir('daemon-e2e'), freePort()]);
     env = { E2E_S3_SECRET: 'S3RVER', E2E_AZURE_CS: az.connectionString };
     const resilience = { attemptTimeoutMs: 3_000, retry: { retries: 2, baseDelayMs: 50, maxDelayMs: 200 }, breaker: { volumeThreshold: 3, resetTimeoutMs: 500 } };
     raw = {
@@ -195,7 +196,7 @@ describe('cloudmux daemon end to end (own s3rver + azurite, daemon as a child pr
     writeFileSync(configFile, stringify(raw));
 
     // --- azure is back: ready again, and the backlog drains.
-    await az.start();
+    await az.restart();
     const backAt = Date.now();
     await waitFor('readyz 200', async () => (await http('/readyz')).status === 200, 20_000, 50);
     console.log(`daemon e2e: azure back → /readyz 200 after ${Date.now() - backAt} ms`);

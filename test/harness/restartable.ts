@@ -27,14 +27,15 @@ export interface OwnEmulator {
 
 const BUCKET = 'cloudmux-router';
 
-export async function ownS3rver(): Promise<OwnEmulator & { store(): S3Store }> {
+export async function ownS3rver(opts: { bucket?: string } = {}): Promise<OwnEmulator & { endpoint: string; store(): S3Store }> {
+  const bucket = opts.bucket ?? BUCKET;
   const require = createRequire(import.meta.url);
   const bin = join(dirname(require.resolve('s3rver/package.json')), 'bin', 's3rver.js');
   const dir = await tempDir('router-s3rver');
   const port = await freePort();
   let proc: ManagedProcess | undefined;
   const start = async (): Promise<void> => {
-    proc = spawnManaged(process.execPath, [bin, '--directory', dir.path, '--address', '127.0.0.1', '--port', String(port), '--silent', '--configure-bucket', BUCKET], {
+    proc = spawnManaged(process.execPath, [bin, '--directory', dir.path, '--address', '127.0.0.1', '--port', String(port), '--silent', '--configure-bucket', bucket], {
       ...process.env,
       NODE_OPTIONS: [process.env.NODE_OPTIONS, '--openssl-legacy-provider'].filter(Boolean).join(' '),
     });
@@ -43,8 +44,9 @@ export async function ownS3rver(): Promise<OwnEmulator & { store(): S3Store }> {
   await start();
   return {
     name: 's3rver',
+    endpoint: `http://127.0.0.1:${port}`,
     store: () => new S3Store({
-      bucket: BUCKET, endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true,
+      bucket, endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true,
       credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
     }),
     kill: async () => proc?.kill(),
@@ -57,7 +59,8 @@ export async function ownS3rver(): Promise<OwnEmulator & { store(): S3Store }> {
   };
 }
 
-export async function ownAzurite(): Promise<OwnEmulator & { store(): AzureStore }> {
+export async function ownAzurite(opts: { container?: string } = {}): Promise<OwnEmulator & { connectionString: string; store(): AzureStore }> {
+  const container = opts.container ?? BUCKET;
   const dir = await tempDir('router-azurite');
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
@@ -70,12 +73,13 @@ export async function ownAzurite(): Promise<OwnEmulator & { store(): AzureStore 
     await waitForPort(port, 30_000);
     // Azurite saves its index every few seconds; a SIGKILL soon after start loses even the
     // container, which a real account never would. Make sure it exists after every start.
-    await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(BUCKET).createIfNotExists();
+    await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(container).createIfNotExists();
   };
   await start();
   return {
     name: 'azurite',
-    store: () => new AzureStore(resolveAzureConfig(undefined, { connectionString, container: BUCKET })),
+    connectionString,
+    store: () => new AzureStore(resolveAzureConfig(undefined, { connectionString, container })),
     kill: async () => proc?.kill(),
     stop: async () => proc?.stop(),
     restart: start,
