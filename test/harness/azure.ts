@@ -57,6 +57,7 @@ export async function startAzure(): Promise<Emulator | undefined> {
     await ensureContainer(connectionString, container);
     return {
       name: 'azurite',
+      pid: proc.child.pid,
       env: { AZURE_STORAGE_CONNECTION_STRING: connectionString, AZURE_CONTAINER: container, AZURITE_BLOB_ENDPOINT: endpoint },
       stop,
     };

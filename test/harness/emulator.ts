@@ -8,6 +8,8 @@ import { join } from 'node:path';
 export interface Emulator {
   name: string;
   env: Record<string, string>;
+  /** The emulator's process, where this harness started one (benchmarks read its CPU time). */
+  pid?: number;
   stop(): Promise<void>;
 }
 

@@ -51,6 +51,7 @@ export async function startS3(): Promise<Emulator | undefined> {
   }
   return {
     name: 's3rver',
+    pid: proc.child.pid,
     env: {
       S3_ENDPOINT: `http://127.0.0.1:${port}`,
       S3_BUCKET: S3_TEST_BUCKET,
