@@ -108,6 +108,8 @@ export class S3Store implements BlobStore, ResumableUploads {
       responseChecksumValidation: flexible ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
       followRegionRedirects: o.isAws,
       requestHandler: s3RequestHandlerOptions(),
+      // Resolve the middleware stack once per command class, not on every send (~0.2 ms CPU a request).
+      cacheMiddleware: true,
     });
     resendOnStaleConnection(client);
     return client;
