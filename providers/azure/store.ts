@@ -87,6 +87,12 @@ function unquote(etag: string | undefined): string {
   return etag.startsWith('"') && etag.endsWith('"') && etag.length >= 2 ? etag.slice(1, -1) : etag;
 }
 
+/** The MD5 a put's `expect` hands over, when it is a well-formed one (lower-case hex). */
+function handedOverMd5(opts: PutOptions): string | undefined {
+  const md5 = opts.expect?.md5;
+  return md5 !== undefined && /^[0-9a-f]{32}$/i.test(md5) ? md5.toLowerCase() : undefined;
+}
+
 function quote(etag: string): string {
   return etag === '*' || etag.startsWith('"') ? etag : `"${etag}"`;
 }
@@ -95,12 +101,14 @@ function quote(etag: string): string {
  * Azure Blob Storage (block blobs) as a {@link BlobStore}.
  *
  * - put: bodies up to `singleShotThreshold` (known size, or a stream that ends within one block)
- *   go in one Put Blob with a transactional Content-MD5; larger ones are staged as blocks, each
- *   with its transactional MD5, `uploadConcurrency` at a time (a block that hits a retryable
- *   error is re-sent, up to 3 attempts: it is in memory and idempotent, while the whole streamed put
- *   could not be replayed), then committed with the blob's
- *   Content-MD5 and `cloudmux_sha256`. Nothing is committed unless every byte was staged and the
- *   `expect` digests match; uncommitted blocks are invisible and Azure drops them after a week.
+ *   go in one Put Blob with a transactional Content-MD5 (the `expect` MD5 when one is handed
+ *   over, so Azure checks the bytes against it on arrival; else computed here); larger ones are
+ *   staged as blocks, each with its transactional MD5, `uploadConcurrency` at a time (a block that
+ *   hits a retryable error is re-sent, up to 3 attempts: it is in memory and idempotent, while the
+ *   whole streamed put could not be replayed), then committed with the blob's Content-MD5 (the
+ *   `expect` MD5 when both it and the SHA-256 are handed over, else computed) and
+ *   `cloudmux_sha256`. Nothing is committed unless every byte was staged and the `expect` digests
+ *   match; uncommitted blocks are invisible and Azure drops them after a week.
  *   Two concurrent staged puts of one key: the later commit fails with a retryable Transient
  *   (Azure discards the other upload's blocks), where S3/GCS let the last writer win.
  * - version: the versionId where the account keeps versions, else the etag.
@@ -519,10 +527,18 @@ export class AzureStore implements BlobStore, ResumableUploads {
     return this.writtenMeta(key, buf.byteLength, contentType, metadata, checksums, res);
   }
 
+  /**
+   * SHA-256 and MD5 of a single-shot body, checked against `expect`. An MD5 handed over in `expect`
+   * is not computed again: it goes to Azure as the transactional Content-MD5, and Azure refuses the
+   * bytes unless they hash to it, which is the same check done where the bytes land, without a
+   * software MD5 pass here (the slowest digest we compute; SHA-256 is hardware-assisted).
+   */
   private digestAndCheck(buf: Buffer, key: string, opts: PutOptions): Checksums {
-    const hasher = new MultiHasher(['md5']);
+    const given = handedOverMd5(opts);
+    const hasher = new MultiHasher(given ? [] : ['md5']);
     hasher.update(buf);
     const checksums = hasher.digest();
+    if (given) checksums.md5 = given;
     this.checkExpect(checksums, key, opts);
     return checksums;
   }
@@ -564,7 +580,11 @@ export class AzureStore implements BlobStore, ResumableUploads {
     signal?.addEventListener('abort', onAbort, { once: true });
     const uploadId = randomBytes(8).toString('hex');
     const ids: string[] = [];
-    const hasher = new MultiHasher(['md5']);
+    // Each block carries its own transactional MD5 (Azure checks it on arrival). The blob's
+    // Content-MD5 is a second, whole-blob MD5 pass, skipped when `expect` hands over both the MD5
+    // and the SHA-256: the SHA-256 computed here proves these are the bytes that MD5 describes.
+    const givenMd5 = opts.expect?.sha256 !== undefined ? handedOverMd5(opts) : undefined;
+    const hasher = new MultiHasher(givenMd5 ? [] : ['md5']);
     const inflight = new Set<Promise<void>>();
     let failure: unknown;
     let bytes = 0;
@@ -603,6 +623,7 @@ export class AzureStore implements BlobStore, ResumableUploads {
       if (failure !== undefined) throw failure;
       throwIfAborted(signal, { provider: PROVIDER, key });
       const checksums = hasher.digest();
+      if (givenMd5) checksums.md5 = givenMd5;
       this.checkExpect(checksums, key, opts);
       const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
       const metadata = { ...opts.metadata, [SHA256_KEY]: checksums.sha256! };

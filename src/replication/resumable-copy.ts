@@ -57,6 +57,11 @@ export interface ResumableCopyResult extends CopyObjectResult {
  *   source's; otherwise the whole source is read again and the kept parts are only hashed (cost:
  *   one source read of the prefix, no upload). Node cannot serialise a hash state, so there is
  *   no cheaper exact way.
+ * - MD5 of the whole object (what Azure records as a block blob's Content-MD5, and GCS checks at
+ *   completion): the source's, when it has one; computed while streaming only when the source has
+ *   an MD5 but no SHA-256 to check the read against. A source without an MD5 (an S3 multipart
+ *   object) gives an Azure destination no Content-MD5: the blob carries `cloudmux_sha256`, which
+ *   `cloudmux verify` uses, and every block was checked on arrival by its transactional MD5.
  * - Verification: a fresh upload is verified as the copier verifies a streamed put (digests the
  *   destination reports against those computed while streaming; every part was checked by the
  *   provider on arrival). A resumed one is verified by reading the destination back and comparing
@@ -125,8 +130,11 @@ export async function resumableCopy(
   const skipPrefix = resumed && srcSha !== undefined;
   const startPart = skipPrefix ? firstMissing : 1;
   const extra: ChecksumAlgorithm[] = ['crc32c'];
-  // MD5 costs a software pass: only where the destination records it, or it is all the source has to check against.
-  if (!skipPrefix && (dst.capabilities.nativeChecksums.includes('md5') || (srcMeta.checksums.md5 !== undefined && srcSha === undefined))) extra.push('md5');
+  // MD5 is the one digest that costs a full software pass (SHA-256 and CRC32C are hardware-assisted):
+  // computed only when it is all the source has to check the read against. Otherwise the source's
+  // own MD5, where it has one, goes to the destination (the SHA-256 check proves these are its bytes).
+  const srcMd5 = srcMeta.checksums.md5;
+  if (!skipPrefix && srcMd5 !== undefined && srcSha === undefined) extra.push('md5');
   const whole = skipPrefix ? undefined : new MultiHasher(extra);
 
   const uploaded = new Map<number, UploadedPart>();
@@ -145,8 +153,9 @@ export async function resumableCopy(
       checksums = whole.digest();
       const bad = compareChecksums(srcMeta.checksums, checksums, 'auto').mismatch;
       if (bad) throw new IntegrityError(`the source's bytes do not match its recorded ${bad}`, { provider: src.provider, key });
+      if (checksums.md5 === undefined && srcMd5 !== undefined) checksums.md5 = srcMd5;
     } else {
-      checksums = { sha256: srcSha! };
+      checksums = { sha256: srcSha!, ...(srcMd5 !== undefined ? { md5: srcMd5 } : {}) };
     }
     const all: UploadedPart[] = [];
     for (let n = 1; n <= parts; n++) all.push(uploaded.get(n) ?? kept.get(n) ?? { partNumber: n, size: partRange(size, partSize, n).length });

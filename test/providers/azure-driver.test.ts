@@ -291,6 +291,29 @@ describe.runIf(connectionString)('azure driver on the harness endpoint', () => {
     await expectCode(store.head('expect/obj'), 'NotFound');
   });
 
+  it('an MD5 handed over in `expect` is what Azure checks the bytes against, not computed again', async () => {
+    const md5 = (b: Buffer | string): string => createHash('md5').update(b).digest('hex');
+    const body = pseudoRandomBytes(200_000, 'handed-md5');
+    // Single shot: Azure checks the handed-over MD5 on arrival; a right one is recorded as Content-MD5.
+    const meta = await store.put('md5-given/ok', body, { expect: { md5: md5(body).toUpperCase() } });
+    expect(meta.checksums).toMatchObject({ md5: md5(body), sha256: sha256Hex(body) });
+    const props = await container.getBlockBlobClient(`${run}/md5-given/ok`).getProperties();
+    expect(Buffer.from(props.contentMD5!).toString('hex')).toBe(md5(body));
+    // A wrong one is refused by Azure before anything is written, with or without a SHA-256 beside it.
+    await expectCode(store.put('md5-given/bad', body, { expect: { md5: md5('other') } }), 'IntegrityError');
+    await expectCode(store.put('md5-given/bad', body, { expect: { md5: md5('other'), sha256: sha256Hex(body) } }), 'IntegrityError');
+    await expectCode(store.head('md5-given/bad'), 'NotFound');
+    // Staged: with the SHA-256 beside it, the handed-over MD5 becomes the blob's Content-MD5 (each
+    // block still carries its own); without one, the MD5 is computed and a wrong one refused.
+    const gen = generatedStream(2 * MiB + 5, { seed: 'handed-staged' });
+    const big = await collect(generatedStream(2 * MiB + 5, { seed: 'handed-staged' }).stream);
+    const staged = await store.put('md5-given/staged', gen.stream, { expect: { sha256: sha256Hex(big), md5: md5(big) } });
+    expect(staged.checksums).toMatchObject({ md5: md5(big), sha256: sha256Hex(big) });
+    expect(Buffer.from((await container.getBlockBlobClient(`${run}/md5-given/staged`).getProperties()).contentMD5!).toString('hex')).toBe(md5(big));
+    await expectCode(store.put('md5-given/staged-bad', generatedStream(2 * MiB + 5, { seed: 'handed-staged' }).stream, { expect: { md5: md5('other') } }), 'IntegrityError');
+    await expectCode(store.head('md5-given/staged-bad'), 'NotFound');
+  });
+
   it('staged conditional puts fail fast and atomically', async () => {
     const first = await store.put('cond/obj', generatedStream(2 * MiB, { seed: 'c1' }).stream, { ifNoneMatch: '*' });
     await expectCode(store.put('cond/obj', generatedStream(2 * MiB, { seed: 'c2' }).stream, { ifNoneMatch: '*' }), 'AlreadyExists');
