@@ -78,3 +78,50 @@ export async function* blocks(source: AsyncIterable<Buffer>, size: number): Asyn
   }
   if (have > 0 || parts.length > 0) yield Buffer.concat(parts, have);
 }
+
+/**
+ * Block buffers reused across one upload. Fresh 4–8 MiB buffers per block are garbage V8 collects
+ * late (external memory), which costs GC time and shows up as RSS; reusing a few keeps a streamed
+ * upload's footprint near blocks-in-flight × block size.
+ */
+export class BlockPool {
+  private readonly free: Buffer[] = [];
+  take(size: number): Buffer {
+    const i = this.free.findIndex((b) => b.byteLength === size);
+    return i >= 0 ? this.free.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(size);
+  }
+  /** Returns a buffer (or a view of one) once no request reads it any more. */
+  give(buf: Buffer): void {
+    this.free.push(Buffer.from(buf.buffer, buf.byteOffset, buf.buffer.byteLength - buf.byteOffset));
+  }
+}
+
+/**
+ * Re-chunks a stream into blocks copied into pooled buffers, whose size `sizeAt(index)` may grow
+ * (Azure allows blocks of different sizes in one blob). Each yielded block is a view of a pooled
+ * buffer the caller hands back with `pool.give` when its upload is over (or never, if it keeps it).
+ */
+export async function* pooledBlocks(source: AsyncIterable<Buffer>, sizeAt: (index: number) => number, pool: BlockPool): AsyncGenerator<Buffer> {
+  let index = 0;
+  let size = sizeAt(0);
+  let block: Buffer | undefined;
+  let have = 0;
+  for await (const chunk of source) {
+    let c = chunk;
+    while (c.byteLength > 0) {
+      block ??= pool.take(size);
+      const n = Math.min(size - have, c.byteLength);
+      c.copy(block, have, 0, n);
+      have += n;
+      c = c.subarray(n);
+      if (have === size) {
+        const full = block;
+        block = undefined;
+        have = 0;
+        size = sizeAt(++index);
+        yield full;
+      }
+    }
+  }
+  if (block && have > 0) yield block.subarray(0, have);
+}

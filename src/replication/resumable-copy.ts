@@ -1,6 +1,6 @@
 import {
-  Crc32c, IntegrityError, MultiHasher, PreconditionFailedError, SHA256_KEY, blocks, bodyChunks, isCloudmuxError, isRetryable,
-  partCount, partRange, throwIfAborted,
+  BlockPool, Crc32c, IntegrityError, MultiHasher, PreconditionFailedError, SHA256_KEY, bodyChunks, isCloudmuxError, isRetryable,
+  partCount, partRange, pooledBlocks, throwIfAborted,
 } from '../core/index.js';
 import type {
   BlobStore, ChecksumAlgorithm, Checksums, ObjectMeta, ResumableUploads, UploadedPart,
@@ -196,8 +196,11 @@ export async function resumableCopy(
     const inflight = new Set<Promise<void>>();
     let failure: { error: unknown } | undefined;
     let n = startPart;
+    // Part buffers come back to the pool once their upload is over, so a 64 MiB object reuses
+    // (concurrency + 1) buffers instead of leaving 16 for the collector.
+    const pool = new BlockPool();
     try {
-      for await (const part of blocks(bodyChunks(got.body), partSize)) {
+      for await (const part of pooledBlocks(bodyChunks(got.body), () => partSize, pool)) {
         if (failure) break;
         throwIfAborted(signal, { provider: src.provider, key });
         if (n > parts) throw new IntegrityError(`the source has more than the ${size} bytes it reported`, { provider: src.provider, key });
@@ -207,6 +210,7 @@ export async function resumableCopy(
         const known = have ? prior?.parts.find((p) => p.partNumber === n) : undefined;
         if (have && known && known.crc32c === crc) {
           n++;
+          pool.give(part);
           continue; // already at the destination: hashed, not sent
         }
         const partNumber = n++;
@@ -217,7 +221,9 @@ export async function resumableCopy(
         // Read and hash this part while the others upload; wait for a slot only to send it.
         while (inflight.size >= concurrency && !failure) await Promise.race(inflight);
         if (failure) break;
-        const task: Promise<void> = uploadOne(partNumber, part, crc).catch((error: unknown) => {
+        const task: Promise<void> = uploadOne(partNumber, part, crc).then((reusable) => {
+          if (reusable) pool.give(part);
+        }, (error: unknown) => {
           failure ??= { error };
         }).finally(() => inflight.delete(task));
         inflight.add(task);
@@ -235,7 +241,11 @@ export async function resumableCopy(
     else if (n !== parts + 1) throw new IntegrityError(`the source ended after part ${n - 1} of ${parts}`, { provider: src.provider, key });
   }
 
-  async function uploadOne(partNumber: number, bytes: Buffer, crc32c: string): Promise<void> {
+  /**
+   * Uploads one part, retrying in place. True when its buffer may be reused: uploaded at the first
+   * attempt (after a failed attempt, nothing proves the dead request stopped reading it).
+   */
+  async function uploadOne(partNumber: number, bytes: Buffer, crc32c: string): Promise<boolean> {
     const attempts = Math.max(1, opts.partAttempts ?? 3);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -245,7 +255,7 @@ export async function resumableCopy(
         uploadedBytes += bytes.byteLength;
         opts.onProgress?.(bytes.byteLength);
         opts.onPart?.({ key, partNumber, parts, size: bytes.byteLength });
-        return;
+        return attempt === 1;
       } catch (e) {
         if (signal?.aborted || !isRetryable(e) || attempt >= attempts) throw e;
         await backoff(attempt, e, signal);
