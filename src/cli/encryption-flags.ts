@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { BlobStore } from '../core/types.js';
-import { EncryptedStore, ENV_PREFIX, checkKeyId, loadKeyring, parseHeader, type Keyring } from '../layers/encryption/index.js';
+import { ENV_PREFIX, checkKeyId, loadKeyring, type Keyring } from '../layers/encryption/keyring.js';
+import type { EncryptedStore as EncryptedStoreClass } from '../layers/encryption/store.js';
 import { redactUrl } from '../registry.js';
 import { UsageError } from './errors.js';
 
@@ -48,6 +49,11 @@ export function wantsEncryption(flags: EncryptionFlags): boolean {
   return flags.encryptWith !== undefined || flags.decrypt === true;
 }
 
+/** The encryption layer, loaded only when a flag asks for it. */
+async function encryptedStore(): Promise<typeof EncryptedStoreClass> {
+  return (await import('../layers/encryption/store.js')).EncryptedStore;
+}
+
 const keyrings = new WeakMap<EncryptionFlags, Promise<Keyring>>();
 
 /** The keyring the flags name, loaded once per flags object. Unreadable or malformed key files are InvalidConfig (exit 2). */
@@ -83,6 +89,7 @@ export async function encryptingStore(store: BlobStore, flags: EncryptionFlags, 
   if (!(await keyring.has(keyId))) {
     throw new UsageError(`--encrypt-with ${keyId}: no such key in ${keySources(flags, env)}; create one with \`cloudmux keys generate --id ${keyId}\``);
   }
+  const EncryptedStore = await encryptedStore();
   return new EncryptedStore(store, { keyring, keyId });
 }
 
@@ -92,6 +99,7 @@ export async function encryptingStore(store: BlobStore, flags: EncryptionFlags, 
  */
 export async function decryptingStore(store: BlobStore, flags: EncryptionFlags, env: NodeJS.ProcessEnv = process.env): Promise<BlobStore> {
   if (!flags.decrypt) return store;
+  const EncryptedStore = await encryptedStore();
   return new EncryptedStore(store, { keyring: await keyringFor(flags, env), keyId: READ_ONLY_KEY_ID });
 }
 
@@ -102,6 +110,7 @@ export async function decryptingStore(store: BlobStore, flags: EncryptionFlags, 
  */
 export async function checkDecryptable(store: BlobStore, key: string, what: string, flags: EncryptionFlags, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const meta = await store.head(key);
+  const { parseHeader } = await import('../layers/encryption/header.js');
   // A malformed header is an IntegrityError from here: someone altered the metadata.
   const header = parseHeader(meta.metadata, { provider: store.provider, key });
   if (!header) throw new UsageError(`--decrypt: ${what} is not encrypted (no cloudmux_enc metadata); read it without --decrypt`);
@@ -132,6 +141,7 @@ export async function checkTreeDecryptable(store: BlobStore, side: string, flags
   if (first === undefined) return;
   await checkDecryptable(store, first, `${side} object ${first}`, flags, env);
   // Not closed: closing a wrapper closes the store it wraps, which the caller still uses.
+  const EncryptedStore = await encryptedStore();
   const reader = new EncryptedStore(store, { keyring: await keyringFor(flags, env), keyId: READ_ONLY_KEY_ID });
   const meta = await reader.head(first);
   const { body } = await reader.get(first, meta.size > 0 ? { range: { offset: 0, length: 1 } } : {});

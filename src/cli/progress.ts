@@ -1,4 +1,4 @@
-import cliProgress from 'cli-progress';
+import { cliProgress } from './cli-progress.js';
 import type { MigrationEvent, MigrationSummary } from '../replication/migrate.js';
 
 /** `1536` → `1.5 KiB`. */
@@ -148,7 +148,8 @@ export function createProgressReporter(opts: { json?: boolean; tty?: boolean; ou
   };
 
   if (opts.tty) {
-    const bar = new cliProgress.SingleBar({
+    const { SingleBar, Presets } = cliProgress();
+    const bar = new SingleBar({
       stream: err as NodeJS.WriteStream,
       format: '{bar} {percentage}% | {objects}/{totalObjects} objects | {done}/{total} | {rate}/s | ETA {eta} | errors {errors}',
       hideCursor: true,
@@ -156,7 +157,7 @@ export function createProgressReporter(opts: { json?: boolean; tty?: boolean; ou
       etaBuffer: 1,
       fps: 5,
       noTTYOutput: false,
-    }, cliProgress.Presets.shades_classic);
+    }, Presets.shades_classic);
     const payload = (): Record<string, string | number> => {
       const rate = stats.rate();
       return {

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/load.js';
 import type { CloudmuxConfig } from '../../config/schema.js';
 import { isCloudmuxError } from '../../core/errors.js';
 import { openStore } from '../../registry.js';
@@ -19,6 +18,8 @@ export interface ConfigProblem {
 export async function checkConfigFile(file: string, env?: Record<string, string | undefined>): Promise<{ config?: CloudmuxConfig; problems: ConfigProblem[] }> {
   let config: CloudmuxConfig;
   try {
+    // yaml and zod are loaded only by the commands that read a config file.
+    const { loadConfig } = await import('../../config/load.js');
     config = await loadConfig(file, { env });
   } catch (e) {
     if (!isCloudmuxError(e, 'InvalidConfig')) throw e;

@@ -3,7 +3,6 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Body } from '../../core/types.js';
-import { copyObject } from '../../replication/copier.js';
 import { UsageError } from '../errors.js';
 import { addEncryptionOptions, decryptingObjectStore, encryptingStore, type EncryptionFlags } from '../encryption-flags.js';
 import { localSize, openLocalRead, parseLocation, storeFor, writeLocal, type Location } from '../locations.js';
@@ -44,6 +43,7 @@ export async function copyOne(srcArg: string, dstArg: string, opts: { contentTyp
     } else {
       // Store to store: the copier copies server-side where it can, else streams with the
       // digest checked on both ends.
+      const { copyObject } = await import('../../replication/copier.js');
       const res = await copyObject(srcStore!, src.key, dstStore!, targetKey(dst, basename(src.key)), opts.contentType ? { contentType: opts.contentType } : {});
       return { bytes: res.bytes, sha256: res.sha256 ?? res.meta.checksums.sha256, target: res.meta.key };
     }

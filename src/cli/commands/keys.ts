@@ -1,7 +1,8 @@
-import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { openStore, parseStoreUrl, splitObjectUrl } from '../../registry.js';
-import { EncryptedStore, generateKey, loadKeyring, rotateAll, type RotateProgress, type RotateReport } from '../../layers/encryption/index.js';
+import { generateKey, loadKeyring } from '../../layers/encryption/keyring.js';
+import type { RotateProgress, RotateReport } from '../../layers/encryption/index.js';
+import { cliProgress } from '../cli-progress.js';
 import { EXIT, UsageError } from '../errors.js';
 import { formatDuration } from '../progress.js';
 
@@ -26,6 +27,7 @@ export async function rotateCommand(urlArg: string, flags: RotateFlags, io: { ou
   let prefix = '';
   if (url.protocol !== 'file:') ({ store: storeUrl, key: prefix } = splitObjectUrl(url));
   const keyring = await loadKeyring({ file: flags.keyring });
+  const { EncryptedStore, rotateAll } = await import('../../layers/encryption/index.js');
   const store = new EncryptedStore(await openStore(storeUrl), { keyring, keyId: flags.to });
   const started = Date.now();
   const display = createDisplay(io.tty ?? (err as NodeJS.WriteStream).isTTY === true, flags.json === true, err);
@@ -58,7 +60,7 @@ function createDisplay(tty: boolean, json: boolean, err: NodeJS.WritableStream):
   let last: RotateProgress = { listed: 0, rotated: 0, skipped: 0, failed: 0 };
   if (json) return { update: () => {}, stop: () => {} };
   if (tty) {
-    const bar = new cliProgress.SingleBar({
+    const bar = new (cliProgress().SingleBar)({
       stream: err as NodeJS.WriteStream,
       format: '{value} objects | rotated {rotated} | skipped {skipped} | failed {failed}',
       hideCursor: true,

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { removeAllUnder } from '../../core/remove.js';
 import { UsageError } from '../errors.js';
 import { parseLocation, storeFor } from '../locations.js';
 
@@ -23,6 +22,7 @@ export function register(program: Command): void {
           else process.stdout.write(`${error ? `failed ${key}: ${error.message}` : `${opts.dryRun ? 'would delete' : 'deleted'} ${key}`}\n`);
         };
         if (opts.recursive) {
+          const { removeAllUnder } = await import('../../core/remove.js');
           await removeAllUnder(store, loc.key, { dryRun: opts.dryRun, onResult: report });
         } else if (opts.dryRun) {
           report(loc.key);

@@ -1,10 +1,9 @@
 import type { Command } from 'commander';
-import { CHECKSUM_MODES } from '../../replication/copier.js';
-import { treesMatch, verifyTrees, type VerifyOutcome } from '../../replication/verify.js';
+import type { VerifyOutcome } from '../../replication/verify.js';
 import { EXIT } from '../errors.js';
 import { addEncryptionOptions, decryptingSide, type EncryptionFlags, type TreeSide } from '../encryption-flags.js';
 import { formatDuration } from '../progress.js';
-import { openSide, parseChecksumMode, parsePositiveInt } from './migrate.js';
+import { CHECKSUM_MODES, openSide, parseChecksumMode, parsePositiveInt } from './migrate.js';
 
 /** rclone check's --combined markers, so scripts written for it read ours. */
 const MARK: Record<VerifyOutcome, string> = { match: '=', 'only-in-a': '-', 'only-in-b': '+', differ: '*', error: '!' };
@@ -54,6 +53,7 @@ export function register(program: Command): void {
       throw e;
     }
     try {
+      const { treesMatch, verifyTrees } = await import('../../replication/verify.js');
       const report = await verifyTrees(a.store, b.store, {
         include: flags.include, exclude: flags.exclude, checksum, download: flags.download, concurrency,
         onEvent: (e) => {
