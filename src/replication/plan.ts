@@ -1,5 +1,5 @@
 import picomatch from 'picomatch';
-import { ProviderError, compareKeys, isRetryable, throwIfAborted } from '../core/index.js';
+import { ProviderError, compareKeys, isCloudmuxError, isRetryable, throwIfAborted } from '../core/index.js';
 import type { BlobStore, Checksums, ObjectMeta, ObjectSummary } from '../core/index.js';
 import { compareChecksums, hashObject, type ChecksumMode } from './copier.js';
 
@@ -155,7 +155,7 @@ export async function* mergeListings(left: AsyncIterable<ObjectSummary>, right: 
 /** The outcome of comparing one object on two sides. */
 export interface Comparison {
   same: boolean;
-  /** What decided it: `size`, `sha256`, `crc32c`, `md5`, `reread-sha256`, `size-only`. */
+  /** What decided it: `size`, `sha256`, `crc32c`, `md5`, `reread-sha256`, `size-only`, `unreadable` (the destination's object failed its integrity check). */
   by: string;
   /** Why they differ, for reports. */
   reason?: string;
@@ -179,7 +179,12 @@ export async function compareObjects(
   let cmp = compareChecksums(a, b, mode);
   if (cmp.mismatch) return { same: false, by: cmp.mismatch, reason: `${cmp.mismatch} differs` };
   if (cmp.matched.length > 0) return { same: true, by: cmp.matched.join('+'), srcSha256: a.sha256 };
-  const [srcMeta, dstMeta]: [ObjectMeta, ObjectMeta] = await Promise.all([src.head(s.key, { signal }), dst.head(d.key, { signal })]);
+  const [srcMeta, dstHead] = await Promise.all([src.head(s.key, { signal }), dst.head(d.key, { signal }).catch(unreadable)]);
+  // A destination object that cannot be read as valid (corrupt, or plaintext where the destination
+  // is encrypted) holds no proven copy of the source: it differs, and the copy replaces it. The
+  // same failure on the source side is the source's problem and stays an error.
+  if ('unreadable' in dstHead) return differsUnreadable(dstHead, srcMeta.checksums.sha256 ?? a.sha256);
+  const dstMeta: ObjectMeta = dstHead;
   a = { ...a, ...srcMeta.checksums };
   b = { ...b, ...dstMeta.checksums };
   if (srcMeta.size !== dstMeta.size) return { same: false, by: 'size', reason: `size ${srcMeta.size} vs ${dstMeta.size}` };
@@ -189,10 +194,24 @@ export async function compareObjects(
   // Nothing shared: hash what is missing a SHA-256 (pinned to the version just inspected).
   const [ha, hb] = await Promise.all([
     a.sha256 ? a : hashObject(src, s.key, { ifMatch: srcMeta.etag, signal }).then((r) => r.checksums),
-    b.sha256 ? b : hashObject(dst, d.key, { ifMatch: dstMeta.etag, signal }).then((r) => r.checksums),
+    b.sha256 ? b : hashObject(dst, d.key, { ifMatch: dstMeta.etag, signal }).then((r): Checksums | Unreadable => r.checksums, unreadable),
   ]);
+  if ('unreadable' in hb) return differsUnreadable(hb, ha.sha256);
   const same = ha.sha256 === hb.sha256;
   return same ? { same, by: 'reread-sha256', srcSha256: ha.sha256 } : { same, by: 'reread-sha256', reason: 'sha256 differs (read)', srcSha256: ha.sha256 };
+}
+
+interface Unreadable {
+  unreadable: string;
+}
+
+function differsUnreadable(u: Unreadable, srcSha256: string | undefined): Comparison {
+  return { same: false, by: 'unreadable', reason: `the destination's object is unreadable (${u.unreadable})`, ...(srcSha256 ? { srcSha256 } : {}) };
+}
+
+function unreadable(e: unknown): Unreadable {
+  if (isCloudmuxError(e, 'IntegrityError')) return { unreadable: e.message };
+  throw e;
 }
 
 /** Full-jitter exponential backoff, honouring a provider's Retry-After. */
