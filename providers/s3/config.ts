@@ -47,6 +47,13 @@ export interface S3StoreOptions {
   flexibleChecksums?: boolean;
   /** Objects larger than this are copied with UploadPartCopy (default and maximum 5 GiB). */
   multipartCopyThreshold?: number;
+  /**
+   * Serve get and head with requests the driver signs and sends itself (same SigV4 signer, endpoint
+   * rules and connection pool as the SDK client, a fraction of the CPU) where that gives the same
+   * result; see S3Store for when the SDK path serves them anyway. Default true. No effect with
+   * `client` or `flexibleChecksums`.
+   */
+  fastReads?: boolean;
   /** Bring your own client (tests, shared connection pools). `close()` then leaves it open. */
   client?: S3Client;
 }
@@ -65,6 +72,7 @@ export interface ResolvedS3Options {
   flexibleChecksums: boolean;
   multipartCopyThreshold: number;
   isAws: boolean;
+  fastReads: boolean;
   client: S3Client | undefined;
 }
 
@@ -117,6 +125,7 @@ export function resolveOptions(o: S3StoreOptions): ResolvedS3Options {
     flexibleChecksums: o.flexibleChecksums ?? isAws,
     multipartCopyThreshold,
     isAws,
+    fastReads: o.fastReads ?? true,
     client: o.client,
   };
 }
@@ -144,7 +153,7 @@ function int(v: string | null, name: string): number | undefined {
 
 /**
  * `s3://bucket/optional/prefix?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&forcePathStyle=true`
- * plus `conditionalPut`, `flexibleChecksums`, `partSize`, `queueSize`. Credentials are never read
+ * plus `conditionalPut`, `flexibleChecksums`, `partSize`, `queueSize`, `fastReads`. Credentials are never read
  * from the URL (user info is rejected); they come from `options.credentials` or the SDK chain.
  * Explicit `options` win over URL parameters.
  */
@@ -152,7 +161,7 @@ export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}):
   if (url.protocol !== 's3:') throw new InvalidConfigError(`s3: expected an s3:// URL, got ${url.protocol}`, { provider: 's3' });
   if (url.username || url.password) throw new InvalidConfigError('s3: credentials do not belong in the URL; use the SDK credential chain or options.credentials', { provider: 's3' });
   const q = url.searchParams;
-  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'flexibleChecksums', 'partSize', 'queueSize']);
+  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads']);
   for (const k of q.keys()) if (!known.has(k)) throw new InvalidConfigError(`s3: unknown URL parameter ${JSON.stringify(k)}; known: ${[...known].join(', ')}`, { provider: 's3' });
   const fromUrl: S3StoreOptions = {
     bucket: url.hostname,
@@ -164,6 +173,7 @@ export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}):
     flexibleChecksums: bool(q.get('flexibleChecksums')),
     partSize: int(q.get('partSize'), 'partSize'),
     queueSize: int(q.get('queueSize'), 'queueSize'),
+    fastReads: bool(q.get('fastReads')),
   };
   const merged: Record<string, unknown> = { ...fromUrl };
   for (const [k, v] of Object.entries(options)) if (v !== undefined) merged[k] = v;

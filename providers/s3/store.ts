@@ -20,7 +20,8 @@ import type {
 import { bodyChecksumHeaders, checksumsFromResponse, quoteEtag, unquoteEtag } from './checksums.js';
 import { S3_LIMITS, resolveOptions, type ResolvedS3Options, type S3StoreOptions } from './config.js';
 import { mapS3Error, type S3ErrorContext } from './errors.js';
-import { resendOnStaleConnection, s3RequestHandlerOptions } from './transport.js';
+import { FastObjectReader, type ObjectResponse } from './fast-get.js';
+import { S3_CONNECTION_TIMEOUT_MS, resendOnStaleConnection, s3Agents, s3RequestHandlerOptions } from './transport.js';
 
 const PROVIDER = 's3';
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
@@ -67,6 +68,17 @@ interface S3UploadHandle {
  * - SDK retries are off (maxAttempts 1): the retry layer owns retries. Below it, a safe request
  *   that meets a pooled connection the server had closed is sent once more (transport.ts).
  * - Conditional writes are a declared capability (on for AWS, off for custom endpoints unless set).
+ * - get and head skip the SDK's middleware stack (fast-get.ts): the driver signs the request with
+ *   the client's own SigV4 signer, addresses it by the client's own endpoint rules (path-style or
+ *   virtual-hosted, endpoint path, region), sends it over the same pooled agents, and reads the
+ *   answer into the same ObjectMeta / GetResult and the same errors (mapS3Error) as the SDK path.
+ *   The SDK path serves them instead when: `fastReads` is false; the client was passed in
+ *   (`client`: its middleware and handler are the caller's); `flexibleChecksums` is on (the SDK
+ *   validates x-amz-checksum-* of whole-object GETs and asks HEAD for checksums); the endpoint
+ *   rules call for anything but SigV4 on this bucket (S3 Express, SigV4a) or fail (no region);
+ *   and, from the first one on, when AWS answers that the bucket is in another region (the SDK
+ *   follows region redirects). The store sends neither SSE-C keys nor requester-pays headers, on
+ *   either path.
  */
 export class S3Store implements BlobStore, ResumableUploads {
   readonly provider = PROVIDER;
@@ -77,6 +89,8 @@ export class S3Store implements BlobStore, ResumableUploads {
   private readonly client: S3Client;
   private presignClient: S3Client | undefined;
   private readonly ownsClient: boolean;
+  /** Signs and sends get/head itself; undefined when the SDK path serves them (see the class comment). */
+  private readonly fast: FastObjectReader | undefined;
 
   constructor(options: S3StoreOptions) {
     this.resolved = resolveOptions(options);
@@ -91,10 +105,14 @@ export class S3Store implements BlobStore, ResumableUploads {
       resumableUpload: true,
     };
     this.ownsClient = !this.resolved.client;
-    this.client = this.resolved.client ?? this.makeClient(this.resolved.flexibleChecksums);
+    const agents = s3Agents();
+    this.client = this.resolved.client ?? this.makeClient(this.resolved.flexibleChecksums, agents);
+    this.fast = this.ownsClient && this.resolved.fastReads && !this.resolved.flexibleChecksums
+      ? new FastObjectReader(this.client, { bucket: this.resolved.bucket, endpoint: this.resolved.endpoint, agents, connectionTimeoutMs: S3_CONNECTION_TIMEOUT_MS })
+      : undefined;
   }
 
-  private makeClient(flexible: boolean): S3Client {
+  private makeClient(flexible: boolean, agents = s3Agents()): S3Client {
     const o = this.resolved;
     const client = new S3Client({
       region: o.region,
@@ -107,7 +125,7 @@ export class S3Store implements BlobStore, ResumableUploads {
       requestChecksumCalculation: flexible ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
       responseChecksumValidation: flexible ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
       followRegionRedirects: o.isAws,
-      requestHandler: s3RequestHandlerOptions(),
+      requestHandler: s3RequestHandlerOptions(agents),
       // Resolve the middleware stack once per command class, not on every send (~0.2 ms CPU a request).
       cacheMiddleware: true,
     });
@@ -462,15 +480,9 @@ export class S3Store implements BlobStore, ResumableUploads {
   async get(key: string, opts: GetOptions = {}): Promise<GetResult> {
     checkGet(PROVIDER, key, opts);
     const ctx = this.ctx('get', key, { signal: opts.signal });
-    let r: GetObjectCommandOutput;
+    let r: ObjectResponse;
     try {
-      r = await this.client.send(new GetObjectCommand({
-        Bucket: this.resolved.bucket,
-        Key: this.full(key),
-        Range: opts.range ? rangeHeader(opts.range) : undefined,
-        IfMatch: opts.ifMatch === undefined ? undefined : quoteEtag(opts.ifMatch),
-        IfNoneMatch: opts.ifNoneMatch === undefined ? undefined : quoteEtag(opts.ifNoneMatch),
-      }), { abortSignal: opts.signal });
+      r = await this.getObject(key, opts);
     } catch (e) {
       const m = mapS3Error(e, ctx);
       // S3 answers 416 to any range over an empty object; the contract reads it as empty.
@@ -507,8 +519,27 @@ export class S3Store implements BlobStore, ResumableUploads {
     }
   }
 
+  /** GetObject, on the fast path when it serves this store (see the class comment), else through the SDK. */
+  private async getObject(key: string, opts: GetOptions): Promise<ObjectResponse> {
+    const range = opts.range ? rangeHeader(opts.range) : undefined;
+    const ifMatch = opts.ifMatch === undefined ? undefined : quoteEtag(opts.ifMatch);
+    const ifNoneMatch = opts.ifNoneMatch === undefined ? undefined : quoteEtag(opts.ifNoneMatch);
+    if (this.fast) {
+      const headers: Record<string, string> = {};
+      if (range !== undefined) headers.range = range;
+      if (ifMatch !== undefined) headers['if-match'] = ifMatch;
+      if (ifNoneMatch !== undefined) headers['if-none-match'] = ifNoneMatch;
+      const r = await this.fast.read('GET', this.full(key), headers, opts.signal);
+      if (r) return r;
+    }
+    const r: GetObjectCommandOutput = await this.client.send(new GetObjectCommand({
+      Bucket: this.resolved.bucket, Key: this.full(key), Range: range, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch,
+    }), { abortSignal: opts.signal });
+    return { ...r, Body: r.Body as Readable | undefined };
+  }
+
   /**
-   * The SDK's body with its errors mapped into the taxonomy; destroying the returned stream (a
+   * The response body with its errors mapped into the taxonomy; destroying the returned stream (a
    * reader that stops early) releases the socket.
    */
   private wrapBody(src: Readable, ctx: S3ErrorContext, through?: PassThrough | ReturnType<typeof verifyingTransform>): Readable {
@@ -525,7 +556,7 @@ export class S3Store implements BlobStore, ResumableUploads {
     validateKey(key, PROVIDER);
     throwIfAborted(opts.signal, { provider: PROVIDER, key });
     try {
-      const r = await this.client.send(new HeadObjectCommand({
+      const r = (this.fast && await this.fast.read('HEAD', this.full(key), {}, opts.signal)) || await this.client.send(new HeadObjectCommand({
         Bucket: this.resolved.bucket,
         Key: this.full(key),
         ChecksumMode: this.resolved.flexibleChecksums ? 'ENABLED' : undefined,
@@ -536,7 +567,7 @@ export class S3Store implements BlobStore, ResumableUploads {
     }
   }
 
-  private metaFrom(key: string, r: HeadObjectCommandOutput | GetObjectCommandOutput, size: number): ObjectMeta {
+  private metaFrom(key: string, r: ObjectResponse | HeadObjectCommandOutput, size: number): ObjectMeta {
     const metadata = { ...r.Metadata };
     return {
       key,
@@ -849,7 +880,7 @@ function rejectMismatch(expect: Checksums | undefined, actual: Checksums, key: s
 }
 
 /** Size of the whole object from a (possibly ranged) GET answer. */
-function totalSize(r: GetObjectCommandOutput): number {
+function totalSize(r: ObjectResponse): number {
   const m = /\/(\d+)\s*$/.exec(r.ContentRange ?? '');
   return m ? Number(m[1]) : (r.ContentLength ?? 0);
 }
@@ -858,7 +889,7 @@ function totalSize(r: GetObjectCommandOutput): number {
  * The range the server actually sent. A server that ignored or misread the Range header (s3rver
  * reads `bytes=-N` as `bytes=0-N`) is caught here instead of handing back the wrong bytes.
  */
-function servedRange(r: GetObjectCommandOutput, asked: ByteRange, total: number, key: string): { offset: number; length: number } {
+function servedRange(r: ObjectResponse, asked: ByteRange, total: number, key: string): { offset: number; length: number } {
   const want = resolveRange(asked, total, PROVIDER, key);
   const m = /^bytes (\d+)-(\d+)\//.exec(r.ContentRange ?? '');
   const got = m ? { offset: Number(m[1]), length: Number(m[2]) - Number(m[1]) + 1 } : { offset: 0, length: r.ContentLength ?? 0 };

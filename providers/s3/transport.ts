@@ -1,10 +1,17 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createPooledAgents, isStaleConnectionError } from '../../src/core/pooled-agents.js';
 
-/** What the S3 client's request handler is built from: keep-alive pools whose idle sockets expire (see createPooledAgents). */
-export function s3RequestHandlerOptions(): { httpAgent: unknown; httpsAgent: unknown; connectionTimeout: number } {
-  const agents = createPooledAgents({ maxSockets: 64 });
-  return { httpAgent: agents.http, httpsAgent: agents.https, connectionTimeout: 10_000 };
+/** How long a request waits for a new connection to be established (the SDK handler's connectionTimeout). */
+export const S3_CONNECTION_TIMEOUT_MS = 10_000;
+
+/** Keep-alive pools whose idle sockets expire (see createPooledAgents), shared by the SDK client and the fast read path. */
+export function s3Agents(): ReturnType<typeof createPooledAgents> {
+  return createPooledAgents({ maxSockets: 64 });
+}
+
+/** What the S3 client's request handler is built from. */
+export function s3RequestHandlerOptions(agents = s3Agents()): { httpAgent: unknown; httpsAgent: unknown; connectionTimeout: number } {
+  return { httpAgent: agents.http, httpsAgent: agents.https, connectionTimeout: S3_CONNECTION_TIMEOUT_MS };
 }
 
 /** The parts of the SDK's HTTP request this module reads. */
