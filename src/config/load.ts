@@ -1,10 +1,19 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { parseDocument } from 'yaml';
+import type * as Yaml from 'yaml';
 import type { z } from 'zod';
 import { InvalidConfigError, type CloudmuxError } from '../core/errors.js';
 import { configSchema, pricesSchema, type CloudmuxConfig, type Prices, type PricesInput, type RawConfig } from './schema.js';
+
+let yamlModule: typeof Yaml | undefined;
+
+/** The yaml package, loaded by the first parse so that importing cloudmux does not pay for it. */
+function yaml(): typeof Yaml {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml;
+  return yamlModule;
+}
 
 export interface ParseConfigOptions {
   /** Shown in error messages (a file name). */
@@ -32,7 +41,7 @@ export async function loadConfig(file: string, opts: Omit<ParseConfigOptions, 's
 
 /** {@link loadConfig} for text already in memory (YAML; JSON is valid YAML). */
 export function parseConfigText(text: string, opts: ParseConfigOptions = {}): CloudmuxConfig {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const doc = yaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const lines = doc.errors.map((e) => `  ${e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}: ` : ''}${e.message.split('\n')[0]}`);
     throw new InvalidConfigError(`${opts.source ?? 'config'} is not valid YAML/JSON:\n${lines.join('\n')}`);
@@ -183,7 +192,7 @@ export function defaultPriceTable(): Record<string, PricesInput> {
   const candidates = ['../../config/prices.yaml', '../../../config/prices.yaml'].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
   const file = candidates.find((c) => existsSync(c));
   if (!file) throw new InvalidConfigError(`config/prices.yaml not found (looked at ${candidates.join(', ')})`);
-  const doc = parseDocument(readFileSync(file, 'utf8')).toJS() as Record<string, Record<string, unknown>>;
+  const doc = yaml().parseDocument(readFileSync(file, 'utf8')).toJS() as Record<string, Record<string, unknown>>;
   const table: Record<string, PricesInput> = {};
   for (const [name, entry] of Object.entries(doc)) {
     const { description: _d, sources: _s, ...figures } = entry;
