@@ -103,7 +103,8 @@ export interface MigrationSummary {
  * - Resume: with a journal, a run killed at any point and started again lists from the cursor and
  *   never copies again an object the journal records as verified for the same source version.
  * - `deleteSource` deletes a source object only after verification by digest (by size alone only
- *   when `checksum` is `size-only`), and only if its etag is still the one copied.
+ *   when `checksum` is `size-only`), only once the journal has committed that verification, and
+ *   only if its etag is still the one copied.
  * - Failures of single objects do not stop the run: they are retried (`retries`), then counted in
  *   `failed` with a reason. A listing that fails for good stops the run (`incomplete`).
  * - Preflight: both stores must answer a one-object listing before anything is written; otherwise
@@ -274,6 +275,9 @@ export async function migrate(src: BlobStore, dst: BlobStore, opts: MigrateOptio
   }
 
   async function removeSource(key: string, etag: string): Promise<void> {
+    // The journal group-commits its records: the one saying this object is verified must be on disk
+    // before the only other copy of the bytes goes.
+    await journal?.durable();
     const now = await src.head(key, { signal });
     if (now.etag !== etag) throw new CloudmuxError('PreconditionFailed', 'source changed after it was copied; not deleted', { provider: src.provider, key });
     await src.delete(key, { signal });
