@@ -37,7 +37,7 @@ interface Target {
   port: number | undefined;
   /** Host header (with a non-default port). */
   host: string;
-  /** Path before the key: endpoint path, plus `/bucket` when path-style. No trailing slash. */
+  /** Path before `/key`: the endpoint's path, with `/bucket` when path-style; empty for "/". */
   basePath: string;
   signingRegion: string;
   signingService: string;
@@ -174,7 +174,8 @@ export class FastObjectReader {
         hostname,
         port: url.port ? Number(url.port) : undefined,
         host: url.host,
-        basePath: url.pathname.replace(/\/+$/, ''),
+        // As the SDK joins them: `/{Key+}` appended to the endpoint's path unless that is just "/".
+        basePath: url.pathname === '/' ? '' : url.pathname,
         signingRegion: scheme.signingRegion,
         signingService: scheme.signingName ?? 's3',
         signer,
