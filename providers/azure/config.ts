@@ -48,6 +48,12 @@ export interface AzureStoreOptions {
   listReorderBuffer?: number;
   /** How often a pending server-side copy is polled, ms. Default 500. */
   copyPollIntervalMs?: number;
+  /**
+   * Send Put Blob, Put Block and Get Blob through the Azure SDK, like every other request, instead
+   * of cloudmux's own lighter HTTP client (same headers, same results, more CPU per request). Default
+   * false. Azure AD credentials always use the SDK.
+   */
+  sdkDataPath?: boolean;
 }
 
 /** How requests are authenticated, resolved from options, URL and environment. */
@@ -72,6 +78,7 @@ export interface ResolvedAzureConfig {
   versioning: boolean;
   listReorderBuffer: number;
   copyPollIntervalMs: number;
+  sdkDataPath: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -217,6 +224,7 @@ export function resolveAzureConfig(url: URL | undefined, options: AzureStoreOpti
     versioning: options.versioning ?? false,
     listReorderBuffer: positiveInt('listReorderBuffer', options.listReorderBuffer, 10_000),
     copyPollIntervalMs: positiveInt('copyPollIntervalMs', options.copyPollIntervalMs, 500),
+    sdkDataPath: options.sdkDataPath ?? false,
   };
 }
 

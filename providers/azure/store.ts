@@ -5,7 +5,7 @@ import {
   AnonymousCredential, BlobSASPermissions, BlobServiceClient, SASProtocol, StorageSharedKeyCredential,
   generateBlobSASQueryParameters, newPipeline,
   type BlobDownloadResponseParsed, type BlobHTTPHeaders, type BlobItem, type BlobRequestConditions,
-  type BlockBlobClient, type BlockBlobUploadOptions, type ContainerClient,
+  type BlockBlobUploadOptions, type ContainerClient,
 } from '@azure/storage-blob';
 import {
   AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidRangeError, MultiHasher, NotFoundError,
@@ -21,6 +21,7 @@ import type {
 import { BlockPool, pooledBlocks } from './blocks.js';
 import { azureChecksums, blockId, md5Bytes } from './checksums.js';
 import { BLOCKS_PER_SIZE_STEP, MAX_BLOCKS, MAX_BLOCK_SIZE, type AzureTokenCredential, type ResolvedAzureConfig } from './config.js';
+import { AzureDataClient, type DownloadResponse } from './data-client.js';
 import { mapAzureError } from './errors.js';
 import { mergeServerOrder, utf8Order } from './list-order.js';
 
@@ -126,6 +127,8 @@ export class AzureStore implements BlobStore, ResumableUploads {
   private readonly container: ContainerClient;
   private readonly sharedKey: StorageSharedKeyCredential | undefined;
   private readonly canBatch: boolean;
+  /** cloudmux's own client for Put Blob, Put Block and Get Blob; undefined when those go through the SDK. */
+  private readonly data: AzureDataClient | undefined;
   /** Blob-name prefix of this store's keys: '' or `prefix/`. */
   private readonly namePrefix: string;
 
@@ -147,6 +150,9 @@ export class AzureStore implements BlobStore, ResumableUploads {
     }
     this.container = service.getContainerClient(config.container);
     this.canBatch = auth.kind !== 'sas';
+    this.data = (auth.kind === 'sharedKey' || auth.kind === 'sas') && !config.sdkDataPath
+      ? new AzureDataClient(config.endpoint, config.container, auth)
+      : undefined;
     this.namePrefix = config.prefix ? `${config.prefix}/` : '';
     this.capabilities = {
       conditionalPut: true,
@@ -165,13 +171,12 @@ export class AzureStore implements BlobStore, ResumableUploads {
 
   async put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
     checkPut(PROVIDER, this.capabilities, key, opts);
-    const client = this.container.getBlockBlobClient(this.blobName(key));
     try {
       if (isReplayableBody(body)) {
         const buf = bodyBytes(body);
-        if (buf.byteLength <= this.config.singleShotThreshold) return await this.putSingle(client, key, buf, opts);
+        if (buf.byteLength <= this.config.singleShotThreshold) return await this.putSingle(key, buf, opts);
       }
-      return await this.putStream(client, key, body, opts);
+      return await this.putStream(key, body, opts);
     } catch (e) {
       throw await this.writeError(e, key, opts);
     }
@@ -179,7 +184,6 @@ export class AzureStore implements BlobStore, ResumableUploads {
 
   async get(key: string, opts: GetOptions = {}): Promise<GetResult> {
     checkGet(PROVIDER, key, opts);
-    const client = this.container.getBlobClient(this.blobName(key));
     const signal = opts.signal;
     const conditions: BlobRequestConditions = {};
     if (opts.ifMatch !== undefined) conditions.ifMatch = quote(opts.ifMatch);
@@ -192,7 +196,7 @@ export class AzureStore implements BlobStore, ResumableUploads {
       for (let attempt = 0; ; attempt++) {
         if (range && 'suffix' in range) {
           // Azure takes no suffix ranges: read the size, then pin that version by its etag.
-          const props = await client.getProperties({ conditions, abortSignal: signal });
+          const props = await this.container.getBlobClient(this.blobName(key)).getProperties({ conditions, abortSignal: signal });
           const r = resolveRange(range, props.contentLength ?? 0, PROVIDER, key);
           offset = r.offset;
           count = r.length > 0 ? r.length : undefined;
@@ -202,16 +206,16 @@ export class AzureStore implements BlobStore, ResumableUploads {
           offset = range.offset;
           count = range.length;
         }
-        let res: BlobDownloadResponseParsed;
+        let res: DownloadResponse;
         try {
-          res = await client.download(offset, count, { conditions, abortSignal: signal, maxRetryRequests: 0 });
+          res = await this.download(key, offset, count, conditions, signal);
         } catch (e) {
           const err = this.mapError(e, key, signal);
           if (err.code === 'InvalidRange' && range && !('suffix' in range) && range.offset === 0) {
             // Azure rejects any range on an empty blob; ours reads as empty from offset 0.
-            res = await client.download(0, undefined, { conditions, abortSignal: signal, maxRetryRequests: 0 });
+            res = await this.download(key, 0, undefined, conditions, signal);
             if ((res.contentLength ?? 0) !== 0) {
-              (res.readableStreamBody as Readable | undefined)?.destroy();
+              res.body?.destroy();
               throw err;
             }
           } else if (pinned && opts.ifMatch === undefined && err.code === 'PreconditionFailed' && attempt < 2) {
@@ -395,7 +399,9 @@ export class AzureStore implements BlobStore, ResumableUploads {
     return `${blob.url}?${sas}`;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.data?.close();
+  }
 
   toString(): string {
     const base = `az://${this.config.account}/${this.config.container}${this.config.prefix ? `/${this.config.prefix}` : ''}`;
@@ -438,9 +444,8 @@ export class AzureStore implements BlobStore, ResumableUploads {
     const h = this.uploadHandle(handle);
     checkPart(h, partNumber, bytes.byteLength, PROVIDER, h.key);
     throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
-    const client = this.container.getBlockBlobClient(this.blobName(h.key));
     const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    await this.stageBlock(client, h.key, blockId(h.uploadId, partNumber), buf, opts.signal ?? new AbortController().signal);
+    await this.stageBlock(h.key, blockId(h.uploadId, partNumber), buf, opts.signal ?? new AbortController().signal);
     return { partNumber, size: bytes.byteLength };
   }
 
@@ -510,20 +515,28 @@ export class AzureStore implements BlobStore, ResumableUploads {
 
   // ---- put ----
 
-  private async putSingle(client: BlockBlobClient, key: string, buf: Buffer, opts: PutOptions): Promise<ObjectMeta> {
+  private async putSingle(key: string, buf: Buffer, opts: PutOptions): Promise<ObjectMeta> {
     const checksums = this.digestAndCheck(buf, key, opts);
     const md5 = Buffer.from(checksums.md5!, 'hex');
     const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
     const metadata = { ...opts.metadata, [SHA256_KEY]: checksums.sha256! };
+    const conditions = this.writeConditions(opts);
+    if (this.data) {
+      const b64 = md5.toString('base64');
+      const res = await this.data.putBlob(this.blobName(key), buf, {
+        blobContentType: contentType, blobContentMD5: b64, transactionalMD5: b64, metadata, ifMatch: conditions?.ifMatch, ifNoneMatch: conditions?.ifNoneMatch,
+      }, opts.signal);
+      return this.writtenMeta(key, buf.byteLength, contentType, metadata, checksums, res);
+    }
     // transactionalContentMD5 is read by the SDK at run time though its type omits it for Put Blob.
     const uploadOptions: BlockBlobUploadOptions & { transactionalContentMD5?: Uint8Array } = {
       blobHTTPHeaders: { blobContentType: contentType, blobContentMD5: md5 },
       transactionalContentMD5: md5,
       metadata,
-      conditions: this.writeConditions(opts),
+      conditions,
       abortSignal: opts.signal,
     };
-    const res = await client.upload(buf, buf.byteLength, uploadOptions);
+    const res = await this.container.getBlockBlobClient(this.blobName(key)).upload(buf, buf.byteLength, uploadOptions);
     return this.writtenMeta(key, buf.byteLength, contentType, metadata, checksums, res);
   }
 
@@ -549,7 +562,7 @@ export class AzureStore implements BlobStore, ResumableUploads {
     }
   }
 
-  private async putStream(client: BlockBlobClient, key: string, body: Body, opts: PutOptions): Promise<ObjectMeta> {
+  private async putStream(key: string, body: Body, opts: PutOptions): Promise<ObjectMeta> {
     const size = opts.size;
     // Azure commits at most 50 000 blocks: size them to fit when the caller gives the size, else grow them as the stream goes on.
     const base = this.config.blockSize;
@@ -570,9 +583,10 @@ export class AzureStore implements BlobStore, ResumableUploads {
     const second = first.done ? first : await nextBlock();
     if (second.done) {
       const buf = first.done ? Buffer.alloc(0) : first.value;
-      if (buf.byteLength <= this.config.singleShotThreshold) return this.putSingle(client, key, buf, opts);
+      if (buf.byteLength <= this.config.singleShotThreshold) return this.putSingle(key, buf, opts);
     }
     await this.precheckConditions(key, opts);
+    const client = this.container.getBlockBlobClient(this.blobName(key));
 
     const signal = opts.signal;
     const stageAbort = new AbortController();
@@ -596,7 +610,7 @@ export class AzureStore implements BlobStore, ResumableUploads {
       bytes += block.byteLength;
       const id = blockId(uploadId, ids.length);
       ids.push(id);
-      const p: Promise<void> = this.stageBlock(client, key, id, block, stageAbort.signal)
+      const p: Promise<void> = this.stageBlock(key, id, block, stageAbort.signal)
         .then(
           () => pool.give(block),
           (e: unknown) => {
@@ -645,11 +659,14 @@ export class AzureStore implements BlobStore, ResumableUploads {
     }
   }
 
-  private async stageBlock(client: BlockBlobClient, key: string, id: string, block: Buffer, signal: AbortSignal): Promise<void> {
+  private async stageBlock(key: string, id: string, block: Buffer, signal: AbortSignal): Promise<void> {
     const md5 = md5Bytes(block);
+    const name = this.blobName(key);
+    const client = this.data ? undefined : this.container.getBlockBlobClient(name);
     for (let attempt = 1; ; attempt++) {
       try {
-        await client.stageBlock(id, block, block.byteLength, { transactionalContentMD5: md5, abortSignal: signal });
+        if (client) await client.stageBlock(id, block, block.byteLength, { transactionalContentMD5: md5, abortSignal: signal });
+        else await this.data!.putBlock(name, id, block, md5.toString('base64'), signal);
         return;
       } catch (e) {
         const err = this.mapError(e, key, signal);
@@ -711,12 +728,30 @@ export class AzureStore implements BlobStore, ResumableUploads {
 
   // ---- get ----
 
-  private getResult(key: string, res: BlobDownloadResponseParsed, opts: GetOptions, ranged: boolean): GetResult {
+  /** Get Blob through the data client, or through the SDK (its response's getters copied into a plain object). */
+  private async download(key: string, offset: number, count: number | undefined, conditions: BlobRequestConditions, signal: AbortSignal | undefined): Promise<DownloadResponse> {
+    if (this.data) return this.data.getBlob(this.blobName(key), { offset, count, ifMatch: conditions.ifMatch, ifNoneMatch: conditions.ifNoneMatch }, signal);
+    const res: BlobDownloadResponseParsed = await this.container.getBlobClient(this.blobName(key)).download(offset, count, { conditions, abortSignal: signal, maxRetryRequests: 0 });
+    return {
+      contentLength: res.contentLength,
+      contentRange: res.contentRange,
+      etag: res.etag,
+      versionId: res.versionId,
+      lastModified: res.lastModified,
+      contentType: res.contentType,
+      metadata: res.metadata,
+      contentMD5: res.contentMD5,
+      blobContentMD5: res.blobContentMD5,
+      body: res.readableStreamBody as Readable | undefined,
+    };
+  }
+
+  private getResult(key: string, res: DownloadResponse, opts: GetOptions, ranged: boolean): GetResult {
     const length = res.contentLength ?? 0;
     let size = length;
     const total = /\/(\d+)\s*$/.exec(res.contentRange ?? '');
     if (total) size = Number(total[1]);
-    const src = res.readableStreamBody as Readable | undefined;
+    const src = res.body;
     const offset = ranged ? Number(/bytes\s+(\d+)-/.exec(res.contentRange ?? '')?.[1] ?? 0) : 0;
     const requested = opts.range && 'offset' in opts.range ? opts.range.offset : 0;
     if (ranged && requested >= size && size > 0) {
@@ -724,7 +759,6 @@ export class AzureStore implements BlobStore, ResumableUploads {
       src?.destroy();
       throw new InvalidRangeError(`offset ${requested} is at or past the end of a ${size}-byte object`, { provider: PROVIDER, key });
     }
-    // BlobDownloadResponse exposes its fields as getters, so they are copied one by one.
     const meta = this.metaFrom(key, {
       contentLength: size,
       etag: res.etag,
