@@ -151,7 +151,8 @@ export function createProgressReporter(opts: { json?: boolean; tty?: boolean; ou
     const { SingleBar, Presets } = cliProgress();
     const bar = new SingleBar({
       stream: err as NodeJS.WriteStream,
-      format: '{bar} {percentage}% | {objects}/{totalObjects} objects | {done}/{total} | {rate}/s | ETA {eta} | errors {errors}',
+      // cli-progress fills {total}, {eta}, {value} itself, over any payload field of that name.
+      format: '{bar} {percentage}% | {objects}/{totalObjects} objects | {doneBytes}/{totalBytes} | {rate}/s | ETA {etaText} | errors {errors}',
       hideCursor: true,
       barsize: 24,
       etaBuffer: 1,
@@ -162,8 +163,8 @@ export function createProgressReporter(opts: { json?: boolean; tty?: boolean; ou
       const rate = stats.rate();
       return {
         objects: stats.doneObjects, totalObjects: `${stats.listedObjects}${stats.listingDone ? '' : '+'}`,
-        done: formatBytes(stats.doneBytes), total: formatBytes(stats.listedBytes), rate: formatBytes(Math.round(rate)),
-        eta: formatDuration(stats.eta(rate)), errors: stats.errors,
+        doneBytes: formatBytes(stats.doneBytes), totalBytes: formatBytes(stats.listedBytes), rate: formatBytes(Math.round(rate)),
+        etaText: formatDuration(stats.eta(rate)), errors: stats.errors,
       };
     };
     bar.start(1, 0, payload());
