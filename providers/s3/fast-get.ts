@@ -72,6 +72,8 @@ const MAX_ERROR_BODY = 64 * 1024;
 /** Node errors the SDK's handler renames to TimeoutError (NODEJS_TIMEOUT_ERROR_CODES). */
 const TIMEOUT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
 const META = 'x-amz-meta-';
+/** Keys made only of these need no encoding (most keys): the check is cheaper than the encoding. */
+const UNRESERVED_PATH = /^[A-Za-z0-9\-._~/]*$/;
 
 /**
  * GetObject and HeadObject without the SDK's middleware stack: the request is signed with the
@@ -98,6 +100,8 @@ const META = 'x-amz-meta-';
 export class FastObjectReader {
   private target: Promise<Target | undefined> | undefined;
   private disabled = false;
+  /** The last Date header checked for skew: servers send the same one for a whole second. */
+  private lastDate: string | undefined;
   private readonly config: ClientConfig;
 
   constructor(client: S3Client, private readonly options: FastReadOptions) {
@@ -237,7 +241,8 @@ export class FastObjectReader {
   /** As the SDK's signer does on every answer: a server clock 5 minutes off becomes the signing clock. */
   private correctClock(res: IncomingMessage): void {
     const date = res.headers.date;
-    if (!date) return;
+    if (!date || date === this.lastDate) return;
+    this.lastDate = date;
     const server = Date.parse(date);
     if (Number.isNaN(server)) return;
     const offset = this.config.systemClockOffset ?? 0;
@@ -247,6 +252,7 @@ export class FastObjectReader {
 
 /** The key as the SDK puts it in the path: each segment URI-encoded, `!'()*` too. */
 export function encodeKey(key: string): string {
+  if (UNRESERVED_PATH.test(key)) return key;
   return key.split('/').map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)).join('/');
 }
 
