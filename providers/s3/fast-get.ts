@@ -93,9 +93,10 @@ const UNRESERVED_PATH = /^[A-Za-z0-9\-._~/]*$/;
  * `read` answers `undefined` when the request must go through the SDK instead:
  * - the endpoint rules did not resolve (e.g. no region on AWS; the SDK then reports it), or name
  *   anything but plain SigV4 for this bucket (S3 Express directory buckets, SigV4a, ...);
- * - the bucket lives in another region than the client's (an AWS redirect, 301/307/400 with
- *   x-amz-bucket-region, when the client follows region redirects): that answer is discarded and
- *   from then on every read of this store takes the SDK path, which follows redirects.
+ * - the bucket lives in another region than the client's (an answer the SDK's region redirect
+ *   follows: x-amz-bucket-region with a 301, or with a 400 IllegalLocationConstraintException, when
+ *   the client follows region redirects): that answer is discarded and from then on every read of
+ *   this store takes the SDK path.
  */
 export class FastObjectReader {
   private target: Promise<Target | undefined> | undefined;
@@ -140,12 +141,14 @@ export class FastObjectReader {
       if (method === 'HEAD') await drain(res);
       return responseFrom(res, method);
     }
-    if (this.config.followRegionRedirects && res.headers['x-amz-bucket-region'] && (status === 301 || status === 307 || status === 400)) {
-      res.resume();
+    const error = await errorFrom(res);
+    // What the SDK's regionRedirectMiddleware follows: the SDK path serves this store from now on.
+    if (this.config.followRegionRedirects && res.headers['x-amz-bucket-region']
+      && (status === 301 || (status === 400 && error.name === 'IllegalLocationConstraintException'))) {
       this.disabled = true;
       return undefined;
     }
-    throw await errorFrom(res);
+    throw error;
   }
 
   /** The SDK's own endpoint rules and signer for this bucket; undefined when they call for anything but plain SigV4. */
@@ -193,6 +196,11 @@ export class FastObjectReader {
   /** One request; resolves at the response head. */
   private send(t: Target, method: string, path: string, headers: OutgoingHttpHeaders, signal: AbortSignal | undefined): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
+      // Signing is asynchronous: the signal may have fired since read() looked.
+      if (signal?.aborted) {
+        reject(abortError(signal));
+        return;
+      }
       let connectTimer: NodeJS.Timeout | undefined;
       let settled = false;
       const settle = (): boolean => {

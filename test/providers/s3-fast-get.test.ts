@@ -1,5 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent as HttpAgent, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent, createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo, Socket } from 'node:net';
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -287,12 +292,64 @@ describe('s3 fast reads against a scripted endpoint', () => {
     const agent = new HttpAgent({ keepAlive: true });
     const client = new S3Client({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, credentials: CREDS, followRegionRedirects: true, maxAttempts: 1 });
     const reader = new FastObjectReader(client, { bucket: 'fake-bucket', endpoint: `http://127.0.0.1:${port}`, agents: { http: agent, https: agent as never }, connectionTimeoutMs: 10_000 });
+    // Another 400 naming a region is an error like any other (the SDK does not redirect it either).
+    answer = (_req, res) => res.writeHead(400, { 'x-amz-bucket-region': 'eu-west-3' }).end(xmlError('InvalidArgument', 'no'));
+    await expect(reader.read('GET', 'k', {}, undefined)).rejects.toMatchObject({ name: 'InvalidArgument', $metadata: { httpStatusCode: 400 } });
+    answer = (_req, res) => res.writeHead(301, { 'x-amz-bucket-region': 'eu-west-3' }).end(xmlError('PermanentRedirect', 'moved'));
     seen.length = 0;
     expect(await reader.read('GET', 'k', {}, undefined)).toBeUndefined();
     expect(await reader.read('HEAD', 'k', {}, undefined)).toBeUndefined();
     expect(seen).toHaveLength(1);
     client.destroy();
     agent.destroy();
+  });
+
+  it('https with a private CA (the agent\'s): the same request as over http, validly signed', async (ctx) => {
+    const dir = mkdtempSync(join(tmpdir(), 'cmx-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
+        '-subj', '/CN=s3.test', '-addext', 'subjectAltName=DNS:s3.test,DNS:fake-bucket.s3.test'], { stdio: 'ignore' });
+    } catch {
+      rmSync(dir, { recursive: true, force: true });
+      return ctx.skip('no openssl to make a certificate');
+    }
+    const cert = readFileSync(join(dir, 'cert.pem'));
+    const tls = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (req, res) => {
+      seen.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host ?? '', signed: sigV4Valid(req, SECRET), headers: req.headers });
+      req.resume();
+      res.writeHead(200, { ...OBJECT_HEADERS, 'content-length': '2' }).end(req.method === 'HEAD' ? undefined : 'ok');
+    });
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    const tlsPort = (tls.address() as AddressInfo).port;
+    class LoopbackTlsAgent extends HttpsAgent {
+      override createConnection(options: object, cb?: unknown): Socket {
+        const create = HttpsAgent.prototype.createConnection as unknown as (this: HttpsAgent, o: object, c?: unknown) => Socket;
+        return create.call(this, { ...options, host: '127.0.0.1', port: tlsPort }, cb);
+      }
+    }
+    const agent = new LoopbackTlsAgent({ keepAlive: true, ca: cert });
+    const endpoint = 'https://s3.test';
+    try {
+      for (const forcePathStyle of [true, false]) {
+        const client = new S3Client({ region: 'us-east-1', endpoint, forcePathStyle, credentials: CREDS, maxAttempts: 1, requestHandler: { httpsAgent: agent } });
+        const reader = new FastObjectReader(client, { bucket: 'fake-bucket', endpoint, agents: { http: new HttpAgent(), https: agent }, connectionTimeoutMs: 10_000 });
+        seen.length = 0;
+        await (await client.send(new GetObjectCommand({ Bucket: 'fake-bucket', Key: 'a/b' }))).Body!.transformToByteArray();
+        const r = await reader.read('GET', 'a/b', {}, undefined);
+        expect((await collect(r!.Body!)).toString()).toBe('ok');
+        const [sdk, own] = seen as [Seen, Seen];
+        expect(own.host).toBe(sdk.host);
+        expect(own.host).toBe(forcePathStyle ? 's3.test' : 'fake-bucket.s3.test');
+        expect(own.url).toBe(sdk.url.replace(/[?&]x-id=GetObject$/, ''));
+        expect(own.signed).toBe(true);
+        client.destroy();
+      }
+    } finally {
+      agent.destroy();
+      tls.closeAllConnections();
+      await new Promise((r) => tls.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('takes the SDK path for a client passed in, with flexible checksums, or with fastReads off', () => {
