@@ -140,15 +140,14 @@ export class AzureDataClient {
     if (h.ifMatch !== undefined) headers.push('if-match', h.ifMatch);
     if (h.ifNoneMatch !== undefined) headers.push('if-none-match', h.ifNoneMatch);
     const res = await this.send('PUT', this.blobPath(blobName), [], headers, body, signal);
-    res.resume();
+    await drained(res);
     return { etag: header(res.headers, 'etag'), lastModified: date(header(res.headers, 'last-modified')), versionId: header(res.headers, 'x-ms-version-id') };
   }
 
   /** Put Block with its transactional MD5 (base64). */
   async putBlock(blobName: string, blockId: string, body: Buffer, md5: string, signal?: AbortSignal): Promise<void> {
     const headers = ['content-type', 'application/octet-stream', 'content-md5', md5];
-    const res = await this.send('PUT', this.blobPath(blobName), [['comp', 'block'], ['blockid', blockId]], headers, body, signal);
-    res.resume();
+    await drained(await this.send('PUT', this.blobPath(blobName), [['comp', 'block'], ['blockid', blockId]], headers, body, signal));
   }
 
   /**
@@ -252,6 +251,18 @@ export class AzureDataClient {
       req.end(body);
     });
   }
+}
+
+/**
+ * Reads a write's (empty) answer to its end: its socket is back in the pool before the caller
+ * sends the next request, which would otherwise open another connection.
+ */
+function drained(res: IncomingMessage): Promise<void> {
+  return new Promise((resolve, reject) => {
+    res.once('end', resolve);
+    res.once('error', reject);
+    res.resume();
+  });
 }
 
 /** The text of an error answer, read to its end so its socket goes back to the pool. */

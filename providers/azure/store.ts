@@ -120,6 +120,12 @@ function quote(etag: string): string {
  * - copy: Copy Blob within the account, polled until done; the source is pinned by its etag.
  * - presign: service SAS; needs the account key. A presigned PUT must send `x-ms-blob-type: BlockBlob`.
  * - SDK retries are off (one attempt); cloudmux's retry layer owns retries.
+ * - transport: with a shared key or a SAS, Put Blob, Put Block and Get Blob (the requests a
+ *   migration of many small objects is made of) go through cloudmux's own node:http client
+ *   (data-client.ts): same headers and service version as the SDK, a fraction of its CPU per
+ *   request. Everything else, and every request with an Azure AD credential (whose token cycling
+ *   and CAE challenges stay with the SDK), goes through @azure/storage-blob. `sdkDataPath: true`
+ *   sends the three through the SDK as well.
  */
 export class AzureStore implements BlobStore, ResumableUploads {
   readonly provider = PROVIDER;
