@@ -51,7 +51,8 @@ export interface AzureStoreOptions {
   /**
    * Send Put Blob, Put Block and Get Blob through the Azure SDK, like every other request, instead
    * of cloudmux's own lighter HTTP client (same headers, same results, more CPU per request). Default
-   * false. Azure AD credentials always use the SDK.
+   * false. Azure AD credentials, and endpoints reached through a proxy named in the environment
+   * (HTTPS_PROXY, ALL_PROXY, HTTP_PROXY; NO_PROXY honoured as the SDK does), always use the SDK.
    */
   sdkDataPath?: boolean;
 }

@@ -95,6 +95,23 @@ function xmlText(xml: string, element: string): string | undefined {
   return m?.[1]?.replace(/&(lt|gt|amp|quot|apos);/g, (_, e: string) => XML_ENTITIES[e]!);
 }
 
+function envValue(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  return env[name] || env[name.toLowerCase()] || undefined;
+}
+
+/**
+ * Whether the SDK would send requests to `endpoint` through a proxy named in the environment
+ * (its rule: HTTPS_PROXY, else ALL_PROXY, else HTTP_PROXY, upper or lower case, unless NO_PROXY
+ * lists the host or a `.suffix` of it). The data client speaks to the endpoint directly, so the
+ * store leaves such requests to the SDK.
+ */
+export function proxiedByEnvironment(endpoint: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (!(envValue('HTTPS_PROXY', env) ?? envValue('ALL_PROXY', env) ?? envValue('HTTP_PROXY', env))) return false;
+  const host = new URL(endpoint).hostname;
+  const bypass = (envValue('NO_PROXY', env) ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  return !bypass.some((p) => (p.startsWith('.') ? host.endsWith(p) || host === p.slice(1) : host === p));
+}
+
 /**
  * cloudmux's own client for the hot data-path requests of block blobs: Put Blob, Put Block and
  * Get Blob, sent with node:http over keep-alive pools no other code touches, signed here with the

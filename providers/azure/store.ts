@@ -21,7 +21,7 @@ import type {
 import { BlockPool, pooledBlocks } from './blocks.js';
 import { azureChecksums, blockId, md5Bytes } from './checksums.js';
 import { BLOCKS_PER_SIZE_STEP, MAX_BLOCKS, MAX_BLOCK_SIZE, type AzureTokenCredential, type ResolvedAzureConfig } from './config.js';
-import { AzureDataClient, type DownloadResponse } from './data-client.js';
+import { AzureDataClient, proxiedByEnvironment, type DownloadResponse } from './data-client.js';
 import { mapAzureError } from './errors.js';
 import { mergeServerOrder, utf8Order } from './list-order.js';
 
@@ -124,7 +124,8 @@ function quote(etag: string): string {
  *   migration of many small objects is made of) go through cloudmux's own node:http client
  *   (data-client.ts): same headers and service version as the SDK, a fraction of its CPU per
  *   request. Everything else, and every request with an Azure AD credential (whose token cycling
- *   and CAE challenges stay with the SDK), goes through @azure/storage-blob. `sdkDataPath: true`
+ *   and CAE challenges stay with the SDK) or through a proxy named in the environment
+ *   (HTTPS_PROXY…), goes through @azure/storage-blob. `sdkDataPath: true`
  *   sends the three through the SDK as well.
  */
 export class AzureStore implements BlobStore, ResumableUploads {
@@ -156,7 +157,7 @@ export class AzureStore implements BlobStore, ResumableUploads {
     }
     this.container = service.getContainerClient(config.container);
     this.canBatch = auth.kind !== 'sas';
-    this.data = (auth.kind === 'sharedKey' || auth.kind === 'sas') && !config.sdkDataPath
+    this.data = (auth.kind === 'sharedKey' || auth.kind === 'sas') && !config.sdkDataPath && !proxiedByEnvironment(config.endpoint)
       ? new AzureDataClient(config.endpoint, config.container, auth)
       : undefined;
     this.namePrefix = config.prefix ? `${config.prefix}/` : '';

@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AzureStore, createAzureStore, mapAzureError, parseConnectionString } from '../../providers/azure/index.js';
-import { AZURE_SERVICE_VERSION, AzureDataClient } from '../../providers/azure/data-client.js';
+import { AZURE_SERVICE_VERSION, AzureDataClient, proxiedByEnvironment } from '../../providers/azure/data-client.js';
 import { collect } from '../../src/core/body.js';
 import type { CloudmuxError } from '../../src/core/errors.js';
 import { getBuffer } from '../../src/core/helpers.js';
@@ -66,6 +66,16 @@ function comparable(h: IncomingHttpHeaders): Record<string, unknown> {
 }
 
 describe('azure data path on the wire (a scripted server)', () => {
+  it('leaves requests to the SDK where the SDK would go through a proxy from the environment', () => {
+    const ep = 'https://acct.blob.core.windows.net';
+    expect(proxiedByEnvironment(ep, {})).toBe(false);
+    expect(proxiedByEnvironment(ep, { HTTPS_PROXY: 'http://proxy:3128' })).toBe(true);
+    expect(proxiedByEnvironment(ep, { http_proxy: 'http://proxy:3128' })).toBe(true);
+    expect(proxiedByEnvironment(ep, { ALL_PROXY: 'http://proxy:3128', NO_PROXY: 'localhost, .core.windows.net' })).toBe(false);
+    expect(proxiedByEnvironment(ep, { HTTPS_PROXY: 'http://proxy:3128', no_proxy: 'acct.blob.core.windows.net' })).toBe(false);
+    expect(proxiedByEnvironment(ep, { HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: 'other.blob.core.windows.net,windows.net' })).toBe(true);
+  });
+
   it('sends Put Blob, Put Block and Get Blob with the same headers, path and query as the SDK', async () => {
     const fake = await fakeAzure((req, res) => {
       if (req.method === 'PUT') {
