@@ -105,11 +105,17 @@ export class S3Store implements BlobStore, ResumableUploads {
       resumableUpload: true,
     };
     this.ownsClient = !this.resolved.client;
-    const agents = s3Agents();
-    this.client = this.resolved.client ?? this.makeClient(this.resolved.flexibleChecksums, agents);
-    this.fast = this.ownsClient && this.resolved.fastReads && !this.resolved.flexibleChecksums
-      ? new FastObjectReader(this.client, { bucket: this.resolved.bucket, endpoint: this.resolved.endpoint, agents, connectionTimeoutMs: S3_CONNECTION_TIMEOUT_MS })
-      : undefined;
+    if (this.resolved.client) {
+      this.client = this.resolved.client;
+      this.fast = undefined;
+    } else {
+      // One pool for both paths: a get and a put reuse each other's connections.
+      const agents = s3Agents();
+      this.client = this.makeClient(this.resolved.flexibleChecksums, agents);
+      this.fast = this.resolved.fastReads && !this.resolved.flexibleChecksums
+        ? new FastObjectReader(this.client, { bucket: this.resolved.bucket, endpoint: this.resolved.endpoint, agents, connectionTimeoutMs: S3_CONNECTION_TIMEOUT_MS })
+        : undefined;
+    }
   }
 
   private makeClient(flexible: boolean, agents = s3Agents()): S3Client {
