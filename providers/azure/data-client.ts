@@ -122,7 +122,8 @@ export function proxiedByEnvironment(endpoint: string, env: NodeJS.ProcessEnv = 
  * answering is sent once more on a fresh one when repeating it is safe (see createPooledAgents).
  */
 export class AzureDataClient {
-  private readonly agents = createPooledAgents({ maxSockets: 64 });
+  /** No socket cap, as with the SDK's agent: a caller holding many unread download bodies must not starve its next request. */
+  private readonly agents = createPooledAgents();
   private readonly secure: boolean;
   private readonly hostname: string;
   private readonly port: string;

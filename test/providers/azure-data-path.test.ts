@@ -239,6 +239,21 @@ describe('azure data path on the wire (a scripted server)', () => {
     }
   });
 
+  it('many downloads held open unread do not starve the next request (no socket cap)', async () => {
+    const fake = await fakeAzure((_req, res) => {
+      res.writeHead(200, { ...BLOB_HEADERS, 'content-length': '1' });
+      res.end('x');
+    });
+    try {
+      const store = storeAt(fake.endpoint);
+      const held = await Promise.all(Array.from({ length: 100 }, (_, i) => store.get(`k${i}`)));
+      for (const g of held) expect((await collect(g.body)).toString()).toBe('x');
+      await store.close();
+    } finally {
+      await closeServer(fake.server);
+    }
+  });
+
   it('re-sends a request that met a pooled connection the server had closed, unless it is conditional', async () => {
     const served = new WeakMap<object, number>();
     const fake = await fakeAzure((req, res, raw) => {
