@@ -5,10 +5,10 @@ import { Agent as HttpAgent, createServer, type IncomingMessage, type Server, ty
 import { Agent as HttpsAgent, createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo, Socket } from 'node:net';
+import { Socket as NetSocket, type AddressInfo, type Socket } from 'node:net';
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { S3Store, type S3StoreOptions } from '../../providers/s3/index.js';
+import { S3Store, fromUrl, mapS3Error, type S3StoreOptions } from '../../providers/s3/index.js';
 import { FastObjectReader } from '../../providers/s3/fast-get.js';
 import { CloudmuxError, collect, encodeMetadataValue, listAll, type GetOptions, type GetResult } from '../../src/core/index.js';
 import { expectCode } from '../../src/testing/index.js';
@@ -350,6 +350,32 @@ describe('s3 fast reads against a scripted endpoint', () => {
       await new Promise((r) => tls.close(r));
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a connection that is not established within the connection timeout fails as TimeoutError (Transient), as the SDK handler fails it', async () => {
+    /** Hands out sockets that never connect. */
+    class BlackholeAgent extends HttpAgent {
+      override createConnection(): Socket {
+        const socket = new NetSocket();
+        Object.defineProperty(socket, 'connecting', { value: true });
+        return socket;
+      }
+    }
+    const agent = new BlackholeAgent();
+    const client = new S3Client({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, credentials: CREDS, maxAttempts: 1 });
+    const reader = new FastObjectReader(client, { bucket: 'fake-bucket', endpoint: `http://127.0.0.1:${port}`, agents: { http: agent, https: agent as never }, connectionTimeoutMs: 150 });
+    const started = Date.now();
+    const e = await reader.read('GET', 'k', {}, undefined).then(() => undefined, (x: unknown) => x as Error);
+    expect(e?.name).toBe('TimeoutError');
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(mapS3Error(e, { op: 'get', bucket: 'fake-bucket', key: 'k' }).code).toBe('Transient');
+    client.destroy();
+    agent.destroy();
+  });
+
+  it('fastReads comes from the URL too', () => {
+    expect(fromUrl(new URL('s3://b-url/p?endpoint=http%3A%2F%2F127.0.0.1%3A9&fastReads=false')).options.fastReads).toBe(false);
+    expect(fromUrl(new URL('s3://b-url/p?endpoint=http%3A%2F%2F127.0.0.1%3A9')).options.fastReads).toBe(true);
   });
 
   it('takes the SDK path for a client passed in, with flexible checksums, or with fastReads off', () => {
