@@ -22,6 +22,7 @@ import { BlockPool, pooledBlocks } from './blocks.js';
 import { azureChecksums, blockId, md5Bytes } from './checksums.js';
 import { BLOCKS_PER_SIZE_STEP, MAX_BLOCKS, MAX_BLOCK_SIZE, type AzureTokenCredential, type ResolvedAzureConfig } from './config.js';
 import { AzureDataClient, proxiedByEnvironment, type DownloadResponse } from './data-client.js';
+import { DownloadBody, type DownloadCheck } from './download-body.js';
 import { mapAzureError } from './errors.js';
 import { mergeServerOrder, utf8Order } from './list-order.js';
 
@@ -777,34 +778,25 @@ export class AzureStore implements BlobStore, ResumableUploads {
       contentMD5: res.blobContentMD5 ?? (res.contentRange ? undefined : res.contentMD5),
     });
     const verify = opts.verify === true && !ranged;
-    const body = Readable.from(this.streamBody(src, key, meta, verify, opts.signal), { objectMode: false });
+    const body = src ? new DownloadBody(src, (e) => this.mapError(e, key, opts.signal), verify ? this.verifier(key, meta) : undefined) : Readable.from([]);
     const result: GetResult = { meta, body };
     if (ranged) result.range = { offset, length };
     return result;
   }
 
-  /** The download's bytes with SDK and socket errors mapped, verified against the stored digest when asked. */
-  private async *streamBody(src: Readable | undefined, key: string, meta: ObjectMeta, verify: boolean, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
-    if (!src) return;
+  /** Checks a whole download against the stored digest (SHA-256, else MD5) and its length. */
+  private verifier(key: string, meta: ObjectMeta): DownloadCheck {
     const expected = meta.checksums;
-    const algs: ChecksumAlgorithm[] = expected.sha256 ? [] : expected.md5 ? ['md5'] : [];
-    const hasher = verify ? new MultiHasher(algs) : undefined;
-    try {
-      for await (const chunk of src) {
-        const buf = chunk as Buffer;
-        hasher?.update(buf);
-        yield buf;
-      }
-    } catch (e) {
-      throw this.mapError(e, key, signal);
-    } finally {
-      if (!src.destroyed) src.destroy();
-    }
-    if (hasher) {
-      if (hasher.bytes !== meta.size) throw new IntegrityError(`read ${hasher.bytes} bytes, expected ${meta.size}`, { provider: PROVIDER, key });
-      const bad = checksumMismatches(expected, hasher.digest());
-      if (bad.length > 0) throw new IntegrityError(`${bad.join(', ')} mismatch: the stored bytes are not the bytes that were written`, { provider: PROVIDER, key });
-    }
+    const hasher = new MultiHasher(expected.sha256 ? [] : expected.md5 ? ['md5'] : []);
+    return {
+      update: (chunk) => hasher.update(chunk),
+      end: () => {
+        if (hasher.bytes !== meta.size) return new IntegrityError(`read ${hasher.bytes} bytes, expected ${meta.size}`, { provider: PROVIDER, key });
+        const bad = checksumMismatches(expected, hasher.digest());
+        if (bad.length > 0) return new IntegrityError(`${bad.join(', ')} mismatch: the stored bytes are not the bytes that were written`, { provider: PROVIDER, key });
+        return undefined;
+      },
+    };
   }
 
   // ---- delete ----

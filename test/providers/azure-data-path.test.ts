@@ -1,9 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { PassThrough } from 'node:stream';
 import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AzureStore, createAzureStore, mapAzureError, parseConnectionString } from '../../providers/azure/index.js';
 import { AZURE_SERVICE_VERSION, AzureDataClient, proxiedByEnvironment } from '../../providers/azure/data-client.js';
+import { DownloadBody } from '../../providers/azure/download-body.js';
 import { collect } from '../../src/core/body.js';
 import type { CloudmuxError } from '../../src/core/errors.js';
 import { getBuffer } from '../../src/core/helpers.js';
@@ -280,6 +282,41 @@ describe('azure data path on the wire (a scripted server)', () => {
     } finally {
       await closeServer(fake.server);
     }
+  });
+});
+
+describe('azure download body', () => {
+  const mapped = (e: unknown): Error => mapAzureError(e, { key: 'k' });
+
+  it('passes bytes through with backpressure, and a check may fail it at the end', async () => {
+    const src = new PassThrough();
+    const seen: number[] = [];
+    const body = new DownloadBody(src, mapped, { update: (c) => seen.push(c.length), end: () => undefined });
+    const big = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < 8; i++) src.write(big);
+    src.end(Buffer.from('tail'));
+    expect((await collect(body)).length).toBe(8 * 1024 * 1024 + 4);
+    expect(seen.reduce((a, b) => a + b, 0)).toBe(8 * 1024 * 1024 + 4);
+    const src2 = new PassThrough();
+    const failing = new DownloadBody(src2, mapped, { update: () => undefined, end: () => new Error('digest mismatch') });
+    src2.end('x');
+    await expect(collect(failing)).rejects.toThrow('digest mismatch');
+  });
+
+  it('maps a source error, fails a source that closed before its end, and destroys the source when dropped', async () => {
+    const src = new PassThrough();
+    const body = new DownloadBody(src, mapped);
+    src.write('a');
+    src.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+    await expectCode(collect(body), 'Transient');
+    const cut = new PassThrough();
+    const cutBody = new DownloadBody(cut, mapped);
+    cut.write('a');
+    cut.destroy();
+    await expectCode(collect(cutBody), 'Transient');
+    const dropped = new PassThrough();
+    new DownloadBody(dropped, mapped).destroy();
+    expect(dropped.destroyed).toBe(true);
   });
 });
 
