@@ -1,4 +1,4 @@
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand,
   DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListPartsCommand,
@@ -21,6 +21,7 @@ import { bodyChecksumHeaders, checksumsFromResponse, quoteEtag, unquoteEtag } fr
 import { S3_LIMITS, resolveOptions, type ResolvedS3Options, type S3StoreOptions } from './config.js';
 import { mapS3Error, type S3ErrorContext } from './errors.js';
 import { FastObjectReader, type ObjectResponse } from './fast-get.js';
+import { MappedBody } from './mapped-body.js';
 import { S3_CONNECTION_TIMEOUT_MS, resendOnStaleConnection, s3Agents, s3RequestHandlerOptions } from './transport.js';
 
 const PROVIDER = 's3';
@@ -548,8 +549,9 @@ export class S3Store implements BlobStore, ResumableUploads {
    * The response body with its errors mapped into the taxonomy; destroying the returned stream (a
    * reader that stops early) releases the socket.
    */
-  private wrapBody(src: Readable, ctx: S3ErrorContext, through?: PassThrough | ReturnType<typeof verifyingTransform>): Readable {
-    const out = through ?? new PassThrough();
+  private wrapBody(src: Readable, ctx: S3ErrorContext, through?: ReturnType<typeof verifyingTransform>): Readable {
+    if (!through) return new MappedBody(src, (e) => mapS3Error(e, ctx));
+    const out = through;
     src.once('error', (e) => out.destroy(mapS3Error(e, ctx)));
     out.once('close', () => {
       if (!src.destroyed) src.destroy();
