@@ -41,6 +41,8 @@ describe('s3 MappedBody', () => {
 
     const src2 = new PassThrough();
     const late = new MappedBody(src2, mapped);
+    // As with any stream, an error with no listener at all would be an uncaught exception.
+    late.on('error', () => undefined);
     src2.destroy(new Error('gone'));
     await sleep(5);
     await expect(collect(late)).rejects.toMatchObject({ name: 'Mapped', message: 'mapped: gone' });
