@@ -13,6 +13,8 @@ export const AZURE_SERVICE_VERSION = '2026-04-06';
 const USER_AGENT = `cloudmux Node/${process.version.slice(1)} (${process.platform}; ${process.arch})`;
 /** Error answers are small XML documents; anything bigger is not kept. */
 const MAX_ERROR_BODY = 64 * 1024;
+/** Names encodeURIComponent leaves as they are, segment by segment. */
+const UNRESERVED_PATH = /^[A-Za-z0-9\-_.!~*'()/]*$/;
 /** Conditions whose replay could fail a write that in fact succeeded. */
 const CONDITIONAL = /^if-/;
 
@@ -215,8 +217,9 @@ export class AzureDataClient {
   }
 
   private blobPath(blobName: string): string {
-    // The SDK's escaping: each segment percent-encoded, `/` kept.
-    return `${this.containerPath}/${blobName.split('/').map(encodeURIComponent).join('/')}`;
+    // The SDK's escaping: each segment percent-encoded, `/` kept. Most names need none.
+    const escaped = UNRESERVED_PATH.test(blobName) ? blobName : blobName.split('/').map(encodeURIComponent).join('/');
+    return `${this.containerPath}/${escaped}`;
   }
 
   /**

@@ -15,8 +15,16 @@ const STANDARD = ['content-encoding', 'content-language', 'content-length', 'con
  * equal once `-` is dropped) that is plain ordering of this key.
  */
 function sortKey(name: string): string {
-  return name.replaceAll('-', '').replaceAll('_', '/');
+  let key = SORT_KEYS.get(name);
+  if (key === undefined) {
+    key = name.replaceAll('-', '').replaceAll('_', '/');
+    // Header names repeat (metadata names too); the cache is bounded for callers that never repeat one.
+    if (SORT_KEYS.size < 4096) SORT_KEYS.set(name, key);
+  }
+  return key;
 }
+
+const SORT_KEYS = new Map<string, string>();
 
 const STANDARD_INDEX = new Map<string, number>(STANDARD.map((h, i) => [h, i]));
 
