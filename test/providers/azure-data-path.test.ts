@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AzureStore, createAzureStore, mapAzureError, parseConnectionString } from '../../providers/azure/index.js';
 import { AZURE_SERVICE_VERSION, AzureDataClient, proxiedByEnvironment } from '../../providers/azure/data-client.js';
 import { DownloadBody } from '../../providers/azure/download-body.js';
+import { sharedKeyAuthorization } from '../../providers/azure/shared-key.js';
 import { collect } from '../../src/core/body.js';
 import type { CloudmuxError } from '../../src/core/errors.js';
 import { getBuffer } from '../../src/core/helpers.js';
@@ -95,7 +96,7 @@ describe('azure data path on the wire (a scripted server)', () => {
         const from = fake.requests.length;
         await store.put('dir/ü b+c%d', Buffer.from('hello'), {
           contentType: 'text/plain; charset=utf-8', ifNoneMatch: '*',
-          metadata: { a: '1', a1: '2', a_b: '3', b9_: '4', uni: encodeMetadataValue('héllo ✓') },
+          metadata: { a: '1', a1: '2', a_b: '3', b9_: '4', ab: '5', a_1: '6', z_: '7', uni: encodeMetadataValue('héllo ✓') },
         });
         await store.put('dir/ü b+c%d', Buffer.from('hello'), { ifMatch: 'abc', expect: { md5: md5Hex('hello') } });
         const got = await store.get('dir/ü b+c%d', { range: { offset: 1, length: 3 }, ifMatch: 'e1' });
@@ -117,6 +118,13 @@ describe('azure data path on the wire (a scripted server)', () => {
         expect(comparable(a.headers)).toEqual(comparable(b.headers));
         expect(a.body.equals(b.body)).toBe(true);
         expect(a.headers.authorization).toMatch(/^SharedKey devstoreaccount1:[A-Za-z0-9+/]{43}=$/);
+      }
+      // Our signer, given exactly what the SDK sent, signs it as the SDK did (culture-aware header order included).
+      for (const r of sdk) {
+        const url = new URL(r.url, 'http://x');
+        const flat = Object.entries(r.headers).flatMap(([k, v]) => [k, String(v)]);
+        const query = [...url.searchParams.entries()];
+        expect(sharedKeyAuthorization(AZURITE_ACCOUNT, Buffer.from(AZURITE_KEY, 'base64'), r.method, url.pathname, query, flat)).toBe(r.headers.authorization);
       }
       expect(lean[0]!.headers).toMatchObject({
         'x-ms-version': AZURE_SERVICE_VERSION, 'x-ms-blob-type': 'BlockBlob', 'if-none-match': '*',
