@@ -54,6 +54,14 @@ export interface S3StoreOptions {
    * `client` or `flexibleChecksums`.
    */
   fastReads?: boolean;
+  /**
+   * Whether a single-part object's ETag is reported as its MD5 (`checksums.md5`) where S3 defines
+   * it so: 32 hex digits (a multipart ETag has a `-N` suffix), no SSE-C, and no server-side
+   * encryption other than AES256 on AWS (KMS ETags are not MD5s; compatibles that encrypt make
+   * their own). Only from get and head, which carry the encryption headers, never from listings.
+   * Default true; set false for an S3-compatible whose plain ETags are something else.
+   */
+  etagMd5?: boolean;
   /** Bring your own client (tests, shared connection pools). `close()` then leaves it open. */
   client?: S3Client;
 }
@@ -73,6 +81,7 @@ export interface ResolvedS3Options {
   multipartCopyThreshold: number;
   isAws: boolean;
   fastReads: boolean;
+  etagMd5: boolean;
   client: S3Client | undefined;
 }
 
@@ -126,6 +135,7 @@ export function resolveOptions(o: S3StoreOptions): ResolvedS3Options {
     multipartCopyThreshold,
     isAws,
     fastReads: o.fastReads ?? true,
+    etagMd5: o.etagMd5 ?? true,
     client: o.client,
   };
 }
@@ -153,7 +163,7 @@ function int(v: string | null, name: string): number | undefined {
 
 /**
  * `s3://bucket/optional/prefix?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&forcePathStyle=true`
- * plus `conditionalPut`, `flexibleChecksums`, `partSize`, `queueSize`, `fastReads`. Credentials are never read
+ * plus `conditionalPut`, `flexibleChecksums`, `partSize`, `queueSize`, `fastReads`, `etagMd5`. Credentials are never read
  * from the URL (user info is rejected); they come from `options.credentials` or the SDK chain.
  * Explicit `options` win over URL parameters.
  */
@@ -161,7 +171,7 @@ export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}):
   if (url.protocol !== 's3:') throw new InvalidConfigError(`s3: expected an s3:// URL, got ${url.protocol}`, { provider: 's3' });
   if (url.username || url.password) throw new InvalidConfigError('s3: credentials do not belong in the URL; use the SDK credential chain or options.credentials', { provider: 's3' });
   const q = url.searchParams;
-  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads']);
+  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads', 'etagMd5']);
   for (const k of q.keys()) if (!known.has(k)) throw new InvalidConfigError(`s3: unknown URL parameter ${JSON.stringify(k)}; known: ${[...known].join(', ')}`, { provider: 's3' });
   const fromUrl: S3StoreOptions = {
     bucket: url.hostname,
@@ -174,6 +184,7 @@ export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}):
     partSize: int(q.get('partSize'), 'partSize'),
     queueSize: int(q.get('queueSize'), 'queueSize'),
     fastReads: bool(q.get('fastReads')),
+    etagMd5: bool(q.get('etagMd5')),
   };
   const merged: Record<string, unknown> = { ...fromUrl };
   for (const [k, v] of Object.entries(options)) if (v !== undefined) merged[k] = v;

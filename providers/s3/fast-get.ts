@@ -18,6 +18,8 @@ export interface ObjectResponse {
   ChecksumSHA256?: string;
   ChecksumCRC32C?: string;
   ChecksumType?: string;
+  ServerSideEncryption?: string;
+  SSECustomerAlgorithm?: string;
 }
 
 /** What the reader needs from the store beside the SDK client. */
@@ -295,6 +297,8 @@ function responseFrom(res: IncomingMessage, method: string): ObjectResponse {
     ChecksumSHA256: str(h['x-amz-checksum-sha256']),
     ChecksumCRC32C: str(h['x-amz-checksum-crc32c']),
     ChecksumType: str(h['x-amz-checksum-type']),
+    ServerSideEncryption: str(h['x-amz-server-side-encryption']),
+    SSECustomerAlgorithm: str(h['x-amz-server-side-encryption-customer-algorithm']),
   };
 }
 

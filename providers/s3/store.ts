@@ -17,7 +17,7 @@ import type {
   ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, StartUploadOptions,
   UpdateMetadataOptions, UploadHandle, UploadPartOptions, UploadedPart,
 } from '../../src/core/index.js';
-import { bodyChecksumHeaders, checksumsFromResponse, quoteEtag, unquoteEtag } from './checksums.js';
+import { bodyChecksumHeaders, checksumsFromResponse, quoteEtag, unquoteEtag, type EtagMd5Policy } from './checksums.js';
 import { S3_LIMITS, resolveOptions, type ResolvedS3Options, type S3StoreOptions } from './config.js';
 import { mapS3Error, type S3ErrorContext } from './errors.js';
 import { FastObjectReader, type ObjectResponse } from './fast-get.js';
@@ -183,7 +183,11 @@ export class S3Store implements BlobStore, ResumableUploads {
     const sha256 = digest.sha256!;
     const metadata = { ...opts.metadata, [SHA256_KEY]: sha256 };
     const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
-    const integrity = this.resolved.flexibleChecksums ? { ChecksumSHA256: hexToBase64(sha256) } : bodyChecksumHeaders(buf, false);
+    // An MD5 handed over in `expect` is sent as Content-MD5 rather than computed again: S3 refuses
+    // bytes that do not hash to it (BadDigest), the same check where the bytes land.
+    const givenMd5 = opts.expect?.md5 !== undefined && /^[0-9a-f]{32}$/i.test(opts.expect.md5) ? opts.expect.md5 : undefined;
+    const integrity = this.resolved.flexibleChecksums ? { ChecksumSHA256: hexToBase64(sha256) }
+      : givenMd5 ? { ContentMD5: hexToBase64(givenMd5) } : bodyChecksumHeaders(buf, false);
     const r = await this.client.send(new PutObjectCommand({
       Bucket: this.resolved.bucket,
       Key: this.full(key),
@@ -585,8 +589,13 @@ export class S3Store implements BlobStore, ResumableUploads {
       lastModified: r.LastModified ?? new Date(0),
       contentType: r.ContentType,
       metadata,
-      checksums: checksumsFromResponse(metadata, r),
+      checksums: checksumsFromResponse(metadata, r, this.etagPolicy),
     };
+  }
+
+  /** When a get/head answer's ETag counts as the MD5 (see S3StoreOptions.etagMd5). */
+  private get etagPolicy(): EtagMd5Policy {
+    return !this.resolved.etagMd5 ? 'never' : this.resolved.isAws ? 'aws' : 'plain';
   }
 
   // -------------------------------------------------------------------------------------------

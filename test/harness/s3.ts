@@ -20,6 +20,12 @@ export const S3RVER_DEVIATIONS: Partial<Record<CaseName, string>> = {
   overwriteWhileReading: 's3rver rewrites the object file in place, so a GET that is still streaming returns a mix of the old and new bytes (S3 and MinIO serve the version current at GET time)',
 };
 
+/** s3rver faults that driver tests (not conformance cases) work around, each listed once with its reason. */
+export const S3RVER_DRIVER_DEVIATIONS = {
+  contentMd5: 's3rver never checks a request\'s Content-MD5 (no BadDigest), so a body that does not match the MD5 it was sent with is stored; S3 and MinIO refuse it',
+  multipartEtag: 's3rver stores a completed multipart upload as one plain object whose ETag is the MD5 of the whole content, without the `-N` suffix S3 and MinIO give multipart ETags; the driver then (correctly, for what it sees) reports that MD5',
+} as const;
+
 /** Env var the S3 tests read to know they run against s3rver (deviations, on-disk checks). */
 export const S3RVER_MARK = 'CLOUDMUX_S3_EMULATOR';
 

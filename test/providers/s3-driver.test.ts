@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store, fromUrl, mapS3Error, type S3StoreOptions } from '../../providers/s3/index.js';
+import { md5FromEtag } from '../../providers/s3/checksums.js';
 import { openStore } from '../../src/registry.js';
 import { CloudmuxError, SHA256_KEY, collect, getBuffer, listAll } from '../../src/core/index.js';
 import { expectCode, generatedStream, pseudoRandomBytes, sha256Hex } from '../../src/testing/index.js';
@@ -114,6 +115,29 @@ describe('mapS3Error', () => {
 
 // ---------------------------------------------------------------------------------------------
 // 200 OK with an <Error> body (CopyObject, CompleteMultipartUpload): a fake endpoint
+
+describe('s3 ETag as MD5', () => {
+  const md5 = 'd41d8cd98f00b204e9800998ecf8427e';
+  it('reads a single-part ETag as the MD5 only where S3 defines it so', () => {
+    expect(md5FromEtag({ ETag: `"${md5.toUpperCase()}"` }, 'plain')).toBe(md5);
+    expect(md5FromEtag({ ETag: `"${md5}"` }, 'aws')).toBe(md5);
+    expect(md5FromEtag({ ETag: `"${md5}"`, ServerSideEncryption: 'AES256' }, 'aws')).toBe(md5);
+    // Multipart, KMS, customer keys, compatibles that encrypt, odd ETags, and the switch.
+    expect(md5FromEtag({ ETag: `"${md5}-3"` }, 'aws')).toBeUndefined();
+    expect(md5FromEtag({ ETag: `"${md5}"`, ServerSideEncryption: 'aws:kms' }, 'aws')).toBeUndefined();
+    expect(md5FromEtag({ ETag: `"${md5}"`, ServerSideEncryption: 'aws:kms:dsse' }, 'aws')).toBeUndefined();
+    expect(md5FromEtag({ ETag: `"${md5}"`, SSECustomerAlgorithm: 'AES256' }, 'aws')).toBeUndefined();
+    expect(md5FromEtag({ ETag: `"${md5}"`, ServerSideEncryption: 'AES256' }, 'plain')).toBeUndefined();
+    expect(md5FromEtag({ ETag: '"c38a2e5e-6d5d-4c1e-9a39-2a0f5e9d1b7f"' }, 'plain')).toBeUndefined();
+    expect(md5FromEtag({ ETag: `"${md5}"` }, 'never')).toBeUndefined();
+    expect(md5FromEtag({}, 'aws')).toBeUndefined();
+  });
+
+  it('is on by default and off with etagMd5=false', () => {
+    expect(fromUrl(new URL('s3://bkt/p?endpoint=http%3A%2F%2F127.0.0.1%3A9000')).options.etagMd5).toBe(true);
+    expect(fromUrl(new URL('s3://bkt/p?endpoint=http%3A%2F%2F127.0.0.1%3A9000&etagMd5=false')).options.etagMd5).toBe(false);
+  });
+});
 
 describe('s3 against a server that answers 200 with an error body', () => {
   let server: Server;
@@ -296,6 +320,29 @@ describe.runIf(hasEndpoint)('s3 driver against the harness endpoint (needs S3_EN
     const r = await client.send(new ListMultipartUploadsCommand({ Bucket: store.options.bucket, Prefix: bucketKey }));
     return (r.Uploads ?? []).map((u) => u.UploadId!);
   }
+
+  it('reports the ETag of a single-part object as its MD5 on get and head, never that of a multipart one; a handed-over MD5 is checked by the server', async () => {
+    const body = pseudoRandomBytes(100_000, 'etag-md5');
+    const md5 = createHash('md5').update(body).digest('hex');
+    await store.put('etag/single', body);
+    expect((await store.head('etag/single')).checksums).toEqual({ sha256: sha256Hex(body), md5 });
+    const got = await store.get('etag/single');
+    await collect(got.body);
+    expect(got.meta.checksums.md5).toBe(md5);
+    expect((await new S3Store(emulatorOptions({ prefix: run, etagMd5: false })).head('etag/single')).checksums).toEqual({ sha256: sha256Hex(body) });
+    const small = open({ partSize: 5 * MiB });
+    const multi = generatedStream(5 * MiB + 1, { seed: 'etag-multi' });
+    await small.put('etag/multi', multi.stream);
+    const multiMd5 = createHash('md5').update(await collect(generatedStream(5 * MiB + 1, { seed: 'etag-multi' }).stream)).digest('hex');
+    // S3RVER_DRIVER_DEVIATIONS.multipartEtag: s3rver's is the content MD5; elsewhere a `-2` ETag is no MD5.
+    expect((await small.head('etag/multi')).checksums.md5).toBe(onS3rver ? multiMd5 : undefined);
+    // The MD5 goes to the server as Content-MD5 (not computed again): a wrong one writes nothing.
+    expect((await store.put('etag/given', body, { expect: { md5 } })).etag).toBe(md5);
+    if (!onS3rver) { // S3RVER_DRIVER_DEVIATIONS.contentMd5
+      await expectCode(store.put('etag/given-bad', body, { expect: { md5: createHash('md5').update('other').digest('hex') } }), 'IntegrityError');
+      await expectCode(store.head('etag/given-bad'), 'NotFound');
+    }
+  });
 
   it('applies the store prefix to every key and strips it from listings', async () => {
     const whole = new S3Store(emulatorOptions());
