@@ -7,8 +7,10 @@ import { InvalidConfigError } from '../core/index.js';
 
 /**
  * Where one object stands in a migration: `copying` from the moment a copy starts writing (a run
- * killed then leaves it so, and the next run compares before copying again); terminal: verified,
- * failed (with a reason), source-deleted.
+ * killed then may leave it so; the next run compares with the destination before copying again,
+ * whatever the journal says, so a copy in one request may reach the disk already verified: see
+ * the durability notes on {@link MigrationJournal}); terminal: verified, failed (with a reason),
+ * source-deleted.
  */
 export type JournalState = 'copying' | 'verified' | 'failed' | 'source-deleted';
 
@@ -146,6 +148,7 @@ export class MigrationJournal {
   private bufferedEvents: unknown[][] = [];
   /** A cursor move (a key) or removal (null) not committed yet. */
   private cursorWrite: string | null | undefined;
+  /** Buffered records (rows, events, a cursor write), counted against maxBatch. */
   private pending = 0;
   private timer: NodeJS.Timeout | undefined;
   private soon: NodeJS.Immediate | undefined;
@@ -457,7 +460,9 @@ export class MigrationJournal {
     this.pending = 0;
     this.waiters = [];
     if (this.timer) clearTimeout(this.timer);
+    if (this.soon) clearImmediate(this.soon);
     this.timer = undefined;
+    this.soon = undefined;
     for (const w of waiters) w.resolve();
   }
 
