@@ -18,7 +18,7 @@ import type {
   GetResult, ListItem, ListOptions, ObjectMeta, ObjectSummary, PresignOptions, PutOptions, ResumableUploads, SignalOptions,
   StartUploadOptions, UpdateMetadataOptions, UploadHandle, UploadPartOptions, UploadedPart,
 } from '../../src/core/index.js';
-import { BlockPool, pooledBlocks } from './blocks.js';
+import { BlockPool, pooledBlocks } from '../../src/core/body.js';
 import { azureChecksums, blockId, md5Bytes } from './checksums.js';
 import { BLOCKS_PER_SIZE_STEP, MAX_BLOCKS, MAX_BLOCK_SIZE, type AzureTokenCredential, type ResolvedAzureConfig } from './config.js';
 import { AzureDataClient, proxiedByEnvironment, type DownloadResponse } from './data-client.js';

@@ -4,7 +4,7 @@ import { BlobServiceClient, ContainerSASPermissions, StorageSharedKeyCredential,
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AzureStore, createAzureStore, mapAzureError, parseConnectionString, resolveAzureConfig } from '../../providers/azure/index.js';
-import { BlockPool, pooledBlocks } from '../../providers/azure/blocks.js';
+import { BlockPool, pooledBlocks } from '../../src/core/body.js';
 import { mergeServerOrder, utf8Order, type Named } from '../../providers/azure/list-order.js';
 import { collect } from '../../src/core/body.js';
 import { CloudmuxError, isRetryable } from '../../src/core/errors.js';
