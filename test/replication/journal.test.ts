@@ -140,6 +140,17 @@ describe('migration journal: group commit', () => {
     expect(disk.events()).toEqual(['small:verified', 'big:copy-start', 'big:upload-start', 'big:upload-complete']);
   });
 
+  it('writes a large batch in call order (events keep their sequence)', () => {
+    const j = openJournal(journalPath(), { flushMs: 60_000, maxBatch: 100_000 });
+    const keys = Array.from({ length: 157 }, (_, i) => `k${String(i).padStart(3, '0')}`).reverse();
+    for (const key of keys) j.copying(key, 3, `e-${key}`);
+    for (const key of keys) j.verified(key, verifiedBy(key));
+    j.flush();
+    expect(j.events().map((e) => `${e.key}:${e.event}`)).toEqual([...keys.map((k) => `${k}:copy-start`), ...keys.map((k) => `${k}:verified`)]);
+    expect(j.counts()).toEqual({ verified: keys.length });
+    expect(j.lookup('k100')).toMatchObject({ state: 'verified', copies: 1, dstEtag: 'd-k100' });
+  });
+
   it('commits what is buffered on finishRun and on close', () => {
     const path = journalPath();
     const j = MigrationJournal.open(path, pair, '', { flushMs: 60_000 });
