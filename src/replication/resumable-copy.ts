@@ -129,7 +129,10 @@ export async function resumableCopy(
   // With the source's own SHA-256 the kept prefix need not be read again (verified by a re-read of the destination).
   const skipPrefix = resumed && srcSha !== undefined;
   const startPart = skipPrefix ? firstMissing : 1;
-  const extra: ChecksumAlgorithm[] = ['crc32c'];
+  // The whole object's CRC32C (each part's is computed anyway, for the journal) only where it is
+  // checked: against the source's (GCS), or by a destination that records it (GCS checks it at
+  // completion). A second pass is ~0.1 s of CPU per 256 MiB.
+  const extra: ChecksumAlgorithm[] = srcMeta.checksums.crc32c !== undefined || dst.capabilities.nativeChecksums.includes('crc32c') ? ['crc32c'] : [];
   // MD5 is the one digest that costs a full software pass (SHA-256 and CRC32C are hardware-assisted):
   // computed only when it is all the source has to check the read against. Otherwise the source's
   // own MD5, where it has one, goes to the destination (the SHA-256 check proves these are its bytes).
