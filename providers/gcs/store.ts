@@ -134,7 +134,11 @@ export class GcsStore implements BlobStore, ResumableUploads {
   }
 
   private async putSingle(key: string, data: Buffer, opts: PutOptions, conditions: WriteConditions): Promise<ObjectMeta> {
-    const digests = digestBuffer(data, ['md5', 'crc32c']);
+    // An MD5 handed over in `expect` is not computed again: it goes in the request as md5Hash, and
+    // GCS refuses bytes that do not hash to it (as it does for the CRC32C computed here).
+    const givenMd5 = opts.expect?.md5 !== undefined && /^[0-9a-f]{32}$/i.test(opts.expect.md5) ? opts.expect.md5.toLowerCase() : undefined;
+    const digests = digestBuffer(data, givenMd5 ? ['crc32c'] : ['md5', 'crc32c']);
+    if (givenMd5) digests.md5 = givenMd5;
     checkExpected(opts.expect, digests, key);
     throwIfAborted(opts.signal, { provider: PROVIDER, key });
     const file = this.file(key);

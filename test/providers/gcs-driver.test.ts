@@ -240,6 +240,17 @@ describe('against the test server', () => {
     expect((await getBuffer(s, key)).toString()).toBe('previous');
   });
 
+  it('a single-request put sends a handed-over MD5 as md5Hash instead of computing it: GCS refuses bytes that do not match', async (ctx) => {
+    needsServer(ctx);
+    const { createHash } = await import('node:crypto');
+    const s = store();
+    const body = randomBytes(50_000);
+    const md5 = createHash('md5').update(body).digest('hex');
+    expect((await s.put(`${run}/given-md5`, body, { expect: { md5 } })).checksums.md5).toBe(md5);
+    await expectCode(s.put(`${run}/given-md5-bad`, body, { expect: { md5: createHash('md5').update('other').digest('hex'), sha256: sha256Hex(body) } }), 'IntegrityError');
+    await expectCode(s.head(`${run}/given-md5-bad`), 'NotFound');
+  });
+
   it('throttling and server errors arrive as Throttled (with Retry-After) and Transient', async (ctx) => {
     needsServer(ctx, true);
     const s = store();
