@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { holdErrors } from '../../src/core/body.js';
 
 /** Sees every chunk of a download and may fail it at its end (verification). */
 export interface DownloadCheck {
@@ -18,6 +19,7 @@ export class DownloadBody extends Readable {
 
   constructor(private readonly src: Readable, mapError: (e: unknown) => Error, check?: DownloadCheck) {
     super();
+    holdErrors(this);
     src.on('data', (chunk: Buffer) => {
       check?.update(chunk);
       if (!this.push(chunk)) src.pause();

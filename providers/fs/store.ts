@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import {
   AccessDeniedError, AlreadyExistsError, IntegrityError, InvalidConfigError, InvalidKeyError, MultiHasher, NotFoundError, NotModifiedError,
-  NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyChunks, checkCopy, checkGet,
+  NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyChunks, checkCopy, checkGet, holdErrors,
   checkPut, checksumMismatches, isCloudmuxError, keyProblem, resolveRange, throwIfAborted, userMetadata, validateKey, validateMetadata,
   validatePrefix, deleteEach,
 } from '../../src/core/index.js';
@@ -1080,6 +1080,7 @@ class ObjectBody extends Readable {
     private readonly signal: AbortSignal | undefined,
   ) {
     super({ highWaterMark: READ_CHUNK });
+    holdErrors(this);
     this.position = start;
     this.end = start + length;
     if (check) this.hasher = new MultiHasher([...(check.expected.md5 ? ['md5' as const] : []), ...(check.expected.crc32c ? ['crc32c' as const] : [])]);

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { holdErrors } from '../../src/core/body.js';
 
 /**
  * A response body whose failures arrive already mapped (`map`), and whose destruction releases
@@ -10,6 +11,7 @@ import { Readable } from 'node:stream';
 export class MappedBody extends Readable {
   constructor(private readonly src: Readable, map: (e: unknown) => Error) {
     super();
+    holdErrors(this);
     src.on('data', (chunk: Buffer) => {
       if (!this.push(chunk)) src.pause();
     });

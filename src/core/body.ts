@@ -125,3 +125,20 @@ export async function* pooledBlocks(source: AsyncIterable<Buffer>, sizeAt: (inde
   }
   if (block && have > 0) yield block.subarray(0, have);
 }
+
+function ignoreError(): void {
+  // The error is kept on the stream (`errored`); readers get it from for-await, pipeline or finished.
+}
+
+/**
+ * Makes a get body safe to hold before reading it. A body fails on its own (the connection is
+ * reset, the caller's signal aborts) whether or not anyone listens yet, and an 'error' event with
+ * no listener throws from the event loop: a caller that awaited something between `get` and
+ * reading would lose its process. With this, the stream is destroyed with the error recorded, and
+ * a reader that starts later gets it (typed, as the driver mapped it) from for-await, `pipeline`,
+ * `finished` or its own 'error' listener attached before the failure. Returns the stream.
+ */
+export function holdErrors<T extends NodeJS.EventEmitter>(stream: T): T {
+  stream.on('error', ignoreError);
+  return stream;
+}

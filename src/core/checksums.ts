@@ -2,6 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createRequire } from 'node:module';
 import type * as Crc32Module from '@node-rs/crc32';
+import { holdErrors } from './body.js';
 import { IntegrityError } from './errors.js';
 import type { ChecksumAlgorithm, Checksums } from './types.js';
 
@@ -64,6 +65,7 @@ export class HashingTransform extends Transform {
 
   constructor(extra: Iterable<ChecksumAlgorithm> = [], private readonly onDone?: (r: Checksums & { bytes: number }) => Error | undefined) {
     super();
+    holdErrors(this); // it is the body a verified get returns
     this.hasher = new MultiHasher(extra);
   }
 

@@ -1,4 +1,5 @@
 import { Readable, type ReadableOptions } from 'node:stream';
+import { holdErrors } from '../core/body.js';
 
 /** A pull-based byte source: what a layer reads from when it re-streams a body. */
 export interface ChunkSource {
@@ -33,6 +34,7 @@ export class RelayStream extends Readable {
 
   constructor(private readonly source: ChunkSource, opts?: ReadableOptions) {
     super(opts);
+    holdErrors(this);
   }
 
   override _read(): void {

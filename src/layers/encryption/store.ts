@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { bodyBytes, bodyChunks, isReplayableBody } from '../../core/body.js';
+import { bodyBytes, bodyChunks, holdErrors, isReplayableBody } from '../../core/body.js';
 import { MultiHasher, checksumMismatches } from '../../core/checksums.js';
 import {
   AccessDeniedError, CloudmuxError, IntegrityError, InvalidArgumentError, NotSupportedError, PreconditionFailedError, isCloudmuxError,
@@ -608,7 +608,7 @@ function decryptStream(source: Readable, o: DecryptStreamOptions): Readable {
     if (plainLeft !== 0) throw fail(`${plainLeft} plaintext bytes missing`);
     if (hash && hash.digest('hex') !== o.expectSha256) throw fail('plaintext SHA-256 does not match the recorded digest');
   }
-  return Readable.from(run(), { objectMode: false });
+  return holdErrors(Readable.from(run(), { objectMode: false }));
 }
 
 /** Whole read of an unencrypted object (allowPlaintext) with `verify`: the inner digest is of the plaintext. */
@@ -625,5 +625,5 @@ function decryptlessVerify(source: Readable, sha256: string | undefined, size: n
       throw new IntegrityError('stored bytes do not match the stored digest', { provider, key });
     }
   }
-  return Readable.from(run(), { objectMode: false });
+  return holdErrors(Readable.from(run(), { objectMode: false }));
 }
