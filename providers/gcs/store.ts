@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import { PassThrough, Readable, type Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IdempotencyStrategy, Storage, type Bucket, type File, type FileMetadata } from '@google-cloud/storage';
+import type * as GcsSdk from '@google-cloud/storage';
+import type { Bucket, File, FileMetadata } from '@google-cloud/storage';
 import {
   AlreadyExistsError, IntegrityError, InvalidArgumentError, MultiHasher, NotFoundError, NotModifiedError, NotSupportedError,
   PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, abortedError, bodyBytes, bodyChunks, checkCopy, checkGet, checkPart,
@@ -18,6 +20,12 @@ import { checksumsOf, googHashHeader, resourceDigests, type GcsObjectResource } 
 import { GCS_LIMITS, resolveOptions, type GcsStoreOptions, type ResolvedGcsOptions } from './config.js';
 import { GcsHttpError, mapGcsError, type GcsErrorContext } from './errors.js';
 import { SessionClient, responseText, type SessionResponse } from './session.js';
+
+// The SDK is loaded as CommonJS: its ESM entry makes Node load many more files than its CJS one
+// (~50 ms less CPU to load on Node 20). A Storage a caller built with the ESM copy is only called
+// through its own methods, so the two copies never meet.
+const { IdempotencyStrategy, Storage } = createRequire(import.meta.url)('@google-cloud/storage') as typeof GcsSdk;
+type Storage = GcsSdk.Storage;
 
 const PROVIDER = 'gcs';
 

@@ -1,11 +1,8 @@
+import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand,
-  DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListPartsCommand,
-  PutObjectCommand, S3Client, UploadPartCommand, UploadPartCopyCommand,
-  type CompletedPart, type GetObjectCommandOutput, type HeadObjectCommandOutput,
-} from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type * as S3 from '@aws-sdk/client-s3';
+import type { CompletedPart, GetObjectCommandOutput, HeadObjectCommandOutput } from '@aws-sdk/client-s3';
+import type * as Presigner from '@aws-sdk/s3-request-presigner';
 import {
   CloudmuxError, IntegrityError, InvalidArgumentError, MultiHasher, PreconditionFailedError, NotModifiedError,
   SHA256_KEY, base64ToHex, bodyBytes, checkPart, checkPartsTile, decodeHandle, encodeHandle, bodyChunks, checkCopy, checkGet, checkPut, checksumMismatches, compareKeys, digestBuffer, hexToBase64,
@@ -23,6 +20,19 @@ import { mapS3Error, type S3ErrorContext } from './errors.js';
 import { FastObjectReader, type ObjectResponse } from './fast-get.js';
 import { MappedBody } from './mapped-body.js';
 import { S3_CONNECTION_TIMEOUT_MS, resendOnStaleConnection, s3Agents, s3RequestHandlerOptions } from './transport.js';
+
+// The SDK is loaded as CommonJS: its ESM entry makes Node load hundreds of dist-es files, its CJS
+// one a single bundle (~60 ms less CPU to load on Node 20). Every SDK value in this provider comes
+// from here, so a client a caller built with the ESM copy still works: the SDK is duck-typed
+// between client and command.
+const loadCjs = createRequire(import.meta.url);
+const {
+  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand,
+  DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListPartsCommand,
+  PutObjectCommand, S3Client, UploadPartCommand, UploadPartCopyCommand,
+} = loadCjs('@aws-sdk/client-s3') as typeof S3;
+type S3Client = S3.S3Client;
+const { getSignedUrl } = loadCjs('@aws-sdk/s3-request-presigner') as typeof Presigner;
 
 const PROVIDER = 's3';
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
