@@ -9,7 +9,7 @@ import {
   PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, abortedError, bodyBytes, bodyChunks, checkCopy, checkGet, checkPart,
   checkPartsTile, checkPut, decodeHandle, encodeHandle, partCount, partRange,
   checksumMismatches, compareKeys, digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted,
-  validateKey, validateMetadata, validatePrefix, verifyingTransform, deleteEach,
+  validateKey, validateMetadata, validatePrefix, verifyingTransform, deleteEach, holdErrors,
 } from '../../src/core/index.js';
 import type {
   BlobStore, Body, Capabilities, Checksums, CloudmuxError, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult,
@@ -855,7 +855,7 @@ function blocksOf(buf: Buffer): AsyncIterator<Buffer> {
  * reader that stops early) destroys the response, so its socket is closed rather than pooled.
  */
 function mediaBody(res: IncomingMessage, ctx: GcsErrorContext, verify?: Transform): Readable {
-  const out = verify ?? new PassThrough();
+  const out = holdErrors(verify ?? new PassThrough());
   const onAbort = (): void => {
     out.destroy(abortedError(ctx.signal, { provider: PROVIDER, key: ctx.key }));
   };

@@ -365,6 +365,20 @@ describe('against the test server', () => {
     }
   });
 
+  it('a download whose signal aborts before anyone reads it fails with Aborted when read (no unhandled error)', async (ctx) => {
+    needsServer(ctx);
+    const s = store();
+    const key = `${run}/abort-unread`;
+    await s.put(key, randomBytes(512 * 1024));
+    const ac = new AbortController();
+    const { body } = await s.get(key, { signal: ac.signal });
+    ac.abort();
+    await new Promise((r) => setTimeout(r, 20));
+    await expectCode((async () => {
+      for await (const _ of body) { /* drain */ }
+    })(), 'Aborted');
+  });
+
   it('an error answer to the media request maps like any other (and the connection stays usable)', async (ctx) => {
     needsServer(ctx, true);
     const s = store();
