@@ -69,15 +69,7 @@ interface ListedEntry {
 }
 
 /** The properties both getProperties and download return, as far as ObjectMeta needs them. */
-interface BlobPropsLike {
-  contentLength?: number;
-  etag?: string;
-  versionId?: string;
-  lastModified?: Date;
-  contentType?: string;
-  metadata?: Record<string, string>;
-  contentMD5?: Uint8Array;
-  blobContentMD5?: Uint8Array;
+interface BlobPropsLike extends Omit<DownloadResponse, 'body' | 'contentRange'> {
   contentEncoding?: string;
   contentLanguage?: string;
   contentDisposition?: string;
