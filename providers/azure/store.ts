@@ -22,7 +22,7 @@ import { BlockPool, pooledBlocks } from '../../src/core/body.js';
 import { azureChecksums, blockId, md5Bytes } from './checksums.js';
 import { BLOCKS_PER_SIZE_STEP, MAX_BLOCKS, MAX_BLOCK_SIZE, type AzureTokenCredential, type ResolvedAzureConfig } from './config.js';
 import { AzureDataClient, proxiedByEnvironment, type DownloadResponse } from './data-client.js';
-import { DownloadBody, type DownloadCheck } from './download-body.js';
+import { ResponseBody, type BodyCheck } from '../../src/core/response-body.js';
 import { mapAzureError } from './errors.js';
 import { mergeServerOrder, utf8Order } from './list-order.js';
 
@@ -784,14 +784,14 @@ export class AzureStore implements BlobStore, ResumableUploads {
       contentMD5: res.blobContentMD5 ?? (res.contentRange ? undefined : res.contentMD5),
     });
     const verify = opts.verify === true && !ranged;
-    const body = src ? new DownloadBody(src, (e) => this.mapError(e, key, opts.signal), verify ? this.verifier(key, meta) : undefined) : Readable.from([]);
+    const body = src ? new ResponseBody(src, (e) => this.mapError(e, key, opts.signal), verify ? this.verifier(key, meta) : undefined) : Readable.from([]);
     const result: GetResult = { meta, body };
     if (ranged) result.range = { offset, length };
     return result;
   }
 
   /** Checks a whole download against the stored digest (SHA-256, else MD5) and its length. */
-  private verifier(key: string, meta: ObjectMeta): DownloadCheck {
+  private verifier(key: string, meta: ObjectMeta): BodyCheck {
     const expected = meta.checksums;
     const hasher = new MultiHasher(expected.sha256 ? [] : expected.md5 ? ['md5'] : []);
     return {

@@ -18,7 +18,7 @@ import { bodyChecksumHeaders, checksumsFromResponse, quoteEtag, unquoteEtag, typ
 import { S3_LIMITS, resolveOptions, type ResolvedS3Options, type S3StoreOptions } from './config.js';
 import { mapS3Error, type S3ErrorContext } from './errors.js';
 import { FastObjectReader, type ObjectResponse } from './fast-get.js';
-import { MappedBody } from './mapped-body.js';
+import { ResponseBody } from '../../src/core/response-body.js';
 import { S3_CONNECTION_TIMEOUT_MS, resendOnStaleConnection, s3Agents, s3RequestHandlerOptions } from './transport.js';
 
 // The SDK is loaded as CommonJS: its ESM entry makes Node load hundreds of dist-es files, its CJS
@@ -564,7 +564,7 @@ export class S3Store implements BlobStore, ResumableUploads {
    * reader that stops early) releases the socket.
    */
   private wrapBody(src: Readable, ctx: S3ErrorContext, through?: ReturnType<typeof verifyingTransform>): Readable {
-    if (!through) return new MappedBody(src, (e) => mapS3Error(e, ctx));
+    if (!through) return new ResponseBody(src, (e) => mapS3Error(e, ctx));
     const out = through;
     src.once('error', (e) => out.destroy(mapS3Error(e, ctx)));
     out.once('close', () => {

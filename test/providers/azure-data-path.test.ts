@@ -5,7 +5,7 @@ import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQue
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AzureStore, createAzureStore, mapAzureError, parseConnectionString } from '../../providers/azure/index.js';
 import { AZURE_SERVICE_VERSION, AzureDataClient, proxiedByEnvironment } from '../../providers/azure/data-client.js';
-import { DownloadBody } from '../../providers/azure/download-body.js';
+import { ResponseBody as DownloadBody } from '../../src/core/response-body.js';
 import { sharedKeyAuthorization } from '../../providers/azure/shared-key.js';
 import { collect } from '../../src/core/body.js';
 import type { CloudmuxError } from '../../src/core/errors.js';

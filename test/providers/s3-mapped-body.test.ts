@@ -1,7 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { MappedBody } from '../../providers/s3/mapped-body.js';
+import { ResponseBody as MappedBody } from '../../src/core/response-body.js';
 import { collect } from '../../src/core/index.js';
 
 /** The S3 driver's response body wrapper: bytes through unchanged, failures mapped, the source released. */
