@@ -464,8 +464,13 @@ export class GcsStore implements BlobStore, ResumableUploads {
         res = await this.openMedia(key, String(resource.generation), range, ctx);
       } catch (e) {
         const mapped = mapGcsError(e, ctx);
-        // Overwritten between the metadata read and the media read: read the new one.
-        if (mapped.code === 'NotFound' && attempt < 4) continue;
+        // Overwritten between the metadata read and the media read: read the new one. A key
+        // rewritten in a tight loop by other writers can win that race several times in a row on a
+        // slow link, so keep trying a while, with a little jitter to fall out of step with them.
+        if (mapped.code === 'NotFound' && attempt < GET_OVERWRITE_ATTEMPTS) {
+          if (attempt > 0) await sleep(Math.random() * 10 * attempt, undefined, { signal: opts.signal }).catch(() => undefined);
+          continue;
+        }
         throw mapped;
       }
       return { meta, body: mediaBody(res, ctx, verify), ...(range ? { range } : {}) };
@@ -869,6 +874,9 @@ function mediaBody(res: IncomingMessage, ctx: GcsErrorContext, verify?: Transfor
   res.pipe(out);
   return out;
 }
+
+/** Metadata-then-media reads of one get before an object rewritten each time in between is reported NotFound. */
+const GET_OVERWRITE_ATTEMPTS = 16;
 
 function headerRecord(headers: SdkRequestOptions['headers']): Record<string, string> {
   const out: Record<string, string> = {};
