@@ -55,6 +55,7 @@ export function testStore(name: string, opts: TestStoreOptions): void {
     });
 
     const names = (opts.only ?? (Object.keys(conformanceCases) as CaseName[]));
+    const attempts = new Map<CaseName, number>();
     for (const caseName of names) {
       const fn = conformanceCases[caseName];
       it(caseName, async (vctx) => {
@@ -63,7 +64,11 @@ export function testStore(name: string, opts: TestStoreOptions): void {
           vctx.skip(`deviation: ${reason}`);
           return;
         }
-        const prefix = `${run}/${caseName}/`;
+        // A retried case (vitest `retry`) starts on a fresh prefix: the cases are stateful, and a
+        // second attempt on the first one's leftovers would fail for reasons of its own.
+        const attempt = (attempts.get(caseName) ?? 0) + 1;
+        attempts.set(caseName, attempt);
+        const prefix = attempt === 1 ? `${run}/${caseName}/` : `${run}/${caseName}-attempt${attempt}/`;
         prefixes.push(prefix);
         const ctx: CaseContext = {
           store: store!,
