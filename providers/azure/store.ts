@@ -9,7 +9,7 @@ import type {
 } from '@azure/storage-blob';
 import {
   AbortedError, AlreadyExistsError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidRangeError, MultiHasher, NotFoundError,
-  NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyBytes, bodyChunks, checkCopy, checkGet,
+  NotSupportedError, PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, bodyBytes, bodyChunks, checkCopy, checkGet, handedOverMd5,
   checkPart, checkPartsTile, checkPut, checksumMismatches, decodeHandle, encodeHandle, compareKeys, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey,
   validateMetadata, validatePrefix, validKeysOf,
 } from '../../src/core/index.js';
@@ -93,12 +93,6 @@ function lazyDefaultCredential(): AzureTokenCredential {
 function unquote(etag: string | undefined): string {
   if (!etag) return '';
   return etag.startsWith('"') && etag.endsWith('"') && etag.length >= 2 ? etag.slice(1, -1) : etag;
-}
-
-/** The MD5 a put's `expect` hands over, when it is a well-formed one (lower-case hex). */
-function handedOverMd5(opts: PutOptions): string | undefined {
-  const md5 = opts.expect?.md5;
-  return md5 !== undefined && /^[0-9a-f]{32}$/i.test(md5) ? md5.toLowerCase() : undefined;
 }
 
 function quote(etag: string): string {
@@ -561,7 +555,7 @@ export class AzureStore implements BlobStore, ResumableUploads {
    * software MD5 pass here (the slowest digest we compute; SHA-256 is hardware-assisted).
    */
   private digestAndCheck(buf: Buffer, key: string, opts: PutOptions): Checksums {
-    const given = handedOverMd5(opts);
+    const given = handedOverMd5(opts.expect);
     const hasher = new MultiHasher(given ? [] : ['md5']);
     hasher.update(buf);
     const checksums = hasher.digest();
@@ -611,7 +605,7 @@ export class AzureStore implements BlobStore, ResumableUploads {
     // Each block carries its own transactional MD5 (Azure checks it on arrival). The blob's
     // Content-MD5 is a second, whole-blob MD5 pass, skipped when `expect` hands over both the MD5
     // and the SHA-256: the SHA-256 computed here proves these are the bytes that MD5 describes.
-    const givenMd5 = opts.expect?.sha256 !== undefined ? handedOverMd5(opts) : undefined;
+    const givenMd5 = opts.expect?.sha256 !== undefined ? handedOverMd5(opts.expect) : undefined;
     const hasher = new MultiHasher(givenMd5 ? [] : ['md5']);
     const inflight = new Set<Promise<void>>();
     let failure: unknown;

@@ -6,7 +6,7 @@ import type * as GcsSdk from '@google-cloud/storage';
 import type { Bucket, File, FileMetadata } from '@google-cloud/storage';
 import {
   AlreadyExistsError, IntegrityError, InvalidArgumentError, MultiHasher, NotFoundError, NotModifiedError, NotSupportedError,
-  PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, abortedError, bodyBytes, bodyChunks, checkCopy, checkGet, checkPart,
+  PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, abortedError, bodyBytes, bodyChunks, checkCopy, checkGet, checkPart, handedOverMd5,
   checkPartsTile, checkPut, decodeHandle, encodeHandle, partCount, partRange,
   checksumMismatches, compareKeys, digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted,
   validateKey, validateMetadata, validatePrefix, verifyingTransform, deleteEach, holdErrors,
@@ -144,7 +144,7 @@ export class GcsStore implements BlobStore, ResumableUploads {
   private async putSingle(key: string, data: Buffer, opts: PutOptions, conditions: WriteConditions): Promise<ObjectMeta> {
     // An MD5 handed over in `expect` is not computed again: it goes in the request as md5Hash, and
     // GCS refuses bytes that do not hash to it (as it does for the CRC32C computed here).
-    const givenMd5 = opts.expect?.md5 !== undefined && /^[0-9a-f]{32}$/i.test(opts.expect.md5) ? opts.expect.md5.toLowerCase() : undefined;
+    const givenMd5 = handedOverMd5(opts.expect);
     const digests = digestBuffer(data, givenMd5 ? ['crc32c'] : ['md5', 'crc32c']);
     if (givenMd5) digests.md5 = givenMd5;
     checkExpected(opts.expect, digests, key);

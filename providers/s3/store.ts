@@ -5,7 +5,7 @@ import type { CompletedPart, GetObjectCommandOutput, HeadObjectCommandOutput } f
 import type * as Presigner from '@aws-sdk/s3-request-presigner';
 import {
   CloudmuxError, IntegrityError, InvalidArgumentError, MultiHasher, PreconditionFailedError, NotModifiedError,
-  SHA256_KEY, base64ToHex, bodyBytes, checkPart, checkPartsTile, decodeHandle, encodeHandle, bodyChunks, checkCopy, checkGet, checkPut, checksumMismatches, compareKeys, digestBuffer, hexToBase64,
+  SHA256_KEY, base64ToHex, bodyBytes, checkPart, checkPartsTile, decodeHandle, encodeHandle, bodyChunks, checkCopy, checkGet, checkPut, checksumMismatches, compareKeys, digestBuffer, handedOverMd5, hexToBase64,
   isReplayableBody, joinKey, rangeHeader, resolveRange, throwIfAborted, validateKey, validateMetadata, validatePrefix,
   verifyingTransform,
 } from '../../src/core/index.js';
@@ -195,7 +195,7 @@ export class S3Store implements BlobStore, ResumableUploads {
     const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
     // An MD5 handed over in `expect` is sent as Content-MD5 rather than computed again: S3 refuses
     // bytes that do not hash to it (BadDigest), the same check where the bytes land.
-    const givenMd5 = opts.expect?.md5 !== undefined && /^[0-9a-f]{32}$/i.test(opts.expect.md5) ? opts.expect.md5 : undefined;
+    const givenMd5 = handedOverMd5(opts.expect);
     const integrity = this.resolved.flexibleChecksums ? { ChecksumSHA256: hexToBase64(sha256) }
       : givenMd5 ? { ContentMD5: hexToBase64(givenMd5) } : bodyChecksumHeaders(buf, false);
     const r = await this.client.send(new PutObjectCommand({

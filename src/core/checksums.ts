@@ -81,6 +81,16 @@ export class HashingTransform extends Transform {
   }
 }
 
+/**
+ * The MD5 an `expect` hands over to a put, lower-case, when it is a well-formed one. Drivers send
+ * it for the provider to check (transactional Content-MD5, md5Hash) instead of computing their own:
+ * the provider then refuses bytes that do not hash to it.
+ */
+export function handedOverMd5(expect: Checksums | undefined): string | undefined {
+  const md5 = expect?.md5;
+  return md5 !== undefined && /^[0-9a-f]{32}$/i.test(md5) ? md5.toLowerCase() : undefined;
+}
+
 /** Differences between expected and actual digests, on the algorithms both have. */
 export function checksumMismatches(expected: Checksums, actual: Checksums): ChecksumAlgorithm[] {
   const out: ChecksumAlgorithm[] = [];

@@ -5,7 +5,7 @@ import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQue
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AzureStore, createAzureStore, mapAzureError, parseConnectionString } from '../../providers/azure/index.js';
 import { AZURE_SERVICE_VERSION, AzureDataClient, proxiedByEnvironment } from '../../providers/azure/data-client.js';
-import { ResponseBody as DownloadBody } from '../../src/core/response-body.js';
+import { ResponseBody } from '../../src/core/response-body.js';
 import { sharedKeyAuthorization } from '../../providers/azure/shared-key.js';
 import { collect } from '../../src/core/body.js';
 import type { CloudmuxError } from '../../src/core/errors.js';
@@ -299,31 +299,31 @@ describe('azure download body', () => {
   it('passes bytes through with backpressure, and a check may fail it at the end', async () => {
     const src = new PassThrough();
     const seen: number[] = [];
-    const body = new DownloadBody(src, mapped, { update: (c) => seen.push(c.length), end: () => undefined });
+    const body = new ResponseBody(src, mapped, { update: (c) => seen.push(c.length), end: () => undefined });
     const big = Buffer.alloc(1024 * 1024);
     for (let i = 0; i < 8; i++) src.write(big);
     src.end(Buffer.from('tail'));
     expect((await collect(body)).length).toBe(8 * 1024 * 1024 + 4);
     expect(seen.reduce((a, b) => a + b, 0)).toBe(8 * 1024 * 1024 + 4);
     const src2 = new PassThrough();
-    const failing = new DownloadBody(src2, mapped, { update: () => undefined, end: () => new Error('digest mismatch') });
+    const failing = new ResponseBody(src2, mapped, { update: () => undefined, end: () => new Error('digest mismatch') });
     src2.end('x');
     await expect(collect(failing)).rejects.toThrow('digest mismatch');
   });
 
   it('maps a source error, fails a source that closed before its end, and destroys the source when dropped', async () => {
     const src = new PassThrough();
-    const body = new DownloadBody(src, mapped);
+    const body = new ResponseBody(src, mapped);
     src.write('a');
     src.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
     await expectCode(collect(body), 'Transient');
     const cut = new PassThrough();
-    const cutBody = new DownloadBody(cut, mapped);
+    const cutBody = new ResponseBody(cut, mapped);
     cut.write('a');
     cut.destroy();
     await expectCode(collect(cutBody), 'Transient');
     const dropped = new PassThrough();
-    new DownloadBody(dropped, mapped).destroy();
+    new ResponseBody(dropped, mapped).destroy();
     expect(dropped.destroyed).toBe(true);
   });
 });
