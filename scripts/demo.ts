@@ -5,10 +5,15 @@
  * server), puts a router over them with a SQLite catalog and outbox, and narrates:
  *   1. cost-based placement: each object on the two cheapest healthy providers (N=2, W=1);
  *   2. reads served by the cheapest replica;
- *   3. an outage: Azurite stopped mid-workload; every put and read still succeeds;
+ *   3. an outage: Azurite stopped mid-workload; every put and read still succeeds, and deletes of
+ *      objects Azure holds are owed to it in the outbox;
  *   4. recovery: Azurite back, health recovers, the outbox drains;
  *   5. proof: every replica's SHA-256 read back from each provider directly;
  *   6. a verified migration of the bucket from S3 to a local directory, and `verify` of both trees.
+ *
+ * It tells the same story on every run (test/demo.test.ts checks its lines): each step waits for
+ * the evidence it reports (a health state, an outbox count) instead of racing timers, and prints
+ * what it observed only then, never from a background event.
  */
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
@@ -16,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { FsStore } from '../providers/fs/index.js';
 import { defaultPriceTable } from '../src/config/load.js';
 import type { Prices } from '../src/config/schema.js';
-import { getBuffer, type BlobStore } from '../src/core/index.js';
+import { getBuffer, isCloudmuxError, type BlobStore } from '../src/core/index.js';
 import { resilient } from '../src/layers/resilient.js';
 import { migrate, verifyTrees } from '../src/replication/index.js';
 import { ReplicationWorker } from '../src/replication/worker.js';
@@ -30,7 +35,6 @@ const c = (code: number) => (s: string): string => (tty ? `\u001b[${code}m${s}\u
 const bold = c(1);
 const dim = c(2);
 const green = c(32);
-const yellow = c(33);
 const red = c(31);
 const cyan = c(36);
 
@@ -45,6 +49,7 @@ function say(line: string): void {
   console.log(`${dim(`${secs}s`)}  ${line}`);
 }
 const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function listPrices(name: string): Prices {
   const p = defaultPriceTable()[name]!;
@@ -74,7 +79,8 @@ async function main(): Promise<void> {
       name,
       prices: listPrices(priceName[name]!),
       store: resilient(store, {
-        attemptTimeout: { timeoutMs: 3_000 },
+        // Generous: a slow answer on a loaded machine must not read as an outage of a healthy emulator.
+        attemptTimeout: { timeoutMs: 15_000 },
         retry: { retries: 1, baseDelayMs: 50, maxDelayMs: 200 },
         breaker: { volumeThreshold: 4, errorThresholdPercentage: 25, resetTimeoutMs: 1_500 },
       }).store,
@@ -83,15 +89,20 @@ async function main(): Promise<void> {
     policies: [{ replicas: 2, writeQuorum: 1, read: 'cheapest' }],
     health: { probeIntervalMs: 300, windowMs: 3_000, minRequests: 4, recoverAfter: 2 },
   });
-  router.health.on('change', (ch) => {
-    const colour = ch.to === 'healthy' ? green : ch.to === 'down' ? red : yellow;
-    say(`health: ${bold(ch.provider)} ${ch.from} → ${colour(ch.to)} ${dim(`(${ch.reason})`)}`);
-  });
   router.startProbes();
+  /** Waits until `provider`'s health is `to` (the probes get it there), then says so. */
+  const healthBecomes = async (provider: string, to: 'healthy' | 'down', why: string): Promise<void> => {
+    const deadline = Date.now() + 60_000;
+    while (router.health.state(provider) !== to) {
+      if (Date.now() > deadline) throw new Error(`${provider} did not become ${to} within 60 s (it is ${router.health.state(provider)})`);
+      await sleep(50);
+    }
+    say(`health: ${bold(provider)} is ${(to === 'healthy' ? green : red)(to)} ${dim(`(${why})`)}`);
+  };
   const worker = ReplicationWorker.forRouter(router, { concurrency: 8, backoffBaseMs: 50, backoffMaxMs: 500, pollIntervalMs: 100, deferMs: 300 });
-  let replicated = 0;
+  let deletedOnAzure = 0;
   worker.on('done', (d) => {
-    if (d.outcome === 'copied') replicated++;
+    if (d.outcome === 'deleted' && d.entry.provider === 'azure') deletedOnAzure++;
   });
   worker.start();
   say(`router: 3 providers, policy ${bold('replicas=2 writeQuorum=1 read=cheapest')}, catalog + outbox in SQLite (${dim(join('.cloudmux-demo', 'state.db'))})`);
@@ -146,8 +157,9 @@ async function main(): Promise<void> {
   const bigMeta = await router.put('videos/launch.mp4', big.stream, { contentType: 'video/mp4' });
   written.set('videos/launch.mp4', big.sha256());
   say(`wrote 121 objects (${failedPuts} failed); the stream's SHA-256 ${bigMeta.checksums.sha256?.slice(0, 16)}… recorded in the catalog`);
-  await worker.drain({ timeoutMs: 60_000 });
-  say(`replication worker finished the second replicas: ${replicated} copies, outbox ${(await worker.backlog()).count}`);
+  await worker.drain({ timeoutMs: 120_000 });
+  const placements = await Promise.all([...written.keys()].map(placementOf));
+  say(`replication worker finished the second replicas: ${placements.filter((h) => h.length === 2).length} of ${written.size} objects on 2 providers, outbox ${(await worker.backlog()).count}`);
   say(`photos/obj-0000.bin lives on: ${(await placementOf('photos/obj-0000.bin')).map(bold).join(' + ')}`);
 
   step('Reads go to the replica that is cheapest to read from (egress + request price)');
@@ -157,20 +169,41 @@ async function main(): Promise<void> {
   step('Outage: Azurite stopped while the application keeps working');
   await azure.stop();
   say(red('azurite process stopped'));
+  await healthBecomes('azure', 'down', 'canary probes fail; the router sends it nothing');
   for (const k of Object.keys(readsBy)) delete readsBy[k];
   const outageFailures = await putBatch('during-outage', 60);
   const readFailures = await readSome([...written.keys()].slice(0, 40));
   say(`60 puts during the outage: ${outageFailures === 0 ? green('all succeeded') : red(`${outageFailures} failed`)}; 40 verified reads: ${readFailures === 0 ? green('all correct') : red(`${readFailures} failed`)}`);
   say(`reads served by: ${Object.entries(readsBy).map(([p, n]) => `${bold(p)} ×${n}`).join(', ')}`);
-  const owed = await worker.backlog();
-  say(`outbox: ${owed.count} replicas owed (${mib(owed.bytes)}), ${owed.byProvider.azure ? `${owed.byProvider.azure.count} of them to azure` : 'none to azure'} — durable in SQLite, nothing lost if this process dies`);
+  // Deletes of objects Azure holds: their other replica goes now, Azure's is owed until it is back.
+  const doomed = [...written.keys()].filter((k) => k.startsWith('photos/')).slice(0, 20);
+  const doomedOnAzure = (await Promise.all(doomed.map(placementOf))).filter((h) => h.includes('azure')).length;
+  for (const k of doomed) {
+    await router.delete(k);
+    written.delete(k);
+  }
+  // The worker copies the new objects' second replicas meanwhile; wait until only Azure's share is left.
+  let owed = await worker.backlog();
+  for (const deadline = Date.now() + 120_000; owed.count !== (owed.byProvider.azure?.count ?? 0); owed = await worker.backlog()) {
+    if (Date.now() > deadline) throw new Error(`the outbox still owes ${owed.count} entries, not only Azure's`);
+    await sleep(100);
+  }
+  say(`deleted ${doomed.length} photos, ${doomedOnAzure} of them held by azure`);
+  say(`outbox: ${owed.count} deletes owed to azure — durable in SQLite, nothing lost if this process dies`);
 
   step('Recovery: Azurite back; health recovers and the outbox drains');
   await azure.restart();
   say(green('azurite process restarted'));
+  await healthBecomes('azure', 'healthy', 'canary probes pass again');
   const drainStart = performance.now();
   const after = await worker.drain({ timeoutMs: 120_000 });
   say(`outbox drained to ${after.count} in ${((performance.now() - drainStart) / 1000).toFixed(1)} s (dead-lettered: ${after.dead})`);
+  let goneFromAzure = 0;
+  for (const k of doomed) {
+    const h = await direct.azure!.head(k).catch((e: unknown) => e);
+    if (isCloudmuxError(h, 'NotFound')) goneFromAzure++;
+  }
+  say(`the owed deletes reached azure: ${goneFromAzure === doomed.length ? green(`all ${doomed.length} deleted photos are gone from it`) : red(`${doomed.length - goneFromAzure} still there`)} (${deletedOnAzure} done by the worker)`);
 
   step('Proof: every replica read back from each provider directly, SHA-256 compared with what was written');
   let checked = 0;
@@ -211,7 +244,7 @@ async function main(): Promise<void> {
   await router.close();
   await dest.close();
   await Promise.allSettled([s3.dispose(), azure.dispose(), gcs.close()]);
-  const ok = failedPuts + outageFailures + readFailures + mismatched + summary.failed + report.differing === 0;
+  const ok = failedPuts + outageFailures + readFailures + mismatched + summary.failed + report.differing + (doomed.length - goneFromAzure) + after.count === 0;
   console.log(`\n${ok ? green(bold('demo finished: nothing lost, nothing stale, every byte verified')) : red(bold('demo finished with failures'))} ${dim(`(${((performance.now() - t0) / 1000).toFixed(1)} s; state in .cloudmux-demo/)`)}`);
   process.exitCode = ok ? 0 : 1;
 }

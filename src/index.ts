@@ -10,9 +10,12 @@ export { openStore, openStore as createStore, parseStoreUrl, splitObjectUrl, reg
 export { MemoryStore } from '../providers/memory/index.js';
 export * from './layers/index.js';
 export * from './layers/encryption/index.js';
+export * from './layers/chunked/index.js';
 export * from './router/index.js';
 export * from './state/index.js';
 export * from './config/index.js';
 export * from './replication/index.js';
 export { ReplicationWorker, type ReplicationWorkerOptions } from './replication/worker.js';
-export { Daemon, type DaemonOptions } from './daemon/daemon.js';
+// The daemon (pino, prom-client, node:http) is `cloudmux/daemon`: importing this module never loads it.
+export type { DaemonOptions } from './daemon/daemon.js';
+export * from './sync/index.js';

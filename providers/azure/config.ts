@@ -1,6 +1,8 @@
 import { InvalidConfigError } from '../../src/core/errors.js';
+import { redactOnInspect } from '../../src/core/redact.js';
 
-const PROVIDER = 'azure';
+/** The provider name in errors and handles. */
+export const PROVIDER = 'azure';
 
 /** An object that issues Azure AD tokens (the @azure/identity `TokenCredential` shape). */
 export interface AzureTokenCredential {
@@ -67,6 +69,11 @@ export type AzureAuth =
 export interface ResolvedAzureConfig {
   account: string;
   container: string;
+  /**
+   * Which credential is used and where it came from, and, for DefaultAzureCredential, what was
+   * looked for before it: safe to print (names of options and variables, never values).
+   */
+  credentialSource: string;
   /** '' or a prefix ending without `/`. */
   prefix: string;
   /** Without a trailing `/`. */
@@ -81,6 +88,8 @@ export interface ResolvedAzureConfig {
   copyPollIntervalMs: number;
   sdkDataPath: boolean;
 }
+
+export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
 
 const MiB = 1024 * 1024;
 /** Azure's Put Block limit. */
@@ -176,16 +185,28 @@ export function resolveAzureConfig(url: URL | undefined, options: AzureStoreOpti
   if (!validContainer(container)) throw new InvalidConfigError(`invalid Azure container name ${JSON.stringify(container)}: 3-63 lower-case letters, digits and single hyphens`, { provider: PROVIDER });
 
   const explicitCs = options.connectionString ? parseConnectionString(options.connectionString) : undefined;
-  let account = options.account ?? urlAccount ?? explicitCs?.accountName;
-  if (explicitCs?.accountName && account && explicitCs.accountName !== account) {
-    throw new InvalidConfigError(`the connection string is for account ${explicitCs.accountName}, but the store names account ${account}`, { provider: PROVIDER });
+  const explicitProblem = explicitCs && connectionStringProblem(explicitCs, options.connectionString!);
+  if (explicitProblem) throw new InvalidConfigError(`options.connectionString is not an Azure Storage connection string: ${explicitProblem}`, { provider: PROVIDER });
+  const explicitAccount = explicitCs && csAccount(explicitCs);
+  let account = options.account ?? urlAccount ?? explicitAccount;
+  if (explicitAccount && account && explicitAccount !== account) {
+    throw new InvalidConfigError(`the connection string is for account ${explicitAccount}, but the store names account ${account}`, { provider: PROVIDER });
   }
-  // An environment connection string for another account is someone else's; ignore it.
+  // An environment connection string for another account is someone else's; ignore it (and say so
+  // if nothing else is found). One that is not a connection string at all is noted the same way.
+  const tried: string[] = [];
   const envCsRaw = env.AZURE_STORAGE_CONNECTION_STRING;
   const envCsParsed = envCsRaw ? parseConnectionString(envCsRaw) : undefined;
-  const envCs = envCsParsed && (!account || envCsParsed.accountName === account) ? envCsParsed : undefined;
+  const envCsProblem = envCsParsed && connectionStringProblem(envCsParsed, envCsRaw!);
+  let envCs: ConnectionString | undefined;
+  if (!envCsRaw) tried.push('AZURE_STORAGE_CONNECTION_STRING is not set');
+  else if (envCsProblem) tried.push(`AZURE_STORAGE_CONNECTION_STRING is not a storage connection string (${envCsProblem})`);
+  else if (account && csAccount(envCsParsed!) !== account) {
+    tried.push(`AZURE_STORAGE_CONNECTION_STRING is for ${csAccount(envCsParsed!) ? `account ${csAccount(envCsParsed!)}` : 'an account it does not name'}, not ${account}`);
+  } else envCs = envCsParsed;
   const cs = explicitCs ?? envCs;
-  account ??= cs?.accountName;
+  const csFrom = explicitCs ? 'options.connectionString' : 'AZURE_STORAGE_CONNECTION_STRING';
+  account ??= cs && csAccount(cs);
 
   let endpoint = options.endpoint ?? url?.searchParams.get('endpoint') ?? cs?.blobEndpoint;
   if (!endpoint && account) endpoint = `https://${account}.blob.core.windows.net`;
@@ -202,19 +223,31 @@ export function resolveAzureConfig(url: URL | undefined, options: AzureStoreOpti
   if (!account) throw new InvalidConfigError('azure store needs an account name', { provider: PROVIDER });
 
   let auth: AzureAuth;
-  if (options.credential) auth = { kind: 'token', credential: options.credential };
-  else if (options.accountKey) auth = { kind: 'sharedKey', account, accountKey: options.accountKey };
-  else if (options.sasToken) auth = { kind: 'sas', sasToken: stripQ(options.sasToken) };
-  else if (cs?.accountKey) auth = { kind: 'sharedKey', account, accountKey: cs.accountKey };
-  else if (cs?.sharedAccessSignature) auth = { kind: 'sas', sasToken: stripQ(cs.sharedAccessSignature) };
-  else if (env.AZURE_STORAGE_KEY) auth = { kind: 'sharedKey', account, accountKey: env.AZURE_STORAGE_KEY };
-  else if (env.AZURE_STORAGE_SAS_TOKEN) auth = { kind: 'sas', sasToken: stripQ(env.AZURE_STORAGE_SAS_TOKEN) };
-  else auth = { kind: 'defaultCredential' };
+  let credentialSource: string;
+  if (options.credential) [auth, credentialSource] = [{ kind: 'token', credential: options.credential }, 'the Azure AD credential in options.credential'];
+  else if (options.accountKey) [auth, credentialSource] = [{ kind: 'sharedKey', account, accountKey: options.accountKey }, `the account key in options.accountKey (account ${account})`];
+  else if (options.sasToken) [auth, credentialSource] = [{ kind: 'sas', sasToken: stripQ(options.sasToken) }, 'the SAS in options.sasToken'];
+  else if (cs?.accountKey) [auth, credentialSource] = [{ kind: 'sharedKey', account, accountKey: cs.accountKey }, `the account key in ${csFrom} (account ${account})`];
+  else if (cs?.sharedAccessSignature) [auth, credentialSource] = [{ kind: 'sas', sasToken: stripQ(cs.sharedAccessSignature) }, `the SAS in ${csFrom}`];
+  else if (env.AZURE_STORAGE_KEY) [auth, credentialSource] = [{ kind: 'sharedKey', account, accountKey: env.AZURE_STORAGE_KEY }, `the account key in AZURE_STORAGE_KEY (account ${account})`];
+  else if (env.AZURE_STORAGE_SAS_TOKEN) [auth, credentialSource] = [{ kind: 'sas', sasToken: stripQ(env.AZURE_STORAGE_SAS_TOKEN) }, 'the SAS in AZURE_STORAGE_SAS_TOKEN'];
+  else {
+    if (cs) tried.push(`${csFrom} has neither AccountKey nor SharedAccessSignature`);
+    tried.push('no accountKey, sasToken or connectionString option', 'AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN are not set');
+    const lookedFor = `no account key or SAS for account ${account}: ${tried.join('; ')}`;
+    // Azure AD tokens are refused over plain http (the SDK says "Bearer token authentication is not permitted for non-TLS protected URLs").
+    if (endpoint.startsWith('http:')) {
+      throw new InvalidConfigError(`azure: ${lookedFor}; and Azure AD (DefaultAzureCredential) cannot be used with the http endpoint ${endpoint}: give a connection string, account key or SAS`, { provider: PROVIDER });
+    }
+    if (envCsProblem) throw new InvalidConfigError(`azure: ${lookedFor}; fix or unset AZURE_STORAGE_CONNECTION_STRING`, { provider: PROVIDER });
+    [auth, credentialSource] = [{ kind: 'defaultCredential' }, `DefaultAzureCredential (Azure AD), as there is ${lookedFor}`];
+  }
 
   const blockSize = positiveInt('blockSize', options.blockSize, 4 * MiB, MAX_BLOCK_SIZE);
-  return {
+  return redactOnInspect({
     account,
     container,
+    credentialSource,
     prefix,
     endpoint,
     auth,
@@ -226,7 +259,32 @@ export function resolveAzureConfig(url: URL | undefined, options: AzureStoreOpti
     listReorderBuffer: positiveInt('listReorderBuffer', options.listReorderBuffer, 10_000),
     copyPollIntervalMs: positiveInt('copyPollIntervalMs', options.copyPollIntervalMs, 500),
     sdkDataPath: options.sdkDataPath ?? false,
-  };
+  });
+}
+
+const CS_FIELDS = new Set([
+  'defaultendpointsprotocol', 'accountname', 'accountkey', 'endpointsuffix', 'blobendpoint', 'queueendpoint', 'tableendpoint',
+  'fileendpoint', 'sharedaccesssignature', 'usedevelopmentstorage', 'developmentstorageproxyuri',
+]);
+
+/** The account a connection string is for: its AccountName, else the account its BlobEndpoint names. */
+function csAccount(cs: ConnectionString): string | undefined {
+  return cs.accountName ?? (cs.blobEndpoint ? accountFromEndpoint(cs.blobEndpoint) : undefined);
+}
+
+/** Why a parsed connection string cannot be used, naming fields but never values; undefined when it can. */
+function connectionStringProblem(cs: ConnectionString, raw: string): string | undefined {
+  if (cs.accountName || cs.accountKey || cs.sharedAccessSignature || cs.blobEndpoint) {
+    if (cs.sharedAccessSignature && !cs.blobEndpoint) return 'SharedAccessSignature without BlobEndpoint or AccountName';
+    if (cs.accountKey && !csAccount(cs)) return 'AccountKey without AccountName';
+    return undefined;
+  }
+  // Only names from the connection string vocabulary are echoed: anything else may be a pasted secret.
+  const parts = raw.split(';').filter((p) => p.trim());
+  const known = parts.map((p) => p.split('=')[0]!.trim()).filter((n) => CS_FIELDS.has(n.toLowerCase()));
+  const others = parts.length - known.length;
+  const found = [...known, ...(others ? [`${others} part(s) that are not Key=Value fields of a connection string`] : [])];
+  return `expected Key=Value pairs separated by ";" with AccountName and AccountKey, or BlobEndpoint and SharedAccessSignature; found ${found.length ? found.join(', ') : 'nothing'}`;
 }
 
 function stripQ(sas: string): string {

@@ -145,7 +145,6 @@ export function mapAzureError(e: unknown, ctx: AzureErrorContext = {}): Cloudmux
   if (status === 416) return new InvalidRangeError(`range not satisfiable for ${what}`, opts);
   if (status === 408) return new TransientError(`Azure request timed out${code ? ` (${code})` : ''}`, opts);
   if (status === 429) return new ThrottledError(`Azure is throttling${code ? ` (${code})` : ''}`, { ...opts, retryAfterMs: parseRetryAfter(err.response?.headers?.get?.('retry-after')) });
-  if (status === 503) return new ThrottledError(`Azure is unavailable or throttling${code ? ` (${code})` : ''}`, { ...opts, retryAfterMs: parseRetryAfter(err.response?.headers?.get?.('retry-after')) });
   if (status >= 500) return new TransientError(`Azure server error ${status}${code ? ` (${code})` : ''}`, opts);
   return new ProviderError(`Azure rejected the request for ${what}: ${status}${code ? ` ${code}` : ''}${serviceMsg ? `: ${serviceMsg}` : ''}`, opts);
 }

@@ -30,6 +30,8 @@ export interface FsStoreOptions {
   /**
    * Temp files, lock files and orphaned sidecars untouched for this long are crash leftovers;
    * listings remove those they meet. Default 1 hour (a put in flight keeps its temp file fresh).
+   * Temp files of writers known to be dead (this host, pid gone) go at once, and those of live
+   * writers never (writer-tag.ts).
    */
   leftoverTtlMs?: number;
   /** Remove crash leftovers met while listing. Default true. */
@@ -44,6 +46,13 @@ export interface FsStoreOptions {
   staleLockMs?: number;
   /** Objects up to this size are read whole on get and their file closed at once. Default 64 KiB. */
   smallObjectBytes?: number;
+  /**
+   * Never create, change or remove anything under the root: the root must exist, writes fail
+   * with AccessDenied, listings sweep nothing, and digests recomputed for files without a
+   * believable sidecar are not stored (they are recomputed on the next look). For sources and
+   * read-only commands. Default false.
+   */
+  readOnly?: boolean;
 }
 
 export type ResolvedFsOptions = Required<Omit<FsStoreOptions, 'layout'>> & { layout?: FsLayout };
@@ -56,6 +65,7 @@ export const DEFAULTS: Omit<ResolvedFsOptions, 'root' | 'layout'> = {
   lockTimeoutMs: 30_000,
   staleLockMs: 60_000,
   smallObjectBytes: 64 * 1024,
+  readOnly: false,
 };
 
 /** Options with their defaults filled in; InvalidConfig for values that make no sense. */
@@ -81,6 +91,7 @@ const URL_PARAMS: Record<string, keyof Omit<FsStoreOptions, 'root'>> = {
   stale_lock_ms: 'staleLockMs',
   small_object_bytes: 'smallObjectBytes',
   layout: 'layout',
+  read_only: 'readOnly',
 };
 
 /**
@@ -115,7 +126,7 @@ function parseParam(param: string, name: string, value: string): boolean | numbe
     if ((LAYOUTS as readonly string[]).includes(value)) return value;
     throw new InvalidConfigError(`fs store parameter layout must be ${LAYOUTS.join(' or ')}, got ${value}`, { provider: PROVIDER });
   }
-  if (name === 'createRoot' || name === 'fsync' || name === 'sweepOnList') {
+  if (name === 'createRoot' || name === 'fsync' || name === 'sweepOnList' || name === 'readOnly') {
     if (value === 'true' || value === '1') return true;
     if (value === 'false' || value === '0') return false;
     throw new InvalidConfigError(`fs store parameter ${param} must be true or false, got ${value}`, { provider: PROVIDER });

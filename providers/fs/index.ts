@@ -7,7 +7,7 @@ export { mapFsError } from './errors.js';
 
 /**
  * `file:///abs/path` (query: `layout` = `plain` | `escaped`, `fsync`, `create`, `sweep`,
- * `leftover_ttl_ms`, `lock_timeout_ms`, `stale_lock_ms`, `small_object_bytes`); typed `options`
+ * `leftover_ttl_ms`, `lock_timeout_ms`, `stale_lock_ms`, `small_object_bytes`, `read_only`); typed `options`
  * override the URL's.
  */
 export function fromUrl(url: URL, options?: Record<string, unknown>): FsStore {

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { Backoff, sleep } from '../../src/core/backoff.js';
 import { TransientError, throwIfAborted } from '../../src/core/errors.js';
 import { PROVIDER } from './errors.js';
+import { pidAlive } from './writer-tag.js';
 
 export interface KeyLockOptions {
   /** Give up (Transient) after waiting this long. */
@@ -17,6 +18,8 @@ export interface KeyLockOptions {
 }
 
 const HOST = hostname();
+/** Polls of a held lock (the one backoff): full jitter under 2 ms doubling to 100 ms. */
+const LOCK_POLL = new Backoff({ baseMs: 2, capMs: 100 });
 
 /**
  * Waiters in this process, per lock path. Module-wide so that two stores over one root in one
@@ -77,8 +80,7 @@ async function acquire(lockPath: string, opts: KeyLockOptions): Promise<string> 
   const token = randomBytes(12).toString('hex');
   const content = JSON.stringify({ pid: process.pid, host: HOST, token, at: new Date().toISOString() });
   const deadline = Date.now() + opts.timeoutMs;
-  let delay = 1;
-  for (;;) {
+  for (let attempt = 1; ; attempt++) {
     throwIfAborted(opts.signal, { provider: PROVIDER, key: opts.key });
     try {
       const fh = await open(lockPath, 'wx');
@@ -93,8 +95,7 @@ async function acquire(lockPath: string, opts: KeyLockOptions): Promise<string> 
     }
     if (await breakIfStale(lockPath, opts)) continue;
     if (Date.now() > deadline) throw busy(opts);
-    await sleep(delay + Math.random() * delay);
-    delay = Math.min(delay * 2, 50);
+    await sleep(1 + LOCK_POLL.delay(attempt), opts.signal);
   }
 }
 
@@ -122,7 +123,7 @@ async function breakIfStale(lockPath: string, opts: KeyLockOptions): Promise<boo
     // Being written right now, or garbage: only age can tell.
   }
   const sameHostOther = info?.host === HOST && typeof info.pid === 'number' && info.pid !== process.pid;
-  const stale = sameHostOther ? !isAlive(info!.pid as number) : Date.now() - mtimeMs > opts.staleMs;
+  const stale = sameHostOther ? !pidAlive(info!.pid as number) : Date.now() - mtimeMs > opts.staleMs;
   if (!stale) return false;
   // Move it aside before judging, so that a lock taken between our look and our move is not lost.
   const aside = opts.asidePath();
@@ -139,15 +140,6 @@ async function breakIfStale(lockPath: string, opts: KeyLockOptions): Promise<boo
   }
   await unlink(aside).catch(() => undefined);
   return moved === seen;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function releaseFile(lockPath: string, token: string): Promise<void> {

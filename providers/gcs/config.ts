@@ -2,6 +2,10 @@ import { readFileSync } from 'node:fs';
 import type { Storage } from '@google-cloud/storage';
 import { InvalidConfigError } from '../../src/core/errors.js';
 import { validatePrefix } from '../../src/core/keys.js';
+import { redactOnInspect } from '../../src/core/redact.js';
+
+/** The provider name in errors and handles. */
+export const PROVIDER = 'gcs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -49,7 +53,9 @@ export interface GcsStoreOptions {
    * Times one resumable upload re-sends a chunk after a network failure or a 5xx/429, resuming from
    * the offset the server reports (default 3). This is not a retry of the put: the bytes already
    * acknowledged are never re-sent, and a put of a one-shot stream has no other way to survive a
-   * dropped connection. Set 0 to leave every failure to the retry layer.
+   * dropped connection. Set 0 to leave every failure to the retry layer. The part engine does these
+   * re-sends for `put`; `uploadPart` and `completeUpload` (resumable uploads) make one attempt
+   * each and leave re-sends to their caller's engine, so attempts are never multiplied.
    */
   chunkRetries?: number;
   /** Keys deleted at once by deleteMany (default 16). */
@@ -120,7 +126,7 @@ export function resolveOptions(o: GcsStoreOptions): ResolvedGcsOptions {
   if (o.credentials !== undefined && (typeof o.credentials.client_email !== 'string' || typeof o.credentials.private_key !== 'string')) {
     invalid('credentials need client_email and private_key');
   }
-  return {
+  return redactOnInspect({
     bucket: o.bucket,
     prefix,
     projectId: o.projectId,
@@ -134,7 +140,7 @@ export function resolveOptions(o: GcsStoreOptions): ResolvedGcsOptions {
     deleteConcurrency,
     presign: o.presign ?? hasSigningKey(o),
     storage: o.storage,
-  };
+  });
 }
 
 /** True when a service-account private key is configured, so V4 URLs can be signed locally. */

@@ -57,9 +57,11 @@ export function mapGcsError(e: unknown, ctx: GcsErrorContext): CloudmuxError {
   if (e instanceof CloudmuxError) return e;
   const base = { provider: 'gcs', key: ctx.key };
   const where = `gcs ${ctx.op}${ctx.key !== undefined ? ` ${ctx.key}` : ''}`;
-  if (ctx.signal?.aborted || isAbortError(e)) {
-    return new CloudmuxError('Aborted', `${where}: aborted`, { ...base, cause: ctx.signal?.reason ?? undefined });
+  if (ctx.signal?.aborted) {
+    return new CloudmuxError('Aborted', `${where}: aborted`, { ...base, cause: ctx.signal.reason ?? undefined });
   }
+  // An AbortError nobody asked for is the transport giving up on a connection (the same rule on every provider).
+  if (isAbortError(e)) return new CloudmuxError('Transient', `${where}: the connection was cut`, base);
   const err = (e ?? {}) as SdkErrorShape;
   const network = networkCode(e);
   if (network) return new CloudmuxError('Transient', `${where}: network failure (${network})`, { ...base, cause: Object.assign(new Error(network), { code: network }) });
@@ -108,6 +110,10 @@ export function mapGcsError(e: unknown, ctx: GcsErrorContext): CloudmuxError {
       return make('InvalidRange', 'range not satisfiable');
     case 429:
       return make('Throttled', `throttled (${reason ?? 'rateLimitExceeded'})`, { retryAfterMs: retryAfter() });
+    case 503:
+      // GCS says "slow down" with a rate-limit reason; any other 503 is a passing failure.
+      if (reason && THROTTLE_REASONS.has(reason)) return make('Throttled', `throttled (${reason})`, { retryAfterMs: retryAfter() });
+      return make('Transient', `HTTP 503: ${message}`, { retryAfterMs: retryAfter() });
     case 499:
       return make('Aborted', 'request cancelled');
     case 501:

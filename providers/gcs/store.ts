@@ -1,25 +1,29 @@
 import type { IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
-import { PassThrough, Readable, type Transform } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { Readable } from 'node:stream';
 import type * as GcsSdk from '@google-cloud/storage';
-import type { Bucket, File, FileMetadata } from '@google-cloud/storage';
+import type { Bucket, File } from '@google-cloud/storage';
 import {
-  AlreadyExistsError, IntegrityError, InvalidArgumentError, MultiHasher, NotFoundError, NotModifiedError, NotSupportedError,
-  PreconditionFailedError, ProviderError, SHA256_KEY, TransientError, abortedError, bodyBytes, bodyChunks, checkCopy, checkGet, checkPart, handedOverMd5,
-  checkPartsTile, checkPut, decodeHandle, encodeHandle, partCount, partRange,
-  checksumMismatches, compareKeys, digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted,
-  validateKey, validateMetadata, validatePrefix, verifyingTransform, deleteEach, holdErrors,
+  Backoff, copySourceOf, requireCopySource, sleep, InvalidArgumentError, NotFoundError, NotModifiedError, NotSupportedError,
+  PreconditionFailedError, SHA256_KEY, bodyBytes, bodyChunks, checkCopy, checkDelete, checkGet, handedOverMd5, checkPut,
+  compareKeys, digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey, validatePrefix,
+  verifyingTransform, deleteEach,
 } from '../../src/core/index.js';
 import type {
-  BlobStore, Body, Capabilities, Checksums, CloudmuxError, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult,
-  ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, StartUploadOptions, UpdateMetadataOptions,
-  UploadHandle, UploadPartOptions, UploadedPart,
+  BlobStore, Body, Capabilities, CloudmuxError, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult,
+  ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, DeleteOptions,
+  StartUploadOptions, UpdateMetadataOptions, UploadHandle, UploadPartOptions, UploadedPart,
 } from '../../src/core/index.js';
-import { checksumsOf, googHashHeader, resourceDigests, type GcsObjectResource } from './checksums.js';
-import { GCS_LIMITS, resolveOptions, type GcsStoreOptions, type ResolvedGcsOptions } from './config.js';
-import { GcsHttpError, mapGcsError, type GcsErrorContext } from './errors.js';
-import { SessionClient, responseText, type SessionResponse } from './session.js';
+import { checksumsOf, resourceDigests, type GcsObjectResource } from './checksums.js';
+import { GCS_LIMITS, PROVIDER, resolveOptions, type GcsStoreOptions, type ResolvedGcsOptions } from './config.js';
+import { mapGcsError, type GcsErrorContext } from './errors.js';
+import { SessionClient } from './session.js';
+import { redactInspection } from '../../src/core/redact.js';
+import { etagOf, parseEtag, stringMap } from './resource.js';
+import { checkExpected, putResumable } from './upload-session.js';
+import * as resumable from './resumable.js';
+import * as copying from './copy.js';
+import { mediaBody, openMedia } from './media.js';
 
 // The SDK is loaded as CommonJS: its ESM entry makes Node load many more files than its CJS one
 // (~50 ms less CPU to load on Node 20). A Storage a caller built with the ESM copy is only called
@@ -27,36 +31,13 @@ import { SessionClient, responseText, type SessionResponse } from './session.js'
 const { IdempotencyStrategy, Storage } = createRequire(import.meta.url)('@google-cloud/storage') as typeof GcsSdk;
 type Storage = GcsSdk.Storage;
 
-const PROVIDER = 'gcs';
-
 /** The SDK's request options, as its request decoration takes and returns them. */
-type SdkRequestOptions = Parameters<Storage['makeAuthenticatedRequest']>[0];
+export type SdkRequestOptions = Parameters<Storage['makeAuthenticatedRequest']>[0];
 
 /** Generation preconditions of a write, as GCS query parameters. */
-interface WriteConditions {
+export interface WriteConditions {
   ifGenerationMatch?: number | string;
   ifMetagenerationMatch?: number | string;
-}
-
-/**
- * What a GCS upload handle holds. The session URI authorizes uploads to this one object for a week
- * without other credentials: a journal that stores it should be kept like the data it describes.
- */
-interface GcsUploadHandle {
-  key: string;
-  uri: string;
-  size: number;
-  partSize: number;
-  /** Set when the SHA-256 went into the metadata at session start. */
-  sha256?: string;
-  bucket: string;
-  prefix: string;
-}
-
-/** The parts of cloudmux's GCS etag: `<generation>.<metageneration>`. */
-interface EtagParts {
-  generation: string;
-  metageneration: string | undefined;
 }
 
 /**
@@ -81,12 +62,17 @@ export class GcsStore implements BlobStore, ResumableUploads {
   readonly provider = PROVIDER;
   readonly capabilities: Capabilities;
   readonly options: ResolvedGcsOptions;
-  private readonly storage: Storage;
+  /** @internal */
+  readonly storage: Storage;
   private readonly bucket: Bucket;
-  private readonly sessions = new SessionClient();
+  /** @internal */
+  readonly sessions = new SessionClient();
+  /** @internal Re-sends of a streamed put's resumable chunk, by the part engine (the one backoff; `chunkRetries` re-sends). */
+  readonly chunkBackoff: Backoff;
 
   constructor(options: GcsStoreOptions) {
     this.options = resolveOptions(options);
+    this.chunkBackoff = new Backoff({ baseMs: 250, capMs: 10_000, attempts: this.options.chunkRetries + 1 });
     const o = this.options;
     this.storage = o.storage ?? new Storage({
       ...(o.projectId ? { projectId: o.projectId } : {}),
@@ -104,6 +90,9 @@ export class GcsStore implements BlobStore, ResumableUploads {
       presign: o.presign,
       streaming: true,
       resumableUpload: true,
+      multipartPut: true,
+      copyFromStore: true,
+      conditionalDelete: true,
     };
   }
 
@@ -120,7 +109,7 @@ export class GcsStore implements BlobStore, ResumableUploads {
       if (isReplayableBody(body)) {
         const bytes = bodyBytes(body);
         if (bytes.byteLength <= threshold) return await this.putSingle(key, bytes, opts, conditions);
-        return await this.putResumable(key, [], blocksOf(bytes), opts, conditions, ctx);
+        return await putResumable(this, key, [], blocksOf(bytes), opts, conditions, ctx);
       }
       // Read up to the threshold: a body that ends by then goes in one request.
       const source = bodyChunks(body)[Symbol.asyncIterator]();
@@ -132,7 +121,7 @@ export class GcsStore implements BlobStore, ResumableUploads {
         if (next.done) return await this.putSingle(key, Buffer.concat(head, headBytes), opts, conditions);
         head.push(next.value);
         headBytes += next.value.byteLength;
-        if (headBytes > threshold) return await this.putResumable(key, head, source, opts, conditions, ctx);
+        if (headBytes > threshold) return await putResumable(this, key, head, source, opts, conditions, ctx);
       }
     } catch (e) {
       const mapped = mapGcsError(e, ctx);
@@ -164,68 +153,6 @@ export class GcsStore implements BlobStore, ResumableUploads {
     return this.toMeta(key, file.metadata as GcsObjectResource);
   }
 
-  private async putResumable(
-    key: string, head: Buffer[], rest: AsyncIterator<Buffer>, opts: PutOptions, conditions: WriteConditions, ctx: GcsErrorContext,
-  ): Promise<ObjectMeta> {
-    const signal = opts.signal;
-    const file = this.file(key);
-    const [uri] = await file.createResumableUpload({
-      metadata: { contentType: opts.contentType ?? 'application/octet-stream', metadata: { ...opts.metadata } },
-      preconditionOpts: conditions,
-    });
-    // No MD5 here: crc32c in X-Goog-Hash lets GCS check the whole object, and MD5 would cost as
-    // much CPU again as the SHA-256 cloudmux needs anyway (GCS still computes its own md5Hash).
-    const hasher = new MultiHasher(['crc32c']);
-    async function* hashed(): AsyncGenerator<Buffer> {
-      // Shifted out so the already-read head is not pinned for the whole upload.
-      for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) {
-        hasher.update(chunk);
-        yield chunk;
-      }
-      for (;;) {
-        throwIfAborted(signal, { provider: PROVIDER, key });
-        const next = await rest.next();
-        if (next.done) return;
-        hasher.update(next.value);
-        yield next.value;
-      }
-    }
-    const chunkSize = this.options.chunkSize;
-    let offset = 0;
-    let parts: Buffer[] = [];
-    let size = 0;
-    let inflight: Promise<unknown> | undefined;
-    try {
-      // A full chunk is sent once a byte beyond it has arrived (so it is not the last), while the
-      // next one fills: memory stays near two chunks, and no chunk is ever concatenated.
-      for await (const chunk of hashed()) {
-        for (let c = chunk; c.byteLength > 0;) {
-          if (size === chunkSize) {
-            await inflight;
-            inflight = this.sendChunk(uri, parts, offset, undefined, undefined, ctx);
-            inflight.catch(() => undefined);
-            offset += size;
-            parts = [];
-            size = 0;
-          }
-          const take = Math.min(chunkSize - size, c.byteLength);
-          parts.push(c.subarray(0, take));
-          size += take;
-          c = c.subarray(take);
-        }
-      }
-      await inflight;
-      throwIfAborted(signal, { provider: PROVIDER, key });
-      const digests = hasher.digest();
-      checkExpected(opts.expect, digests, key);
-      const resource = (await this.sendChunk(uri, parts, offset, offset + size, googHashHeader(digests), ctx))!;
-      return await this.attachSha256(key, resource, digests.sha256!);
-    } catch (e) {
-      await this.cancelSession(uri);
-      throw e;
-    }
-  }
-
   // ------------------------------------------------------------------------------------------
   // resumable uploads (src/core/resumable.ts): a resumable session whose URI is the handle
 
@@ -241,24 +168,7 @@ export class GcsStore implements BlobStore, ResumableUploads {
   }
 
   async startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle> {
-    validateKey(key, PROVIDER);
-    validateMetadata(opts.metadata, PROVIDER, key);
-    if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw new InvalidArgumentError(`size must be a byte count, got ${opts.size}`, { provider: PROVIDER, key });
-    if (!Number.isSafeInteger(opts.partSize) || opts.partSize < 1 || (opts.partSize % GCS_LIMITS.chunkMultiple !== 0 && opts.size > opts.partSize)) {
-      throw new InvalidArgumentError(`partSize must be a multiple of 256 KiB, got ${opts.partSize}`, { provider: PROVIDER, key });
-    }
-    throwIfAborted(opts.signal, { provider: PROVIDER, key });
-    const sha256 = opts.sha256?.toLowerCase();
-    const ctx = this.ctx('startUpload', key, opts.signal);
-    try {
-      const [uri] = await this.file(key).createResumableUpload({
-        metadata: { contentType: opts.contentType ?? 'application/octet-stream', metadata: { ...opts.metadata, ...(sha256 ? { [SHA256_KEY]: sha256 } : {}) } },
-      });
-      const handle: GcsUploadHandle = { key, uri, size: opts.size, partSize: opts.partSize, ...(sha256 ? { sha256 } : {}), bucket: this.options.bucket, prefix: this.options.prefix };
-      return encodeHandle(PROVIDER, { ...handle });
-    } catch (e) {
-      throw mapGcsError(e, ctx);
-    }
+    return resumable.startUpload(this, key, opts);
   }
 
   /**
@@ -266,43 +176,12 @@ export class GcsStore implements BlobStore, ResumableUploads {
    * session already has (a part that was in flight when its sender died) are not sent again.
    */
   async uploadPart(handle: UploadHandle, partNumber: number, bytes: Uint8Array, opts: UploadPartOptions = {}): Promise<UploadedPart> {
-    const h = this.uploadHandle(handle);
-    checkPart(h, partNumber, bytes.byteLength, PROVIDER, h.key);
-    if (partNumber === partCount(h.size, h.partSize)) {
-      throw new InvalidArgumentError('the last part of a GCS upload goes to completeUpload (deferLastPart)', { provider: PROVIDER, key: h.key });
-    }
-    const ctx = this.ctx('uploadPart', h.key, opts.signal);
-    const { offset: start } = partRange(h.size, h.partSize, partNumber);
-    const end = start + bytes.byteLength;
-    try {
-      const status = await this.querySession(h.uri, ctx);
-      if (status.resource) throw new NotFoundError('the upload session is already complete', { provider: PROVIDER, key: h.key });
-      if (status.persisted < start) {
-        throw new InvalidArgumentError(`GCS parts go in order: the session holds ${status.persisted} bytes, part ${partNumber} starts at ${start}`, { provider: PROVIDER, key: h.key });
-      }
-      if (status.persisted < end) {
-        const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-        await this.sendChunk(h.uri, [buf.subarray(status.persisted - start)], status.persisted, undefined, undefined, ctx);
-      }
-      return { partNumber, size: bytes.byteLength };
-    } catch (e) {
-      throw mapGcsError(e, ctx);
-    }
+    return resumable.uploadPart(this, handle, partNumber, bytes, opts);
   }
 
   /** The whole parts the session holds (its persisted offset, rounded down to a part). NotFound once complete or cancelled. */
   async listParts(handle: UploadHandle, opts: SignalOptions = {}): Promise<UploadedPart[]> {
-    const h = this.uploadHandle(handle);
-    const ctx = this.ctx('listParts', h.key, opts.signal);
-    let status: { persisted: number; resource?: GcsObjectResource };
-    try {
-      status = await this.querySession(h.uri, ctx);
-    } catch (e) {
-      throw mapGcsError(e, ctx);
-    }
-    if (status.resource) throw new NotFoundError('the upload session is already complete', { provider: PROVIDER, key: h.key });
-    const whole = Math.min(Math.floor(status.persisted / h.partSize), partCount(h.size, h.partSize) - 1);
-    return Array.from({ length: whole }, (_, i) => ({ partNumber: i + 1, size: h.partSize }));
+    return resumable.listParts(this, handle, opts);
   }
 
   /**
@@ -310,133 +189,11 @@ export class GcsStore implements BlobStore, ResumableUploads {
    * CRC32C/MD5 before it commits), then records `cloudmux_sha256` if it was not known at start.
    */
   async completeUpload(handle: UploadHandle, parts: readonly UploadedPart[], opts: CompleteUploadOptions): Promise<ObjectMeta> {
-    const h = this.uploadHandle(handle);
-    const key = h.key;
-    checkPartsTile(h, parts, PROVIDER, key);
-    const last = partRange(h.size, h.partSize, parts.length);
-    const lastPart = opts.lastPart;
-    if (!lastPart || lastPart.byteLength !== last.length) {
-      throw new InvalidArgumentError(`completeUpload needs the last part's ${last.length} bytes as lastPart (deferLastPart)`, { provider: PROVIDER, key });
-    }
-    const sha256 = opts.checksums.sha256.toLowerCase();
-    if (h.sha256 !== undefined && h.sha256 !== sha256) {
-      throw new IntegrityError(`the upload was started for SHA-256 ${h.sha256}, the bytes have ${sha256}; not completed`, { provider: PROVIDER, key });
-    }
-    throwIfAborted(opts.signal, { provider: PROVIDER, key });
-    const ctx = this.ctx('completeUpload', key, opts.signal);
-    let resource: GcsObjectResource;
-    try {
-      const status = await this.querySession(h.uri, ctx);
-      if (status.resource) {
-        resource = status.resource; // an earlier completion got through; its answer was lost
-      } else {
-        if (status.persisted < last.offset) {
-          // Retryable: a resume lists the parts again and re-sends what is missing.
-          throw new TransientError(`the upload session holds ${status.persisted} bytes, the last part starts at ${last.offset}`, { provider: PROVIDER, key });
-        }
-        const buf = Buffer.from(lastPart.buffer, lastPart.byteOffset, lastPart.byteLength);
-        const hash = googHashHeader({ crc32c: opts.checksums.crc32c, md5: opts.checksums.md5 });
-        resource = (await this.sendChunk(h.uri, [buf.subarray(status.persisted - last.offset)], status.persisted, h.size, hash, ctx))!;
-      }
-    } catch (e) {
-      throw mapGcsError(e, ctx);
-    }
-    if (Number(resource.size) !== h.size) throw new IntegrityError(`GCS stored ${String(resource.size)} bytes, expected ${h.size}`, { provider: PROVIDER, key });
-    if (h.sha256 !== undefined) return this.toMeta(key, resource);
-    return this.attachSha256(key, resource, sha256);
+    return resumable.completeUpload(this, handle, parts, opts);
   }
 
   async abortUpload(handle: UploadHandle, opts: SignalOptions = {}): Promise<void> {
-    const h = this.uploadHandle(handle);
-    throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
-    await this.cancelSession(h.uri);
-  }
-
-  private uploadHandle(handle: UploadHandle): GcsUploadHandle {
-    const h = decodeHandle<GcsUploadHandle>(handle, PROVIDER);
-    if (h.bucket !== this.options.bucket || h.prefix !== this.options.prefix || typeof h.uri !== 'string' || !/^https?:\/\//.test(h.uri)) {
-      throw new InvalidArgumentError(`the upload handle belongs to gs://${String(h.bucket)}/${String(h.prefix)}, not ${this.toString()}`, { provider: PROVIDER, key: h.key });
-    }
-    validateKey(h.key, PROVIDER);
-    return h;
-  }
-
-  /**
-   * Sends `data` as bytes `start…` of a resumable session (`total` set on the final chunk). On a
-   * network failure or 5xx/429 it asks the session what it persisted and re-sends only the rest,
-   * up to `chunkRetries` times. Returns the object resource once the upload is complete.
-   */
-  private async sendChunk(uri: string, data: Buffer[], start: number, total: number | undefined, hash: string | undefined, ctx: GcsErrorContext): Promise<GcsObjectResource | undefined> {
-    const length = data.reduce((n, b) => n + b.byteLength, 0);
-    let from = start;
-    let failures = 0;
-    for (let rounds = 0; rounds < 1000; rounds++) {
-      const rest = skipBytes(data, from - start);
-      const restLength = start + length - from;
-      try {
-        const headers: Record<string, string> = {
-          'Content-Range': restLength === 0 ? `bytes */${total ?? '*'}` : `bytes ${from}-${from + restLength - 1}/${total ?? '*'}`,
-        };
-        if (hash && total !== undefined) headers['X-Goog-Hash'] = hash;
-        const res = await this.sessions.send(uri, 'PUT', headers, rest, ctx.signal);
-        if (res.status === 308) {
-          const persisted = persistedBytes(res.header('range'));
-          if (total === undefined && persisted >= start + length) return undefined;
-          if (persisted < start) throw new ProviderError(`gcs put ${ctx.key}: the upload session lost bytes it had acknowledged (has ${persisted}, expected ${start})`, { provider: PROVIDER, key: ctx.key });
-          // Fewer bytes persisted than sent (or the final request did not complete): send the rest.
-          from = persisted;
-          continue;
-        }
-        if (res.status === 200 || res.status === 201) return total === undefined ? undefined : res.json<GcsObjectResource>();
-        throw httpError(res);
-      } catch (e) {
-        const mapped = mapGcsError(e, ctx);
-        if (!mapped.retryable || failures >= this.options.chunkRetries || ctx.signal?.aborted) throw mapped;
-        failures++;
-        await sleep(Math.min(10_000, 250 * 2 ** (failures - 1)) * (0.5 + Math.random() / 2), undefined, { signal: ctx.signal }).catch(() => {
-          throw abortedError(ctx.signal, { provider: PROVIDER, key: ctx.key });
-        });
-        const status = await this.querySession(uri, ctx).catch((qe: unknown) => {
-          throw mapGcsError(qe, ctx);
-        });
-        if (status.resource) return total === undefined ? undefined : status.resource;
-        if (status.persisted < start) throw new ProviderError(`gcs put ${ctx.key}: the upload session lost bytes it had acknowledged`, { provider: PROVIDER, key: ctx.key });
-        from = Math.min(status.persisted, start + length);
-      }
-    }
-    throw new ProviderError(`gcs put ${ctx.key}: the upload session made no progress`, { provider: PROVIDER, key: ctx.key });
-  }
-
-  /** Asks a resumable session how many bytes it holds (or for the object, once complete). */
-  private async querySession(uri: string, ctx: GcsErrorContext): Promise<{ persisted: number; resource?: GcsObjectResource }> {
-    const res = await this.sessions.send(uri, 'PUT', { 'Content-Range': 'bytes */*' }, [], ctx.signal);
-    if (res.status === 308) return { persisted: persistedBytes(res.header('range')) };
-    if (res.status === 200 || res.status === 201) return { persisted: -1, resource: res.json<GcsObjectResource>() };
-    throw httpError(res);
-  }
-
-  /** Best effort: a session that is not cancelled expires on its own after a week. */
-  private async cancelSession(uri: string): Promise<void> {
-    try {
-      await this.sessions.send(uri, 'DELETE', {}, [], AbortSignal.timeout(10_000));
-    } catch {
-      // nothing to do
-    }
-  }
-
-  private async attachSha256(key: string, resource: GcsObjectResource, sha256: string): Promise<ObjectMeta> {
-    try {
-      const [patched] = await this.file(key).setMetadata(
-        { metadata: { [SHA256_KEY]: sha256 } },
-        { ifGenerationMatch: String(resource.generation), ifMetagenerationMatch: String(resource.metageneration ?? 1) },
-      );
-      return this.toMeta(key, patched as GcsObjectResource);
-    } catch {
-      // The bytes are stored and crc32c-checked; only the SHA-256 annotation is missing.
-      const meta = this.toMeta(key, resource);
-      meta.checksums.sha256 = sha256;
-      return meta;
-    }
+    return resumable.abortUpload(this, handle, opts);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -461,58 +218,20 @@ export class GcsStore implements BlobStore, ResumableUploads {
       let res: IncomingMessage;
       try {
         // Pinned to the generation just read, so the bytes belong to the metadata returned.
-        res = await this.openMedia(key, String(resource.generation), range, ctx);
+        res = await openMedia(this, key, String(resource.generation), range, ctx);
       } catch (e) {
         const mapped = mapGcsError(e, ctx);
         // Overwritten between the metadata read and the media read: read the new one. A key
         // rewritten in a tight loop by other writers can win that race several times in a row on a
         // slow link, so keep trying a while, with a little jitter to fall out of step with them.
         if (mapped.code === 'NotFound' && attempt < GET_OVERWRITE_ATTEMPTS) {
-          if (attempt > 0) await sleep(Math.random() * 10 * attempt, undefined, { signal: opts.signal }).catch(() => undefined);
+          if (attempt > 0) await sleep(OVERWRITE_BACKOFF.delay(attempt), opts.signal);
           continue;
         }
         throw mapped;
       }
       return { meta, body: mediaBody(res, ctx, verify), ...(range ? { range } : {}) };
     }
-  }
-
-  /**
-   * Starts the media download of one generation through the driver's own HTTP client, with the
-   * headers the SDK would send (its request decoration: credentials exactly when it would use them).
-   * Resolves once a 200/206 answer's headers arrive; any other answer is thrown as a GcsHttpError.
-   */
-  private async openMedia(key: string, generation: string, range: { offset: number; length: number } | undefined, ctx: GcsErrorContext): Promise<IncomingMessage> {
-    const decorated = await this.decorate({
-      uri: `${this.storage.baseUrl}/b/${encodeURIComponent(this.options.bucket)}/o/${encodeURIComponent(this.name(key))}`,
-      qs: { alt: 'media', generation },
-      headers: {
-        // With decompress off the SDK asked for gzip too: a gzip-stored object comes as stored,
-        // matching its size and checksums, instead of being transcoded.
-        'Accept-Encoding': 'gzip',
-        'Cache-Control': 'no-store',
-        ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
-      },
-    });
-    throwIfAborted(ctx.signal, { provider: PROVIDER, key });
-    const url = new URL(decorated.uri);
-    for (const [name, value] of Object.entries(decorated.qs ?? {})) {
-      if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
-    }
-    const res = await this.sessions.open(url, headerRecord(decorated.headers), ctx.signal);
-    const status = res.statusCode ?? 0;
-    if (status === 200 || status === 206) return res;
-    const text = await responseText(res).catch(() => '');
-    throw GcsHttpError.from(status, text, headerValue(res.headers['retry-after']));
-  }
-
-  /** The SDK's decoration of a request (project id, credentials when it would send them), without sending it. */
-  private decorate(reqOpts: SdkRequestOptions): Promise<SdkRequestOptions> {
-    return new Promise((resolve, reject) => {
-      this.storage.makeAuthenticatedRequest(reqOpts, {
-        onAuthenticated: (err, decorated) => (err ? reject(err) : resolve(decorated ?? reqOpts)),
-      });
-    });
   }
 
   async head(key: string, opts: SignalOptions = {}): Promise<ObjectMeta> {
@@ -524,13 +243,26 @@ export class GcsStore implements BlobStore, ResumableUploads {
   // ------------------------------------------------------------------------------------------
   // deletes
 
-  async delete(key: string, opts: SignalOptions = {}): Promise<void> {
-    validateKey(key, PROVIDER);
-    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+  async delete(key: string, opts: DeleteOptions = {}): Promise<void> {
+    checkDelete(PROVIDER, this.capabilities, key, opts);
+    const ctx = this.ctx('delete', key, opts.signal);
+    let conditions: { ifGenerationMatch?: string; ifMetagenerationMatch?: string } = {};
+    if (opts.ifMatch !== undefined) {
+      const parts = parseEtag(opts.ifMatch);
+      if (!parts) {
+        // Not one of our etags: it matches no object.
+        if (await this.exists(key, ctx)) throw new PreconditionFailedError(`gcs delete ${key}: etag is not ${opts.ifMatch}; not deleted`, { provider: PROVIDER, key });
+        return;
+      }
+      conditions = { ifGenerationMatch: parts.generation, ...(parts.metageneration !== undefined ? { ifMetagenerationMatch: parts.metageneration } : {}) };
+    }
     try {
-      await this.file(key).delete({ ignoreNotFound: true });
+      await this.file(key).delete({ ignoreNotFound: true, ...conditions });
     } catch (e) {
-      throw mapGcsError(e, this.ctx('delete', key, opts.signal));
+      const mapped = mapGcsError(e, ctx);
+      // A condition on an object that is gone: deleted either way.
+      if (mapped.code === 'PreconditionFailed' && !(await this.exists(key, ctx))) return;
+      throw mapped;
     }
   }
 
@@ -626,50 +358,25 @@ export class GcsStore implements BlobStore, ResumableUploads {
 
   async copy(src: string, dst: string, opts: CopyOptions = {}): Promise<ObjectMeta> {
     checkCopy(PROVIDER, this.capabilities, src, dst, opts);
-    const ctx = this.ctx('copy', dst, opts.signal, opts.ifNoneMatch === '*');
-    const query: Record<string, string> = {};
-    if (opts.ifNoneMatch === '*') query.ifGenerationMatch = '0';
-    if (opts.sourceIfMatch !== undefined) {
-      const parts = parseEtag(opts.sourceIfMatch);
-      if (!parts) {
-        await this.resource(src, this.ctx('copy', src, opts.signal));
-        throw new PreconditionFailedError(`gcs copy ${src}: source etag is not ${opts.sourceIfMatch}`, { provider: PROVIDER, key: src });
-      }
-      query.ifSourceGenerationMatch = parts.generation;
-      if (parts.metageneration !== undefined) query.ifSourceMetagenerationMatch = parts.metageneration;
-    }
-    let body: Record<string, unknown> = {};
-    if (opts.metadata !== undefined || opts.contentType !== undefined) {
-      // Replacing: send the whole destination state, keeping the source's SHA-256 with its bytes.
-      const source = await this.resource(src, this.ctx('copy', src, opts.signal));
-      const sha = checksumsOf(source).sha256;
-      const metadata = opts.metadata !== undefined ? { ...opts.metadata, ...(sha ? { [SHA256_KEY]: sha } : {}) } : stringMap(source.metadata);
-      const contentType = opts.metadata !== undefined ? (opts.contentType ?? 'application/octet-stream') : (opts.contentType ?? source.contentType);
-      body = { contentType, metadata };
-      query.ifSourceGenerationMatch ??= String(source.generation);
-    }
-    const srcFile = this.file(src);
-    const path = `/rewriteTo/b/${encodeURIComponent(this.options.bucket)}/o/${encodeURIComponent(this.name(dst))}`;
-    try {
-      // Large or cross-location rewrites answer with a token until done; every call repeats the request.
-      for (let token: string | undefined; ;) {
-        throwIfAborted(opts.signal, { provider: PROVIDER, key: dst });
-        const res = await requestJson<{ done?: boolean; rewriteToken?: string; resource?: GcsObjectResource }>(srcFile, {
-          method: 'POST', uri: path, qs: { ...query, ...(token ? { rewriteToken: token } : {}) }, json: body,
-        });
-        if (res.done && res.resource) return this.toMeta(dst, res.resource);
-        if (!res.rewriteToken) throw new ProviderError(`gcs copy ${src}: rewrite answered neither done nor a rewriteToken`, { provider: PROVIDER, key: dst });
-        token = res.rewriteToken;
-      }
-    } catch (e) {
-      const mapped = mapGcsError(e, { ...ctx, createOnly: false });
-      if (mapped.code === 'NotFound') throw new NotFoundError(`gcs copy: no object at ${src}`, { provider: PROVIDER, key: src, cause: mapped });
-      if (mapped.code === 'PreconditionFailed') {
-        if (opts.ifNoneMatch === '*' && (await this.exists(dst, ctx))) throw new AlreadyExistsError(`gcs copy: ${dst} already exists`, { provider: PROVIDER, key: dst, cause: mapped });
-        throw new PreconditionFailedError(`gcs copy ${src}: source etag is not ${opts.sourceIfMatch ?? 'what it was'}`, { provider: PROVIDER, key: src, cause: mapped });
-      }
-      throw mapped;
-    }
+    return copying.copyFrom(this, this, src, dst, opts);
+  }
+
+  canCopyFrom(source: BlobStore): boolean {
+    return copySourceOf(source, GcsStore, (s) => this.reaches(s)) !== undefined;
+  }
+
+  /** objects.rewrite from another GCS store's bucket (token loop for large objects): no bytes through this process. */
+  async copyFromStore(source: BlobStore, srcKey: string, dstKey: string, opts: CopyOptions = {}): Promise<ObjectMeta> {
+    const from = requireCopySource(this, source, GcsStore, (s) => this.reaches(s), dstKey);
+    checkCopy(PROVIDER, this.capabilities, srcKey, dstKey, opts);
+    return copying.copyFrom(this, from, srcKey, dstKey, opts);
+  }
+
+  /** True when `s` is on the same API endpoint with the same principal: a rewrite sent with this store's credentials can read its bucket. */
+  private reaches(s: GcsStore): boolean {
+    const a = this.options;
+    const b = s.options;
+    return a.apiEndpoint === b.apiEndpoint && a.useAuthWithCustomEndpoint === b.useAuthWithCustomEndpoint && copying.sameGcsPrincipal(a, b);
   }
 
   /**
@@ -677,31 +384,7 @@ export class GcsStore implements BlobStore, ResumableUploads {
    * and metageneration just read; a concurrent change without `ifMatch` is re-read and re-applied.
    */
   async updateMetadata(key: string, opts: UpdateMetadataOptions): Promise<ObjectMeta> {
-    validateKey(key, PROVIDER);
-    validateMetadata(opts.metadata, PROVIDER, key);
-    throwIfAborted(opts.signal, { provider: PROVIDER, key });
-    const ctx = this.ctx('updateMetadata', key, opts.signal);
-    for (let attempt = 0; ; attempt++) {
-      const current = await this.resource(key, ctx);
-      const etag = etagOf(current);
-      if (opts.ifMatch !== undefined && opts.ifMatch !== etag) {
-        throw new PreconditionFailedError(`gcs updateMetadata ${key}: etag is ${etag}, not ${opts.ifMatch}`, { provider: PROVIDER, key });
-      }
-      const sha = checksumsOf(current).sha256;
-      const next: Record<string, string | null> = { ...(sha ? { [SHA256_KEY]: sha } : {}), ...opts.metadata };
-      for (const k of Object.keys(current.metadata ?? {})) if (!(k in next)) next[k] = null;
-      try {
-        const [patched] = await this.file(key).setMetadata(
-          { metadata: next, ...(opts.contentType !== undefined ? { contentType: opts.contentType } : {}) } as FileMetadata,
-          { ifGenerationMatch: String(current.generation), ifMetagenerationMatch: String(current.metageneration) },
-        );
-        return this.toMeta(key, patched as GcsObjectResource);
-      } catch (e) {
-        const mapped = mapGcsError(e, ctx);
-        if (mapped.code === 'PreconditionFailed' && opts.ifMatch === undefined && attempt < 4) continue;
-        throw mapped;
-      }
-    }
+    return copying.updateMetadata(this, key, opts);
   }
 
   async presign(key: string, opts: PresignOptions): Promise<string> {
@@ -737,7 +420,8 @@ export class GcsStore implements BlobStore, ResumableUploads {
   // ------------------------------------------------------------------------------------------
   // helpers
 
-  private name(key: string): string {
+  /** @internal */
+  name(key: string): string {
     return this.options.prefix + key;
   }
 
@@ -745,15 +429,18 @@ export class GcsStore implements BlobStore, ResumableUploads {
     return name.slice(this.options.prefix.length);
   }
 
-  private file(key: string): File {
+  /** @internal */
+  file(key: string): File {
     return this.bucket.file(this.name(key));
   }
 
-  private ctx(op: string, key: string | undefined, signal?: AbortSignal, createOnly = false): GcsErrorContext {
+  /** @internal */
+  ctx(op: string, key: string | undefined, signal?: AbortSignal, createOnly = false): GcsErrorContext {
     return { op, bucket: this.options.bucket, key, signal, createOnly };
   }
 
-  private async resource(key: string, ctx: GcsErrorContext): Promise<GcsObjectResource> {
+  /** @internal */
+  async resource(key: string, ctx: GcsErrorContext): Promise<GcsObjectResource> {
     try {
       const [r] = await this.file(key).getMetadata();
       throwIfAborted(ctx.signal, { provider: PROVIDER, key });
@@ -763,7 +450,8 @@ export class GcsStore implements BlobStore, ResumableUploads {
     }
   }
 
-  private async exists(key: string, ctx: GcsErrorContext): Promise<boolean> {
+  /** @internal */
+  async exists(key: string, ctx: GcsErrorContext): Promise<boolean> {
     try {
       await this.resource(key, ctx);
       return true;
@@ -788,7 +476,8 @@ export class GcsStore implements BlobStore, ResumableUploads {
     return new PreconditionFailedError(`gcs put ${key}: the etag differs from ifMatch`, { provider: PROVIDER, key, cause });
   }
 
-  private toMeta(key: string, r: GcsObjectResource): ObjectMeta {
+  /** @internal */
+  toMeta(key: string, r: GcsObjectResource): ObjectMeta {
     const metadata = stringMap(r.metadata);
     return {
       key,
@@ -802,51 +491,7 @@ export class GcsStore implements BlobStore, ResumableUploads {
     };
   }
 }
-
-function etagOf(r: GcsObjectResource): string {
-  return `${r.generation}.${r.metageneration ?? 1}`;
-}
-
-function parseEtag(etag: string): EtagParts | undefined {
-  const m = /^"?(\d+)(?:\.(\d+))?"?$/.exec(etag.trim());
-  return m ? { generation: m[1]!, metageneration: m[2] } : undefined;
-}
-
-function stringMap(m: GcsObjectResource['metadata']): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(m ?? {})) if (v !== null && v !== undefined) out[k] = String(v);
-  return out;
-}
-
-function checkExpected(expected: Checksums | undefined, actual: Checksums, key: string): void {
-  if (!expected) return;
-  const bad = checksumMismatches(expected, actual);
-  if (bad.length > 0) throw new IntegrityError(`gcs put ${key}: body ${bad.join(', ')} differs from the expected digest; nothing was written`, { provider: PROVIDER, key });
-}
-
-/** `Range: bytes=0-N` of a 308 answer as a byte count (no header: nothing persisted). */
-function persistedBytes(range: string | null | undefined): number {
-  const m = range ? /bytes=0-(\d+)/.exec(range) : null;
-  return m ? Number(m[1]) + 1 : 0;
-}
-
-function httpError(res: SessionResponse): GcsHttpError {
-  return GcsHttpError.from(res.status, res.text, res.header('retry-after'));
-}
-
-/** The parts after the first `skip` bytes (subarrays, no copies). */
-function skipBytes(parts: Buffer[], skip: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (const p of parts) {
-    if (skip >= p.byteLength) {
-      skip -= p.byteLength;
-      continue;
-    }
-    out.push(skip > 0 ? p.subarray(skip) : p);
-    skip = 0;
-  }
-  return out;
-}
+redactInspection(GcsStore);
 
 function blocksOf(buf: Buffer): AsyncIterator<Buffer> {
   return (async function* () {
@@ -855,45 +500,8 @@ function blocksOf(buf: Buffer): AsyncIterator<Buffer> {
   })();
 }
 
-/**
- * A download's body as the caller sees it: failures mapped, an abort ends it, and destroying it (a
- * reader that stops early) destroys the response, so its socket is closed rather than pooled.
- */
-function mediaBody(res: IncomingMessage, ctx: GcsErrorContext, verify?: Transform): Readable {
-  const out = holdErrors(verify ?? new PassThrough());
-  const onAbort = (): void => {
-    out.destroy(abortedError(ctx.signal, { provider: PROVIDER, key: ctx.key }));
-  };
-  if (ctx.signal?.aborted) onAbort();
-  ctx.signal?.addEventListener('abort', onAbort, { once: true });
-  res.once('error', (e) => out.destroy(mapGcsError(e, ctx)));
-  out.once('close', () => {
-    ctx.signal?.removeEventListener('abort', onAbort);
-    if (!res.destroyed) res.destroy();
-  });
-  res.pipe(out);
-  return out;
-}
-
 /** Metadata-then-media reads of one get before an object rewritten each time in between is reported NotFound. */
 const GET_OVERWRITE_ATTEMPTS = 16;
+/** Waits between those attempts: short, jittered to fall out of step with the writers. */
+const OVERWRITE_BACKOFF = new Backoff({ baseMs: 10, capMs: 160 });
 
-function headerRecord(headers: SdkRequestOptions['headers']): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers ?? {})) if (value !== undefined && value !== null) out[name] = String(value);
-  return out;
-}
-
-function headerValue(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** The SDK's authenticated JSON request, for API calls it wraps awkwardly (rewrite with constant preconditions). */
-function requestJson<T>(file: File, reqOpts: { method: string; uri: string; qs: Record<string, string>; json: unknown }): Promise<T> {
-  return new Promise((resolve, reject) => {
-    file.request(reqOpts, (err, body) => {
-      if (err) reject(err);
-      else resolve(body as T);
-    });
-  });
-}

@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   AlreadyExistsError, MultiHasher, NotFoundError, NotModifiedError, NotSupportedError, PreconditionFailedError,
-  SHA256_KEY, IntegrityError, bodyChunks, checkCopy, checkGet, checkPut, checksumMismatches, compareKeys,
+  SHA256_KEY, IntegrityError, bodyChunks, checkCopy, checkDelete, checkGet, checkPut, checksumMismatches, compareKeys,
   resolveRange, rollup, throwIfAborted, validateKey, validateMetadata, validatePrefix, verifyingTransform,
 } from '../../src/core/index.js';
 import type {
-  BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
+  BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, DeleteOptions, GetOptions, GetResult, ListItem, ListOptions,
   ObjectMeta, ObjectSummary, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
 } from '../../src/core/index.js';
+import { redactInspection } from '../../src/core/redact.js';
 
 interface Entry {
   data: Buffer;
@@ -35,6 +36,7 @@ export class MemoryStore implements BlobStore {
     nativeChecksums: [],
     presign: false,
     streaming: false,
+    conditionalDelete: true,
   };
   private readonly objects = new Map<string, Entry>();
   private generation = 0;
@@ -87,9 +89,12 @@ export class MemoryStore implements BlobStore {
     return cloneMeta(this.entry(key).meta);
   }
 
-  async delete(key: string, opts: SignalOptions = {}): Promise<void> {
-    validateKey(key, PROVIDER);
-    throwIfAborted(opts.signal, { provider: PROVIDER, key });
+  async delete(key: string, opts: DeleteOptions = {}): Promise<void> {
+    checkDelete(PROVIDER, this.capabilities, key, opts);
+    const current = this.objects.get(key);
+    if (current && opts.ifMatch !== undefined && opts.ifMatch !== current.meta.etag) {
+      throw new PreconditionFailedError(`etag is ${current.meta.etag}, not ${opts.ifMatch}; not deleted`, { provider: PROVIDER, key });
+    }
     this.objects.delete(key);
   }
 
@@ -192,6 +197,7 @@ export class MemoryStore implements BlobStore {
     };
   }
 }
+redactInspection(MemoryStore);
 
 function cloneMeta(m: ObjectMeta): ObjectMeta {
   return { ...m, metadata: { ...m.metadata }, checksums: { ...m.checksums } };

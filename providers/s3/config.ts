@@ -1,8 +1,12 @@
 import { InvalidConfigError } from '../../src/core/errors.js';
 import { validatePrefix } from '../../src/core/keys.js';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { redactOnInspect } from '../../src/core/redact.js';
 
-const MiB = 1024 * 1024;
+/** The provider name in errors and handles. */
+export const PROVIDER = 's3';
+export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
+export const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
 /** S3's own limits, the same on every compatible server that matters. */
@@ -39,6 +43,12 @@ export interface S3StoreOptions {
    * put overwrite). Declared, never probed.
    */
   conditionalPut?: boolean;
+  /**
+   * Whether the endpoint honours If-Match on DeleteObject (AWS does, since 2024). Default: true on
+   * AWS, false on custom endpoints (s3rver and many compatibles ignore it and delete anyway).
+   * Declared, never probed; without it a delete with `ifMatch` is NotSupported.
+   */
+  conditionalDelete?: boolean;
   /**
    * Whether to send and read S3's flexible checksums (x-amz-checksum-sha256). Default: true on AWS,
    * false on custom endpoints, which get `requestChecksumCalculation: 'WHEN_REQUIRED'` and
@@ -77,6 +87,7 @@ export interface ResolvedS3Options {
   partSize: number;
   queueSize: number;
   conditionalPut: boolean;
+  conditionalDelete: boolean;
   flexibleChecksums: boolean;
   multipartCopyThreshold: number;
   isAws: boolean;
@@ -121,7 +132,7 @@ export function resolveOptions(o: S3StoreOptions): ResolvedS3Options {
   }
   const multipartCopyThreshold = Math.min(o.multipartCopyThreshold ?? S3_LIMITS.maxSingleShot, S3_LIMITS.maxSingleShot);
   const region = o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (isAws ? undefined : 'us-east-1');
-  return {
+  return redactOnInspect({
     bucket: o.bucket,
     prefix,
     region,
@@ -131,13 +142,14 @@ export function resolveOptions(o: S3StoreOptions): ResolvedS3Options {
     partSize,
     queueSize,
     conditionalPut: o.conditionalPut ?? isAws,
+    conditionalDelete: o.conditionalDelete ?? isAws,
     flexibleChecksums: o.flexibleChecksums ?? isAws,
     multipartCopyThreshold,
     isAws,
     fastReads: o.fastReads ?? true,
     etagMd5: o.etagMd5 ?? true,
     client: o.client,
-  };
+  });
 }
 
 /** `a/b` and `a/b/` both mean "everything under a/b/". */
@@ -163,7 +175,7 @@ function int(v: string | null, name: string): number | undefined {
 
 /**
  * `s3://bucket/optional/prefix?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&forcePathStyle=true`
- * plus `conditionalPut`, `flexibleChecksums`, `partSize`, `queueSize`, `fastReads`, `etagMd5`. Credentials are never read
+ * plus `conditionalPut`, `conditionalDelete`, `flexibleChecksums`, `partSize`, `queueSize`, `fastReads`, `etagMd5`. Credentials are never read
  * from the URL (user info is rejected); they come from `options.credentials` or the SDK chain.
  * Explicit `options` win over URL parameters.
  */
@@ -171,7 +183,7 @@ export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}):
   if (url.protocol !== 's3:') throw new InvalidConfigError(`s3: expected an s3:// URL, got ${url.protocol}`, { provider: 's3' });
   if (url.username || url.password) throw new InvalidConfigError('s3: credentials do not belong in the URL; use the SDK credential chain or options.credentials', { provider: 's3' });
   const q = url.searchParams;
-  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads', 'etagMd5']);
+  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'conditionalDelete', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads', 'etagMd5']);
   for (const k of q.keys()) if (!known.has(k)) throw new InvalidConfigError(`s3: unknown URL parameter ${JSON.stringify(k)}; known: ${[...known].join(', ')}`, { provider: 's3' });
   const fromUrl: S3StoreOptions = {
     bucket: url.hostname,
@@ -180,6 +192,7 @@ export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}):
     endpoint: q.get('endpoint') ?? undefined,
     forcePathStyle: bool(q.get('forcePathStyle')),
     conditionalPut: bool(q.get('conditionalPut')),
+    conditionalDelete: bool(q.get('conditionalDelete')),
     flexibleChecksums: bool(q.get('flexibleChecksums')),
     partSize: int(q.get('partSize'), 'partSize'),
     queueSize: int(q.get('queueSize'), 'queueSize'),

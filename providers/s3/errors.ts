@@ -47,9 +47,11 @@ export function mapS3Error(e: unknown, ctx: S3ErrorContext): CloudmuxError {
   if (e instanceof CloudmuxError) return e;
   const base = { provider: 's3', key: ctx.key };
   const where = `s3 ${ctx.op}${ctx.key !== undefined ? ` ${ctx.key}` : ''}`;
-  if (ctx.signal?.aborted || isAbortError(e)) {
-    return new CloudmuxError('Aborted', `${where}: aborted`, { ...base, cause: ctx.signal?.reason ?? e });
+  if (ctx.signal?.aborted) {
+    return new CloudmuxError('Aborted', `${where}: aborted`, { ...base, cause: ctx.signal.reason ?? e });
   }
+  // An AbortError nobody asked for is the transport giving up on a connection (the same rule on every provider).
+  if (isAbortError(e)) return new CloudmuxError('Transient', `${where}: the connection was cut (${(e as Error)?.message ?? 'aborted'})`, { ...base, cause: e });
   if (isNetworkError(e) || (e as { name?: string } | null)?.name === 'TimeoutError') {
     return new CloudmuxError('Transient', `${where}: ${(e as Error).message}`, { ...base, cause: e });
   }
@@ -80,7 +82,6 @@ export function mapS3Error(e: unknown, ctx: S3ErrorContext): CloudmuxError {
   if (UNSUPPORTED.has(name) || status === 501) return make('NotSupported', `the endpoint does not implement this (${name})`);
   if (CONFIG.has(name) || status === 301 || /region is missing/i.test(message)) return make('InvalidConfig', `${name}: ${message}`);
   if (ARGUMENT.has(name)) return make('InvalidArgument', `${name}: ${message}`);
-  if (status === 503) return make('Throttled', `service unavailable (${name})`);
   if (status !== undefined && status >= 500) return make('Transient', `${name} (HTTP ${status}): ${message}`);
   if (status === undefined && e instanceof Error && !('$metadata' in e)) {
     // Not an S3 answer: a bug or an unexpected local failure. Keep it as cause; it has no secrets.

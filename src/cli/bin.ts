@@ -10,6 +10,11 @@ try {
   // A cache that cannot be set up (read-only tmpdir) only costs speed.
 }
 
+// The AWS SDK warns on Node < 22 (8 lines on stderr, every S3 command) that its releases after
+// January 2027 will need Node 22; cloudmux pins one that supports Node 20. That is news for whoever
+// upgrades the dependency, not for a CLI user. Set before any SDK loads; a user's own setting wins.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 const { describeError, EXIT } = await import('./errors.js');
 const { main } = await import('./main.js');
 

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import type { BlobStore } from '../core/types.js';
-import { ENV_PREFIX, checkKeyId, loadKeyring, type Keyring } from '../layers/encryption/keyring.js';
+import { readFile } from 'node:fs/promises';
+import { ChainKeyring, ENV_PREFIX, checkKeyId, loadKeyring, type Keyring } from '../layers/encryption/keyring.js';
+import type { DeviceIdentity } from '../layers/encryption/device-identity.js';
+import type { Vault } from '../layers/encryption/vault.js';
 import type { EncryptedStore as EncryptedStoreClass } from '../layers/encryption/store.js';
 import { redactUrl } from '../registry.js';
 import { UsageError } from './errors.js';
@@ -21,7 +24,17 @@ export interface EncryptionFlags {
   decrypt?: boolean;
   /** Key file (JSON of id → base64 key). Default: $CLOUDMUX_KEYRING; CLOUDMUX_KEY_<ID> variables are always read. */
   keyring?: string;
+  /** This device's identity file: the store's vault becomes a keyring too (format v2). */
+  identity?: string;
+  /** File whose first line is the identity's passphrase (default $CLOUDMUX_PASSPHRASE). */
+  passphraseFile?: string;
+  /** Vault name within the store (default `default`). */
+  vault?: string;
 }
+
+/** `--encrypt-with vault` with `--identity`: wrap new objects to the store's vault (format v2). */
+export const VAULT_TARGET = 'vault';
+export const PASSPHRASE_ENV = 'CLOUDMUX_PASSPHRASE';
 
 /** Environment variable naming the default key file. */
 export const KEYRING_ENV = 'CLOUDMUX_KEYRING';
@@ -41,7 +54,72 @@ const keyringHelp = `key file (JSON of key id → base64 key, as \`cloudmux keys
 export function addEncryptionOptions(cmd: Command, help: { encrypt?: string; decrypt?: string }): Command {
   if (help.encrypt) cmd.option('--encrypt-with <key-id>', help.encrypt);
   if (help.decrypt) cmd.option('--decrypt', help.decrypt);
-  return cmd.option('--keyring <file>', keyringHelp);
+  return cmd
+    .option('--keyring <file>', keyringHelp)
+    .option('--identity <file>', `this device's identity (\`cloudmux keys device new\`): objects of the store's vault decrypt, and \`--encrypt-with ${VAULT_TARGET}\` encrypts for it`)
+    .option('--passphrase-file <file>', `file whose first line is the identity's passphrase (default $${PASSPHRASE_ENV})`)
+    .option('--vault <name>', 'vault name within the store (default: default)');
+}
+
+/** The passphrase from `--passphrase-file` (first line) or $CLOUDMUX_PASSPHRASE; never echoed. */
+export async function passphraseFor(flags: { passphraseFile?: string }, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (flags.passphraseFile) {
+    let text: string;
+    try {
+      text = await readFile(flags.passphraseFile, 'utf8');
+    } catch (e) {
+      throw new UsageError(`--passphrase-file ${flags.passphraseFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    const line = text.split(/\r?\n/)[0] ?? '';
+    if (!line) throw new UsageError(`--passphrase-file ${flags.passphraseFile} is empty`);
+    return line;
+  }
+  const p = env[PASSPHRASE_ENV];
+  if (!p) throw new UsageError(`give the identity's passphrase with --passphrase-file <file> or $${PASSPHRASE_ENV}`);
+  return p;
+}
+
+const identities = new WeakMap<object, Promise<DeviceIdentity>>();
+
+/** This device's identity from `--identity`, opened once per flags object. */
+export function identityFor(flags: { identity?: string; passphraseFile?: string }, env: NodeJS.ProcessEnv = process.env): Promise<DeviceIdentity> {
+  let p = identities.get(flags);
+  if (!p) {
+    const file = flags.identity;
+    if (!file) return Promise.reject(new UsageError('--identity <file> is required: this device\'s identity (from `cloudmux keys device new`)'));
+    p = (async () => {
+      const { DeviceIdentity } = await import('../layers/encryption/device-identity.js');
+      return DeviceIdentity.load(file, { passphrase: await passphraseFor(flags, env) });
+    })();
+    identities.set(flags, p);
+  }
+  return p;
+}
+
+const vaults = new WeakMap<EncryptionFlags, WeakMap<BlobStore, Promise<Vault>>>();
+
+/** The vault of `store` as `--identity` sees it (pins beside the identity file), opened once per flags and store. */
+export function vaultFor(store: BlobStore, flags: EncryptionFlags, env: NodeJS.ProcessEnv = process.env): Promise<Vault> {
+  let byStore = vaults.get(flags);
+  if (!byStore) vaults.set(flags, (byStore = new WeakMap()));
+  let v = byStore.get(store);
+  if (!v) {
+    v = (async () => {
+      const identity = await identityFor(flags, env);
+      const { Vault } = await import('../layers/encryption/vault.js');
+      const { FileVaultPins } = await import('../layers/encryption/vault-pins.js');
+      return Vault.open(store, { name: flags.vault, identity, pins: new FileVaultPins(`${flags.identity}.pins.json`) });
+    })();
+    byStore.set(store, v);
+  }
+  return v;
+}
+
+/** The keyring for objects of `store`: its vault first (with `--identity`), then the key file and variables. */
+async function storeKeyring(store: BlobStore, flags: EncryptionFlags, env: NodeJS.ProcessEnv): Promise<Keyring> {
+  const keyring = await keyringFor(flags, env);
+  if (!flags.identity) return keyring;
+  return new ChainKeyring([await vaultFor(store, flags, env), keyring]);
 }
 
 /** True when any flag asks for encryption or decryption. */
@@ -80,12 +158,18 @@ function keySources(flags: EncryptionFlags, env: NodeJS.ProcessEnv): string {
 export async function encryptingStore(store: BlobStore, flags: EncryptionFlags, env: NodeJS.ProcessEnv = process.env): Promise<BlobStore> {
   const keyId = flags.encryptWith;
   if (keyId === undefined) return store;
+  if (keyId === VAULT_TARGET && flags.identity) {
+    const vault = await vaultFor(store, flags, env);
+    await vault.writeKeyId(); // AccessDenied (exit 1) before anything is written if this device is not a member
+    const { vaultStore } = await import('../layers/encryption/vault-store.js');
+    return vaultStore(store, vault, { keyring: await keyringFor(flags, env) });
+  }
   try {
     checkKeyId(keyId);
   } catch (e) {
     throw new UsageError(`--encrypt-with: ${(e as Error).message}`);
   }
-  const keyring = await keyringFor(flags, env);
+  const keyring = await storeKeyring(store, flags, env);
   if (!(await keyring.has(keyId))) {
     throw new UsageError(`--encrypt-with ${keyId}: no such key in ${keySources(flags, env)}; create one with \`cloudmux keys generate --id ${keyId}\``);
   }
@@ -100,7 +184,7 @@ export async function encryptingStore(store: BlobStore, flags: EncryptionFlags, 
 export async function decryptingStore(store: BlobStore, flags: EncryptionFlags, env: NodeJS.ProcessEnv = process.env): Promise<BlobStore> {
   if (!flags.decrypt) return store;
   const EncryptedStore = await encryptedStore();
-  return new EncryptedStore(store, { keyring: await keyringFor(flags, env), keyId: READ_ONLY_KEY_ID });
+  return new EncryptedStore(store, { keyring: await storeKeyring(store, flags, env), keyId: READ_ONLY_KEY_ID });
 }
 
 /**
@@ -114,7 +198,7 @@ export async function checkDecryptable(store: BlobStore, key: string, what: stri
   // A malformed header is an IntegrityError from here: someone altered the metadata.
   const header = parseHeader(meta.metadata, { provider: store.provider, key });
   if (!header) throw new UsageError(`--decrypt: ${what} is not encrypted (no cloudmux_enc metadata); read it without --decrypt`);
-  const keyring = await keyringFor(flags, env);
+  const keyring = await storeKeyring(store, flags, env);
   if (!(await keyring.has(header.keyId))) {
     throw new UsageError(`--decrypt: ${what} is encrypted with key id ${header.keyId}, which is not in ${keySources(flags, env)}`);
   }
@@ -142,7 +226,7 @@ export async function checkTreeDecryptable(store: BlobStore, side: string, flags
   await checkDecryptable(store, first, `${side} object ${first}`, flags, env);
   // Not closed: closing a wrapper closes the store it wraps, which the caller still uses.
   const EncryptedStore = await encryptedStore();
-  const reader = new EncryptedStore(store, { keyring: await keyringFor(flags, env), keyId: READ_ONLY_KEY_ID });
+  const reader = new EncryptedStore(store, { keyring: await storeKeyring(store, flags, env), keyId: READ_ONLY_KEY_ID });
   const meta = await reader.head(first);
   const { body } = await reader.get(first, meta.size > 0 ? { range: { offset: 0, length: 1 } } : {});
   for await (const _chunk of body) { /* authenticate the first segment */ }

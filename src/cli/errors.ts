@@ -8,15 +8,8 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-/** One line for stderr, never a stack trace or a credential. */
-export function describeError(e: unknown): string {
-  if (e instanceof CloudmuxError) {
-    const where = [e.provider, e.key].filter(Boolean).join(' ');
-    return `${e.code}${where ? ` (${where})` : ''}: ${e.message}`;
-  }
-  if (e instanceof Error) return e.message;
-  return String(e);
-}
+/** One line for stderr, never a stack trace or a credential (the one describeError, src/core/errors.ts). */
+export { describeError } from '../core/errors.js';
 
 export function exitCodeFor(e: unknown): number {
   if (e instanceof UsageError) return EXIT.usage;

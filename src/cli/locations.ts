@@ -1,26 +1,36 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { openStore, parseStoreUrl, splitObjectUrl } from '../registry.js';
 import type { BlobStore } from '../core/types.js';
+import { UsageError } from './errors.js';
 
 /**
- * Where a CLI argument points: `-` (stdin/stdout), a local file (plain path or file:// URL, read and
- * written directly, no sidecar metadata), or an object in a store (`s3://b/key`, `gs://`, `az://`,
- * `memory://`).
+ * Where a CLI argument points: `-` (stdin/stdout), a local file or directory (plain path or
+ * file:// URL, read and written directly, no sidecar metadata), or an object in a store
+ * (`s3://b/key`, `gs://`, `az://`, `memory://`). `dir` records that the argument ends with `/`
+ * (or is `.`/`..`): "into this directory".
  */
 export type Location =
   | { kind: 'stdio' }
-  | { kind: 'local'; path: string }
+  | { kind: 'local'; path: string; dir: boolean; display: string }
   | { kind: 'object'; storeUrl: URL; key: string; display: string };
 
+export type LocalLocation = Extract<Location, { kind: 'local' }>;
+export type ObjectLocation = Extract<Location, { kind: 'object' }>;
+
+/** Parses a CLI argument. Store URLs keep the key as typed (see parseStoreUrl); bad ones are InvalidKey/InvalidConfig, exit 2. */
 export function parseLocation(arg: string): Location {
   if (arg === '-') return { kind: 'stdio' };
   const url = parseStoreUrl(arg);
-  if (url.protocol === 'file:') return { kind: 'local', path: resolve(fileURLToPath(url)) };
+  if (url.protocol === 'file:') {
+    if (url.search) throw new UsageError(`${arg}: store options on a file:// URL apply to ls, migrate and verify; this command reads or writes the file itself`);
+    const typed = /^file:/i.test(arg) ? fileURLToPath(url) : arg;
+    return { kind: 'local', path: resolve(fileURLToPath(url)), dir: /[/\\]$/.test(typed) || /(^|[/\\])\.\.?$/.test(typed), display: arg };
+  }
   const { store, key } = splitObjectUrl(url);
   return { kind: 'object', storeUrl: store, key, display: arg };
 }
@@ -44,6 +54,13 @@ export async function closeStores(): Promise<void> {
   await Promise.allSettled(all.map(async (p) => (await p).close()));
 }
 
+/** What is at a local path. */
+export async function localKind(path: string): Promise<'file' | 'dir' | 'missing' | 'other'> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) return 'missing';
+  return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : 'other';
+}
+
 /** A local file's size, or undefined if it is not a regular file. */
 export async function localSize(path: string): Promise<number | undefined> {
   try {
@@ -54,20 +71,36 @@ export async function localSize(path: string): Promise<number | undefined> {
   }
 }
 
+/** The size of a local file a command reads; a UsageError saying what is there otherwise (a directory: use -r). */
+export async function readableLocalFile(loc: LocalLocation, command: string): Promise<number> {
+  const size = await localSize(loc.path);
+  if (size !== undefined) return size;
+  const kind = await localKind(loc.path);
+  if (kind === 'dir') throw new UsageError(`${loc.display} is a directory${command === 'cp' ? '; use cp -r to copy a tree' : ''}`);
+  if (kind === 'missing') throw new UsageError(`${loc.display}: no such file`);
+  throw new UsageError(`${loc.display} is not a regular file`);
+}
+
+/**
+ * The file a copy to `loc` writes: `loc` itself, or `loc/<name>` when `loc` ends with `/` or is an
+ * existing directory ("into this directory, keeping the source name", as `cp` and `aws s3 cp` do).
+ */
+export async function localTarget(loc: LocalLocation, name: string): Promise<string> {
+  if (!loc.dir && (await localKind(loc.path)) !== 'dir') return loc.path;
+  if (!name) throw new UsageError(`${loc.display} is a directory; give the file name when copying from stdin`);
+  return join(loc.path, basename(name));
+}
+
 /** A local file as a stream, optionally from `start` to `end` (inclusive). */
 export function openLocalRead(path: string, start?: number, end?: number): Readable {
   return createReadStream(path, { start, end });
 }
 
 /**
- * Writes a stream to a local file atomically (temp file + rename), so an interrupted download
- * never leaves a truncated file under the final name. A directory target (or trailing `/`)
- * receives `name`.
+ * Writes a stream to the local file `target` atomically (temp file + rename), so an interrupted
+ * download never leaves a truncated file under the final name.
  */
-export async function writeLocal(path: string, body: Readable, name: string): Promise<string> {
-  let target = path;
-  const st = await stat(path).catch(() => undefined);
-  if (st?.isDirectory() || path.endsWith('/')) target = resolve(path, basename(name));
+export async function writeLocal(target: string, body: Readable): Promise<string> {
   await mkdir(dirname(target), { recursive: true });
   const tmp = `${target}.cloudmux-partial-${process.pid}`;
   try {
@@ -78,4 +111,36 @@ export async function writeLocal(path: string, body: Readable, name: string): Pr
     throw e;
   }
   return target;
+}
+
+/**
+ * A local file as an object of the fs store it belongs to, for what needs metadata (encryption
+ * headers) or a store's delete: the nearest enclosing directory that is a plain-layout fs store
+ * (holds `.cloudmux/layout`), else the file's own directory. Its key is the path below that root.
+ */
+export async function localAsObject(path: string, display: string): Promise<ObjectLocation> {
+  const root = (await enclosingStoreRoot(path)) ?? dirname(path);
+  const key = relative(root, path).split(sep).join('/');
+  return { kind: 'object', storeUrl: pathToFileURL(root), key, display };
+}
+
+/**
+ * A local file read with `--decrypt`, as an object of its fs store. A file in no fs store has no
+ * metadata and so no encryption header: that is said at once, without opening a store in the
+ * user's directory (a read never writes there).
+ */
+export async function localEncryptedSource(loc: LocalLocation, command: string): Promise<ObjectLocation> {
+  await readableLocalFile(loc, command);
+  if ((await enclosingStoreRoot(loc.path)) === undefined) {
+    throw new UsageError(`--decrypt: ${loc.display} is not encrypted (it is in no fs store, so it has no cloudmux_enc metadata); read it without --decrypt`);
+  }
+  return localAsObject(loc.path, loc.display);
+}
+
+/** The nearest directory from `dir` upwards that is a plain-layout fs store, if any. */
+export async function enclosingStoreRoot(dir: string): Promise<string | undefined> {
+  for (let d = dir; ; d = dirname(d)) {
+    if ((await localKind(join(d, '.cloudmux', 'layout'))) === 'file') return d;
+    if (dirname(d) === d) return undefined;
+  }
 }

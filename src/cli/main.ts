@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { register as registerCat } from './commands/cat.js';
 import { register as registerCp } from './commands/cp.js';
@@ -8,14 +9,33 @@ import { register as registerVerify } from './commands/verify.js';
 import { register as registerKeys } from './commands/keys.js';
 import { register as registerConfig } from './commands/config.js';
 import { register as registerDaemon } from './commands/daemon.js';
+import { register as registerSync } from './commands/sync.js';
+import { register as registerGc } from './commands/gc.js';
+import { register as registerCost } from './commands/cost.js';
 import { EXIT, describeError, exitCodeFor } from './errors.js';
 import { closeStores } from './locations.js';
+
+/**
+ * The version in cloudmux's own package.json: the nearest one above this file named `cloudmux`
+ * (src/cli in a checkout, dist/src/cli in the package).
+ */
+export function packageVersion(): string {
+  for (let url = new URL('../../package.json', import.meta.url), i = 0; i < 3; i++, url = new URL('../package.json', url)) {
+    try {
+      const pkg = JSON.parse(readFileSync(url, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'cloudmux' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not there: one level up
+    }
+  }
+  return 'unknown';
+}
 
 /** Builds the `cloudmux` command. Each command lives in commands/<name>.ts and registers itself. */
 export function buildProgram(): Command {
   const program = new Command('cloudmux')
     .description('one blob interface over S3, GCS and Azure Blob: copy, migrate, verify, route')
-    .version('0.1.0')
+    .version(packageVersion())
     .showSuggestionAfterError()
     .exitOverride();
   registerLs(program);
@@ -27,6 +47,9 @@ export function buildProgram(): Command {
   registerKeys(program);
   registerConfig(program);
   registerDaemon(program);
+  registerSync(program);
+  registerGc(program);
+  registerCost(program);
   return program;
 }
 

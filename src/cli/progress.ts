@@ -223,6 +223,7 @@ export function formatSummary(s: MigrationSummary, dryRun = false): string {
     `failed:      ${s.failed}`,
   ];
   if (s.vanished) lines.push(`vanished:    ${s.vanished} (deleted from the source during the run)`);
+  if (s.deferred) lines.push(`deferred:    ${s.deferred} (not critical: metered link; run again without --metered)`);
   if (s.extraAtDestination) lines.push(`extra:       ${s.extraAtDestination} only at the destination (left alone)`);
   if (s.sourceDeleted) lines.push(`deleted:     ${s.sourceDeleted} from the source after verification`);
   if (s.resumedAfter !== undefined) lines.push(`resumed:     after ${JSON.stringify(s.resumedAfter)}`);

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import type * as Yaml from 'yaml';
 import type { z } from 'zod';
 import { InvalidConfigError, type CloudmuxError } from '../core/errors.js';
-import { configSchema, pricesSchema, type CloudmuxConfig, type Prices, type PricesInput, type RawConfig } from './schema.js';
+import { isSecretName, redactOnInspect } from '../core/redact.js';
+import { CONFIG_VERSION, configSchema, pricesSchema, type CloudmuxConfig, type Prices, type PricesInput, type RawConfig } from './schema.js';
 
 let yamlModule: typeof Yaml | undefined;
 
@@ -52,6 +53,11 @@ export function parseConfigText(text: string, opts: ParseConfigOptions = {}): Cl
 /** Validates a config object (already parsed from YAML/JSON) and resolves env references and prices. */
 export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): CloudmuxConfig {
   const where = opts.source ?? 'config';
+  // Before the schema: a newer file may hold keys this version does not know, and that is the news.
+  const version = (input as { version?: unknown } | null)?.version;
+  if (typeof version === 'number' && version > CONFIG_VERSION) {
+    throw new InvalidConfigError(`${where} is config version ${version}, newer than this cloudmux understands (${CONFIG_VERSION}); upgrade cloudmux`);
+  }
   const result = configSchema.safeParse(input);
   if (!result.success) throw configError(where, result.error.issues.map(describeIssue));
   const raw = result.data;
@@ -62,7 +68,8 @@ export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): Clou
   const table = { ...(opts.priceTable ?? defaultPriceTable()), ...(raw.priceTable ?? {}) };
   const providers = resolved.providers.map((p, i) => ({ ...p, prices: resolvePrices(p.prices, p.url, i, table, problems) }));
   if (problems.length > 0) throw configError(where, problems);
-  return { ...resolved, providers };
+  // The resolved secrets are for the drivers; console.log(config) shows them redacted.
+  return redactOnInspect({ ...resolved, providers }, { deep: true });
 }
 
 function configError(where: string, problems: string[]): CloudmuxError {
@@ -96,7 +103,6 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   }
 }
 
-const SECRET_NAME = /secret|password|passwd|token|credential|connectionstring|accountkey|privatekey|sas/i;
 /** `${VAR}`, `${VAR:-default}`, or `${file:/run/secrets/x}` (the file's content, trailing newline dropped). */
 const REF = /\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}/g;
 
@@ -106,7 +112,7 @@ function checkSecretsAreReferences(cfg: RawConfig, problems: string[]): void {
     if (value && typeof value === 'object') {
       for (const [k, v] of Object.entries(value)) {
         const p = [...path, Array.isArray(value) ? Number(k) : k];
-        if (typeof v === 'string' && SECRET_NAME.test(k) && !/\$\{[A-Za-z_]/.test(v)) {
+        if (typeof v === 'string' && isSecretName(k) && !/\$\{[A-Za-z_]/.test(v)) {
           problems.push(`${formatPath(p)}: a secret must be an environment reference like "\${MY_SECRET}", not a literal value`);
         } else visit(v, p);
       }
@@ -176,6 +182,10 @@ function resolvePrices(given: PricesInput, url: string, index: number, table: Re
     const v = merged[field];
     if (typeof v !== 'number') problems.push(`providers[${index}].prices.${field}: missing; expected a number ($) or prices.use naming a price-table entry`);
     else out[field] = v;
+  }
+  for (const field of ['egressInterRegionGb', 'retrievalGb', 'minStorageDays'] as const) {
+    const v = merged[field];
+    if (typeof v === 'number') out[field] = v;
   }
   return out;
 }

@@ -1,4 +1,10 @@
 import { z } from 'zod';
+import { LOCATION_PATTERN } from '../router/locations.js';
+import { BandwidthTimetable } from '../layers/bandwidth-timetable.js';
+import { prioritySchema } from './priority-schema.js';
+import { syncConfigSchema } from './sync-schema.js';
+
+export { priorityRuleSchema, prioritySchema } from './priority-schema.js';
 
 /**
  * The cloudmux configuration file (YAML or JSON), shared by the library, the CLI and the daemon.
@@ -21,7 +27,14 @@ export const pricesSchema = z.strictObject({
   classAPer1k: nonNegative.optional(),
   /** $ per 1,000 class-B requests (reads). */
   classBPer1k: nonNegative.optional(),
+  /** $ per GB to another region of the same cloud (absent: the internet rate applies). */
+  egressInterRegionGb: nonNegative.optional(),
+  /** $ per GB read back (infrequent-access storage classes charge it; standard classes do not). */
+  retrievalGb: nonNegative.optional(),
+  /** An object deleted or overwritten sooner is billed as if stored this many days (IA: 30, archive: 90+). */
+  minStorageDays: nonNegative.optional(),
 });
+
 
 const positiveMs = z.number().int().positive();
 
@@ -67,7 +80,14 @@ export const providerSchema = z.strictObject({
   url: z.string().min(1),
   /** Driver options (endpoint, credentials by `${ENV}` reference, …), passed to the driver as given. */
   options: z.record(z.string(), z.unknown()).optional(),
+  /** The provider's region; with the URL scheme's cloud it gives the default `location` (src/router/locations.ts). */
   region: z.string().optional(),
+  /**
+   * Where the provider's bytes live, `cloud:region` (`aws:us-east-1`). Egress between two providers
+   * in one location is free, between regions of one cloud costs `egressInterRegionGb`. Default:
+   * the URL scheme's cloud (s3→aws, gs→gcp, az→azure) and `region`, when both are known.
+   */
+  location: z.string().regex(LOCATION_PATTERN, 'a location is cloud:region, e.g. aws:us-east-1').optional(),
   /** Tie-breaker between equally priced providers: higher is preferred. */
   weight: z.number().positive().default(1),
   prices: pricesSchema.default({}),
@@ -99,6 +119,12 @@ export const policySchema = z.strictObject({
   allowStaleReads: z.boolean().default(false),
   /** Adopt keys found on a provider but unknown to the catalog (written before cloudmux). */
   adoptUnknown: z.boolean().default(true),
+  /**
+   * Rank providers for a new object by storage + request + the upload's egress from where the
+   * router runs (`router.location`), so objects land near their writer (docs/cost.md: write-local).
+   * Default false: storage + request only.
+   */
+  writeLocal: z.boolean().default(false),
 });
 
 export const stateSchema = z.union([
@@ -140,8 +166,39 @@ export const healthSchema = z.strictObject({
   recoverAfter: z.number().int().positive().default(3),
 });
 
+/** Adaptive concurrency (AIMD) bounds and tuning; see AdaptiveConcurrency for each default. */
+export const adaptiveSchema = z.strictObject({
+  min: z.number().int().positive().optional(),
+  max: z.number().int().positive().optional(),
+  initial: z.number().int().positive().optional(),
+  windowMs: z.number().int().positive().optional(),
+  increase: z.number().positive().optional(),
+  /** Multiplier on a throttle or latency rise, in (0, 1). */
+  decrease: z.number().gt(0).lt(1).optional(),
+  latencyTolerance: z.number().gt(1).optional(),
+  maxEventLoopLagMs: z.number().positive().optional(),
+}).refine((a) => a.min === undefined || a.max === undefined || a.min <= a.max, { message: 'adaptive.min must not exceed adaptive.max' });
+
+/** How transfers are ordered and paced: priority classes, metered links, bandwidth (see docs/transfers.md). */
+export const transfersSchema = z.strictObject({
+  priority: prioritySchema.optional(),
+  /** A metered link: the replication worker (and `migrate --config`) move only critical objects. */
+  metered: z.boolean().default(false),
+  /** `--bwlimit` for `migrate --config` runs: `10M`, `10M:1M`, `"08:00,1M 19:00,off"`. */
+  bwlimit: z.string().superRefine((v, ctx) => {
+    try {
+      BandwidthTimetable.parse(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+  }).optional(),
+});
+
 export const replicationSchema = z.strictObject({
+  /** Copies in flight (in all, with `adaptive`). */
   concurrency: z.number().int().positive().default(4),
+  /** Adaptive concurrency per destination provider within `concurrency`; absent: fixed. */
+  adaptive: adaptiveSchema.optional(),
   /** Attempts before an entry is dead-lettered with its last error. */
   maxAttempts: z.number().int().positive().default(8),
   backoffBaseMs: z.number().int().positive().default(1_000),
@@ -162,6 +219,36 @@ export const scanSchema = z.strictObject({
   compare: z.enum(['size', 'metadata']).default('metadata'),
   /** Differences on objects changed more recently than this are left for the next pass (a write may be in flight). */
   settleMs: z.number().int().nonnegative().default(60_000),
+  /** With a PostgreSQL state: key ranges the daemons sharing it divide the scan into (each key checked once per cycle). */
+  ranges: z.number().int().positive().max(10_000).default(16),
+  /** With a PostgreSQL state: how long a daemon holds a scan range between its slices; a dead daemon's range is taken over after it. */
+  leaseMs: z.number().int().positive().default(5 * 60_000),
+});
+
+/** Forgetting old tombstones (deleted keys with nothing owed), by one daemon at a time (the leader, with a PostgreSQL state). */
+export const tombstonesSchema = z.strictObject({
+  /** How often; 0: never. */
+  pruneIntervalMs: z.number().int().nonnegative().default(60 * 60_000),
+  /** Tombstones younger than this are kept (a replica that was down this long still learns of the delete). */
+  retainMs: z.number().int().positive().default(7 * 24 * 60 * 60_000),
+  /** How often a follower tries to become leader (and so how soon one takes over from a leader that died). */
+  leaderCheckMs: z.number().int().positive().default(5_000),
+});
+
+/**
+ * Garbage collection of a chunked tree (`cp`/`migrate --chunked`) kept on a provider, run by the
+ * daemon (the leader, with a PostgreSQL state) as `cloudmux gc` would. The manifests must be
+ * readable without keys: for an encrypted chunked tree run `cloudmux gc` with the keys instead.
+ */
+export const chunkGcSchema = z.strictObject({
+  /** A provider name of `providers`. */
+  provider: z.string().min(1),
+  /** Where the chunks are (default `.cmx-chunks/`). */
+  chunkPrefix: z.string().regex(/.\/$/, 'must end with /').optional(),
+  /** One collection every this many ms (after the previous ended). Default a day. */
+  intervalMs: z.number().int().positive().default(24 * 60 * 60_000),
+  /** Unreferenced chunks younger than this are kept (a chunked put may be writing them). At least an hour; default a day; never shorter than the writers'. */
+  graceMs: z.number().int().min(60 * 60_000, 'graceMs under an hour is unsafe while chunked puts run; use `cloudmux gc --grace` for an offline collection').default(24 * 60 * 60_000),
 });
 
 export const daemonSchema = z.strictObject({
@@ -176,20 +263,34 @@ export const daemonSchema = z.strictObject({
   probeTimeoutMs: positiveMs.default(10_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   scan: scanSchema.default(scanSchema.parse({})),
+  tombstones: tombstonesSchema.default(tombstonesSchema.parse({})),
+  chunkGc: z.array(chunkGcSchema).default([]),
 });
 
+/** The config file format this cloudmux reads and writes; a file with a higher `version` is refused. */
+export const CONFIG_VERSION = 1;
+
 export const configSchema = z.strictObject({
+  /** Format version of the file (absent: 1). */
+  version: z.number().int().positive().optional(),
   providers: z.array(providerSchema).min(1, 'at least one provider is needed'),
-  policies: z.array(policySchema).default([{ prefix: '', replicas: 1, writeQuorum: 1, read: 'cheapest', pin: [], allowStaleReads: false, adoptUnknown: true }]),
+  policies: z.array(policySchema).default([{ prefix: '', replicas: 1, writeQuorum: 1, read: 'cheapest', pin: [], allowStaleReads: false, adoptUnknown: true, writeLocal: false }]),
   state: stateSchema.optional(),
   router: z.strictObject({
-    /** The provider cloudmux runs next to (egress from it is free; from others it costs their egressToGb to it). */
+    /**
+     * Where cloudmux runs: a provider name (egress from it is free; from others it costs their
+     * egressToGb to it), or a location `cloud:region` (`aws:us-east-1`): reads then go to the
+     * replica cheapest to move there, by each provider's `location` (see providers[].location).
+     */
     location: z.string().optional(),
   }).default({}),
   health: healthSchema.default(healthSchema.parse({})),
   replication: replicationSchema.default(replicationSchema.parse({})),
+  transfers: transfersSchema.default(transfersSchema.parse({})),
   /** Settings of `cloudmux daemon` (ignored by the library and the other commands). */
   daemon: daemonSchema.default(daemonSchema.parse({})),
+  /** Settings of `cloudmux sync`: device profiles (ignored by the other commands). */
+  sync: syncConfigSchema.optional(),
   /** Extra price-table entries (merged over config/prices.yaml). */
   priceTable: z.record(z.string(), pricesSchema.omit({ use: true })).optional(),
 }).superRefine((cfg, ctx) => {
@@ -206,9 +307,12 @@ export const configSchema = z.strictObject({
       if (!known(to)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'prices', 'egressToGb', to], message: `unknown provider "${to}"; expected one of: ${list}` });
     }
   });
-  if (cfg.router.location !== undefined && !known(cfg.router.location)) {
-    ctx.addIssue({ code: 'custom', path: ['router', 'location'], message: `unknown provider "${cfg.router.location}"; expected one of: ${list}` });
+  if (cfg.router.location !== undefined && !known(cfg.router.location) && !LOCATION_PATTERN.test(cfg.router.location)) {
+    ctx.addIssue({ code: 'custom', path: ['router', 'location'], message: `unknown provider "${cfg.router.location}"; expected one of: ${list}, or a location cloud:region (e.g. aws:us-east-1)` });
   }
+  cfg.daemon.chunkGc.forEach((g, i) => {
+    if (!known(g.provider)) ctx.addIssue({ code: 'custom', path: ['daemon', 'chunkGc', i, 'provider'], message: `unknown provider "${g.provider}"; expected one of: ${list}` });
+  });
   const prefixes = new Map<string, number>();
   cfg.policies.forEach((pol, i) => {
     const first = prefixes.get(pol.prefix);
@@ -246,6 +350,8 @@ export type HealthConfig = z.infer<typeof healthSchema>;
 export type ReplicationConfig = z.infer<typeof replicationSchema>;
 export type ResilienceConfig = z.infer<typeof resilienceSchema>;
 export type ScanConfig = z.infer<typeof scanSchema>;
+export type TransfersConfig = z.infer<typeof transfersSchema>;
+export type PriorityConfig = z.infer<typeof prioritySchema>;
 export type DaemonConfig = z.infer<typeof daemonSchema>;
 /** A validated configuration, before price references are resolved. */
 export type RawConfig = z.infer<typeof configSchema>;
@@ -257,6 +363,12 @@ export interface Prices {
   egressToGb: Record<string, number>;
   classAPer1k: number;
   classBPer1k: number;
+  /** $ per GB to another region of the same cloud; absent: `egressInternetGb`. */
+  egressInterRegionGb?: number;
+  /** $ per GB read (infrequent-access classes); absent: 0. */
+  retrievalGb?: number;
+  /** Minimum billed storage duration in days; absent: 0. */
+  minStorageDays?: number;
 }
 
 /** A validated configuration with every `${ENV}` resolved and every provider's prices complete. */

@@ -102,10 +102,6 @@ export function checksumMismatches(expected: Checksums, actual: Checksums): Chec
   return out;
 }
 
-/** True when the two share at least one algorithm. */
-export function hasCommonChecksum(a: Checksums, b: Checksums): boolean {
-  return (['sha256', 'md5', 'crc32c'] as const).some((alg) => a[alg] !== undefined && b[alg] !== undefined);
-}
 
 /**
  * A Transform that passes bytes through and, at the end, fails with IntegrityError if their

@@ -21,7 +21,82 @@ export type ErrorCode =
   | 'NotSupported'
   | 'ProviderError';
 
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['Throttled', 'Transient']);
+/** The kind of operation an error came from: some codes mean one thing on a read, another on a write. */
+export type OpClass = 'read' | 'write' | 'delete' | 'list';
+
+/** What an error code means to everything that reacts to failures; one row per code in {@link ERROR_SEMANTICS}. */
+export interface ErrorSemantics {
+  /**
+   * The request (or the caller) is at fault, not the provider: the same request fails anywhere.
+   * `'writes'`: only on writes (an IntegrityError on a write is the caller's body not matching its
+   * `expect`; on a read it is the provider serving bad bytes).
+   */
+  callerFault: boolean | 'writes';
+  /** A retry (after a backoff) may cure it. A CloudmuxError may override this per instance. */
+  retryable: boolean;
+  /** Counts as a failure in the router's health (error rate) for the provider that answered. */
+  countsAgainstHealth: boolean | 'reads';
+  /** Counts as a failure in the provider's circuit breaker. */
+  countsAgainstBreaker: boolean | 'reads';
+  /** On a read through the router, another replica may still answer (else the error is the answer). */
+  tryOtherReplica: boolean;
+}
+
+const CALLER = { callerFault: true, retryable: false, countsAgainstHealth: false, countsAgainstBreaker: false } as const;
+const PROVIDER = { callerFault: false, countsAgainstHealth: true, countsAgainstBreaker: true, tryOtherReplica: true } as const;
+
+/**
+ * The one table of error semantics. The breaker (src/layers/breaker.ts), the health tracker and
+ * the router (src/router) read it; nobody keeps a list of their own.
+ */
+export const ERROR_SEMANTICS: Readonly<Record<ErrorCode, ErrorSemantics>> = {
+  // This replica lacks the key; another may hold it.
+  NotFound: { ...CALLER, tryOtherReplica: true },
+  PreconditionFailed: { ...CALLER, tryOtherReplica: false },
+  NotModified: { ...CALLER, tryOtherReplica: false },
+  AlreadyExists: { ...CALLER, tryOtherReplica: false },
+  InvalidKey: { ...CALLER, tryOtherReplica: false },
+  InvalidArgument: { ...CALLER, tryOtherReplica: false },
+  InvalidRange: { ...CALLER, tryOtherReplica: false },
+  // Another provider may support what this one does not.
+  NotSupported: { ...CALLER, tryOtherReplica: true },
+  // The caller's own abort (a provider-side cut is mapped to Transient).
+  Aborted: { ...CALLER, tryOtherReplica: false },
+  InvalidConfig: { ...PROVIDER, retryable: false },
+  AuthFailed: { ...PROVIDER, retryable: false },
+  AccessDenied: { ...PROVIDER, retryable: false },
+  Throttled: { ...PROVIDER, retryable: true },
+  Transient: { ...PROVIDER, retryable: true },
+  // The breaker's own fast failure: the failure it stands for was counted when it happened.
+  ProviderUnavailable: { ...PROVIDER, retryable: false, countsAgainstBreaker: false },
+  IntegrityError: { callerFault: 'writes', retryable: false, countsAgainstHealth: 'reads', countsAgainstBreaker: 'reads', tryOtherReplica: true },
+  ProviderError: { ...PROVIDER, retryable: false },
+};
+
+function applies(rule: boolean | 'reads' | 'writes', op: OpClass): boolean {
+  if (typeof rule === 'boolean') return rule;
+  return rule === 'reads' ? op === 'read' : op !== 'read';
+}
+
+/** True when `e` is the request's fault, not the provider's (anything not a CloudmuxError is the provider's). */
+export function isCallerFault(e: unknown, op: OpClass): boolean {
+  return e instanceof CloudmuxError && applies(ERROR_SEMANTICS[e.code].callerFault, op);
+}
+
+/** True when `e` counts as a provider failure in its health (anything not a CloudmuxError does). */
+export function countsAgainstHealth(e: unknown, op: OpClass): boolean {
+  return !(e instanceof CloudmuxError) || applies(ERROR_SEMANTICS[e.code].countsAgainstHealth, op);
+}
+
+/** True when `e` counts as a failure in the provider's circuit breaker (anything not a CloudmuxError does). */
+export function countsAgainstBreaker(e: unknown, op: OpClass): boolean {
+  return !(e instanceof CloudmuxError) || applies(ERROR_SEMANTICS[e.code].countsAgainstBreaker, op);
+}
+
+/** True when a read failing with `e` on one replica may still succeed on another. */
+export function mayTryOtherReplica(e: unknown): boolean {
+  return !(e instanceof CloudmuxError) || ERROR_SEMANTICS[e.code].tryOtherReplica;
+}
 
 export interface CloudmuxErrorOptions {
   /** Provider (store) name, e.g. `s3`, `memory`. */
@@ -53,7 +128,7 @@ export class CloudmuxError extends Error {
     this.code = code;
     this.provider = opts.provider;
     this.key = opts.key;
-    this.retryable = opts.retryable ?? RETRYABLE.has(code);
+    this.retryable = opts.retryable ?? ERROR_SEMANTICS[code].retryable;
     this.retryAfterMs = opts.retryAfterMs;
     this.status = opts.status;
     this.providerCode = opts.providerCode;
@@ -144,6 +219,30 @@ export function isAbortError(e: unknown): boolean {
   if (e instanceof CloudmuxError) return e.code === 'Aborted';
   const err = e as { name?: unknown; code?: unknown } | null;
   return err?.name === 'AbortError' || err?.code === 'ABORT_ERR';
+}
+
+/**
+ * One line describing any error, for logs, `reason` fields and stderr: `Code (provider key): message`
+ * for a CloudmuxError (a key with control characters is JSON-quoted so the line stays one line),
+ * the message otherwise, its white space (newlines included) folded to single spaces. `where:
+ * false` leaves out provider and key (a reason already about one provider); `maxLength` cuts the
+ * line (journal and report fields). Never a stack; drivers keep credentials out of messages.
+ */
+export function describeError(e: unknown, opts: { where?: boolean; maxLength?: number } = {}): string {
+  let line: string;
+  if (e instanceof CloudmuxError) {
+    // eslint-disable-next-line no-control-regex
+    const key = e.key !== undefined && /[\u0000-\u001f\u007f-\u009f]/.test(e.key) ? JSON.stringify(e.key) : e.key;
+    const where = opts.where === false ? '' : [e.provider, key].filter(Boolean).join(' ');
+    line = `${e.code}${where ? ` (${where})` : ''}: ${oneLine(e.message)}`;
+  } else {
+    line = oneLine(e instanceof Error ? e.message : String(e));
+  }
+  return opts.maxLength === undefined ? line : line.slice(0, opts.maxLength);
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim();
 }
 
 /** Parses an HTTP Retry-After header (seconds or HTTP date) into milliseconds. */

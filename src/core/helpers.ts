@@ -24,12 +24,19 @@ export async function exists(store: BlobStore, key: string, opts?: SignalOptions
   }
 }
 
-/** Creates the object only if absent. Returns its meta, or undefined when the key already existed. */
-export async function putIfAbsent(store: BlobStore, key: string, body: Body, opts?: Omit<PutOptions, 'ifNoneMatch' | 'ifMatch'>): Promise<ObjectMeta | undefined> {
+/** What {@link putIfAbsent} did: `created` with the new object's meta, or not, because the key existed. */
+export type PutIfAbsentResult = { created: true; meta: ObjectMeta } | { created: false; meta?: undefined };
+
+/**
+ * Creates the object only if the key is absent (`ifNoneMatch: '*'`). When the key already exists
+ * nothing is written and the result says `created: false`; other failures throw. On a store without
+ * conditional writes this throws NotSupported rather than risk an overwrite.
+ */
+export async function putIfAbsent(store: BlobStore, key: string, body: Body, opts?: Omit<PutOptions, 'ifNoneMatch' | 'ifMatch'>): Promise<PutIfAbsentResult> {
   try {
-    return await store.put(key, body, { ...opts, ifNoneMatch: '*' });
+    return { created: true, meta: await store.put(key, body, { ...opts, ifNoneMatch: '*' }) };
   } catch (e) {
-    if (isCloudmuxError(e, 'AlreadyExists')) return undefined;
+    if (isCloudmuxError(e, 'AlreadyExists')) return { created: false };
     throw e;
   }
 }

@@ -10,3 +10,8 @@ export * from './listing.js';
 export * from './validate.js';
 export * from './remove.js';
 export * from './resumable.js';
+export * from './change-feed.js';
+export * from './redact.js';
+export * from './backoff.js';
+export * from './part-upload.js';
+export * from './copy-from-store.js';

@@ -1,5 +1,5 @@
-import { Agent as HttpAgent, type AgentOptions, type ClientRequest } from 'node:http';
-import { Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions } from 'node:https';
+import { Agent as HttpAgent, type ClientRequest } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -30,7 +30,9 @@ export interface PooledAgentOptions {
 export function createPooledAgents(opts: PooledAgentOptions = {}): { http: HttpAgent; https: HttpsAgent } {
   const idle = opts.idleSocketMs ?? DEFAULT_IDLE_SOCKET_MS;
   const base = { keepAlive: true, maxSockets: opts.maxSockets ?? Infinity };
-  return { http: new PooledHttpAgent(base, idle), https: new PooledHttpsAgent(base, idle) };
+  const PooledHttpAgent = pooled(HttpAgent, idle);
+  const PooledHttpsAgent = pooled(HttpsAgent, idle);
+  return { http: new PooledHttpAgent(base), https: new PooledHttpsAgent(base) };
 }
 
 /**
@@ -43,34 +45,22 @@ export function isStaleConnectionError(e: unknown): boolean {
   return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[STALE] === true;
 }
 
-class PooledHttpAgent extends HttpAgent {
-  constructor(options: AgentOptions, private readonly idleSocketMs: number) {
-    super(options);
-  }
+/**
+ * The pooling rules over either agent class (https.Agent extends http.Agent): one body for both,
+ * so the idle bound and the stale-socket watch cannot drift apart.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- TypeScript's mixin rule: a base constructor of (...args: any[])
+function pooled<T extends new (...args: any[]) => HttpAgent>(Base: T, idleSocketMs: number): T {
+  return class extends Base {
+    override keepSocketAlive(socket: Duplex): boolean {
+      return boundIdle(socket, super.keepSocketAlive(socket) as unknown, idleSocketMs);
+    }
 
-  override keepSocketAlive(socket: Duplex): boolean {
-    return boundIdle(socket, super.keepSocketAlive(socket) as unknown, this.idleSocketMs);
-  }
-
-  override reuseSocket(socket: Duplex, request: ClientRequest): void {
-    super.reuseSocket(socket, request);
-    watchReuse(socket as Socket, request);
-  }
-}
-
-class PooledHttpsAgent extends HttpsAgent {
-  constructor(options: HttpsAgentOptions, private readonly idleSocketMs: number) {
-    super(options);
-  }
-
-  override keepSocketAlive(socket: Duplex): boolean {
-    return boundIdle(socket, super.keepSocketAlive(socket) as unknown, this.idleSocketMs);
-  }
-
-  override reuseSocket(socket: Duplex, request: ClientRequest): void {
-    super.reuseSocket(socket, request);
-    watchReuse(socket as Socket, request);
-  }
+    override reuseSocket(socket: Duplex, request: ClientRequest): void {
+      super.reuseSocket(socket, request);
+      watchReuse(socket as Socket, request);
+    }
+  };
 }
 
 /** Caps the idle timeout Node set (none, or the server's hint) at `idleMs`; the agent destroys a free socket on timeout. */

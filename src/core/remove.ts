@@ -1,5 +1,40 @@
+import { PreconditionFailedError, isCloudmuxError } from './errors.js';
 import { validateKey } from './keys.js';
-import type { BlobStore, DeleteManyResult } from './types.js';
+import type { BlobStore, DeleteManyResult, SignalOptions } from './types.js';
+
+/** The version of an object a caller proved something about (a verified copy of it exists). */
+export interface ExpectedVersion {
+  etag: string;
+  /** Its SHA-256, where known: also compared, so a store whose etag missed a rewrite is caught. */
+  sha256?: string;
+}
+
+/**
+ * Deletes `key` only while it is still the version `expected` names, as close to the delete as
+ * the store allows: a head compared with `expected` (etag, and SHA-256 when both sides know one),
+ * then a delete conditional on that etag where the store declares `capabilities.conditionalDelete`
+ * (the provider refuses it if the object changed meanwhile). Without the capability the delete is
+ * unconditional right after the head, and a write landing in that one round trip is lost with it;
+ * say so to users of such stores (s3rver, S3 compatibles without If-Match on DeleteObject).
+ * Returns false when the object was already gone. Errors: PreconditionFailed (changed; nothing deleted).
+ */
+export async function deleteIfUnchanged(store: BlobStore, key: string, expected: ExpectedVersion, opts: SignalOptions = {}): Promise<boolean> {
+  const changed = (why: string): never => {
+    throw new PreconditionFailedError(`${key} changed since it was verified (${why}); not deleted`, { provider: store.provider, key });
+  };
+  let now;
+  try {
+    now = await store.head(key, { signal: opts.signal });
+  } catch (e) {
+    if (isCloudmuxError(e, 'NotFound')) return false;
+    throw e;
+  }
+  if (now.etag !== expected.etag) changed(`etag ${now.etag}, verified ${expected.etag}`);
+  const sha = now.checksums.sha256;
+  if (expected.sha256 !== undefined && sha !== undefined && sha !== expected.sha256) changed('its sha256 differs from the verified one');
+  await store.delete(key, { signal: opts.signal, ...(store.capabilities.conditionalDelete ? { ifMatch: expected.etag } : {}) });
+  return true;
+}
 
 /**
  * Deletes every object under `prefix` in batches of `batchSize` (the provider's batch API

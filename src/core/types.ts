@@ -52,7 +52,7 @@ export interface SignalOptions {
 
 export interface PutOptions extends SignalOptions {
   contentType?: string;
-  /** Portable metadata (see validateMetadata). */
+  /** Portable user metadata (see validateMetadata); reserved `cloudmux_*` names are refused. */
   metadata?: Record<string, string>;
   /** `'*'`: create only; fails with AlreadyExists if the key exists. Needs `capabilities.conditionalPut`. */
   ifNoneMatch?: '*';
@@ -101,16 +101,25 @@ export interface CopyOptions extends SignalOptions {
   ifNoneMatch?: '*';
   /** Copy only if the source's etag equals this. */
   sourceIfMatch?: string;
-  /** Replace the metadata (and content type) instead of carrying the source's over. */
+  /** Replace the user metadata (and content type) instead of carrying the source's over; reserved `cloudmux_*` names are refused. */
   metadata?: Record<string, string>;
   contentType?: string;
 }
 
 export interface UpdateMetadataOptions extends SignalOptions {
-  /** The new metadata; it replaces all user metadata. `cloudmux_sha256` is kept unless given. */
+  /** The new user metadata; it replaces all metadata but `cloudmux_sha256`, which is kept. Reserved `cloudmux_*` names are refused. */
   metadata: Record<string, string>;
   contentType?: string;
   /** Update only if the current etag equals this. */
+  ifMatch?: string;
+}
+
+export interface DeleteOptions extends SignalOptions {
+  /**
+   * Delete only if the current etag equals this, checked by the provider atomically with the
+   * delete; else PreconditionFailed and nothing is deleted. A missing key still succeeds (delete is
+   * idempotent). Needs `capabilities.conditionalDelete`; NotSupported without.
+   */
   ifMatch?: string;
 }
 
@@ -141,6 +150,21 @@ export interface Capabilities {
   streaming: boolean;
   /** The store offers `ResumableUploads` (src/core/resumable.ts): parts that survive the uploader. Absent: false. */
   resumableUpload?: boolean;
+  /**
+   * A streamed put above the store's threshold is written in parts (S3 multipart, Azure blocks, GCS
+   * resumable chunks), each retried in place by the part engine, so one failed part does not fail
+   * the put. Absent: false (the stream is written whole).
+   */
+  multipartPut?: boolean;
+  /**
+   * The store offers `CopyFromStore` (src/core/copy-from-store.ts): server-side copy from another
+   * store of the same provider and account. Absent: false.
+   */
+  copyFromStore?: boolean;
+  /** delete honours `ifMatch` atomically (GCS ifGenerationMatch, Azure If-Match, S3 If-Match where the endpoint has it). Absent: false. */
+  conditionalDelete?: boolean;
+  /** The store offers `ChangeFeed` (src/core/change-feed.ts): what changed since a cursor. Absent: false. */
+  changeFeed?: boolean;
 }
 
 /**
@@ -151,6 +175,13 @@ export interface Capabilities {
  * - Keys follow the portable rules (validateKey) and are checked before any I/O: InvalidKey.
  * - Every failure is a CloudmuxError with a code from the taxonomy.
  * - An aborted signal fails the call with Aborted and leaves no partial object.
+ * - Metadata names starting `cloudmux_` are cloudmux's own (`cloudmux_sha256`, the encryption
+ *   header). Every write path (put, copy with metadata, updateMetadata) refuses them from a
+ *   caller with InvalidArgument before any I/O, so nothing a caller writes can stand in for a
+ *   recorded digest or header. cloudmux's own layers, the router and the copier hand theirs to
+ *   the store below through one internal channel (src/core/system-metadata.ts, not exported),
+ *   checked by validateMetadata; `cloudmux_sha256` is only ever written by the store that hashed
+ *   the bytes, never passed down. A driver stores what it is given as is.
  */
 export interface BlobStore {
   /** Short provider name used in errors and metrics: `memory`, `fs`, `s3`, `gcs`, `azure`, or a layer's. */
@@ -179,8 +210,11 @@ export interface BlobStore {
   /** Metadata of an object. Errors: NotFound. */
   head(key: string, opts?: SignalOptions): Promise<ObjectMeta>;
 
-  /** Removes an object. Idempotent: deleting a missing key succeeds. */
-  delete(key: string, opts?: SignalOptions): Promise<void>;
+  /**
+   * Removes an object. Idempotent: deleting a missing key succeeds. Errors: PreconditionFailed
+   * (`ifMatch`), NotSupported (`ifMatch` without `capabilities.conditionalDelete`).
+   */
+  delete(key: string, opts?: DeleteOptions): Promise<void>;
 
   /** Removes many objects, using the provider's batch API where one exists. Invalid keys are reported per key. */
   deleteMany(keys: Iterable<string>, opts?: SignalOptions): Promise<DeleteManyResult>;

@@ -26,11 +26,8 @@ export function serializeError(e: unknown): Record<string, unknown> {
   return { message: String(e) };
 }
 
-/** One line describing an error, for `reason` fields. */
-export function describeError(e: unknown): string {
-  if (e instanceof CloudmuxError) return `${e.code}: ${e.message}`;
-  return e instanceof Error ? e.message : String(e);
-}
+/** One line describing an error, for `reason` fields (the one describeError, src/core/errors.ts). */
+export { describeError } from '../core/errors.js';
 
 /** The daemon's pino logger: JSON lines on stdout (or `destination`), written synchronously so an exit loses none. */
 export function createDaemonLogger(level: LevelWithSilent = 'info', destination?: DestinationStream): Logger {

@@ -1,9 +1,13 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Sample } from '../layers/instrumented.js';
-import type { BreakerState, OpClass } from '../layers/breaker.js';
+import type { OpClass } from '../core/errors.js';
+import type { BreakerState } from '../layers/breaker.js';
 import type { ProviderHealth } from '../router/health-tracker.js';
 import type { BacklogStats } from '../state/types.js';
+import type { AdaptiveStatus } from '../layers/adaptive-concurrency.js';
+import { PRIORITY_CLASSES } from '../core/priority.js';
 import type { ProviderStack } from '../router/open-router.js';
+import type { SpendReport } from '../cost/spend-meter.js';
 
 /** What the gauges read at scrape time. */
 export interface MetricsSource {
@@ -14,6 +18,10 @@ export interface MetricsSource {
   readiness(): Promise<{ ready: boolean }>;
   /** Last anti-entropy slice finished at (ms since epoch), if any. */
   lastScanAt(): number | undefined;
+  /** The replication worker's adaptive limiters, one per destination provider (none without `replication.adaptive`). */
+  adaptive?(): AdaptiveStatus[];
+  /** Modelled spend (optional: absent, no spend series). */
+  spend?(): Promise<SpendReport>;
 }
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, halfOpen: 1, open: 2 };
@@ -40,6 +48,10 @@ export class DaemonMetrics {
   readonly healthTransitions: Counter<'provider' | 'to'>;
   readonly breakerTransitions: Counter<'provider' | 'op_class' | 'to'>;
   readonly probes: Counter<'provider' | 'result'>;
+  readonly throttles: Counter<'provider' | 'op'>;
+  readonly chunkGcRuns: Counter<'provider' | 'result'>;
+  readonly chunkGcDeleted: Counter<'provider'>;
+  readonly chunkGcDeletedBytes: Counter<'provider'>;
 
   constructor(source: MetricsSource, opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -57,7 +69,11 @@ export class DaemonMetrics {
     this.reloads = new Counter({ name: 'cloudmux_config_reloads_total', help: 'Config reloads by result (ok, invalid).', labelNames: ['result'], registers });
     this.healthTransitions = new Counter({ name: 'cloudmux_provider_health_transitions_total', help: 'Provider health changes.', labelNames: ['provider', 'to'], registers });
     this.breakerTransitions = new Counter({ name: 'cloudmux_breaker_transitions_total', help: 'Circuit breaker state changes.', labelNames: ['provider', 'op_class', 'to'], registers });
+    this.throttles = new Counter({ name: 'cloudmux_provider_throttles_total', help: 'Requests a provider throttled (429, 503 SlowDown/ServerBusy: CloudmuxError Throttled).', labelNames: ['provider', 'op'], registers });
     this.probes = new Counter({ name: 'cloudmux_probes_total', help: 'Canary probes by result.', labelNames: ['provider', 'result'], registers });
+    this.chunkGcRuns = new Counter({ name: 'cloudmux_chunk_gc_runs_total', help: 'Chunk garbage collections run by this daemon (as leader), by result (ok, failed).', labelNames: ['provider', 'result'], registers });
+    this.chunkGcDeleted = new Counter({ name: 'cloudmux_chunk_gc_deleted_chunks_total', help: 'Unreferenced chunks deleted by chunk garbage collection.', labelNames: ['provider'], registers });
+    this.chunkGcDeletedBytes = new Counter({ name: 'cloudmux_chunk_gc_deleted_bytes_total', help: 'Bytes of the unreferenced chunks deleted.', labelNames: ['provider'], registers });
 
     new Gauge({
       name: 'cloudmux_provider_up', help: '1 while the provider is healthy or degraded, 0 while down.', labelNames: ['provider'], registers,
@@ -134,6 +150,23 @@ export class DaemonMetrics {
         if (stats) this.set(stats.dead);
       },
     });
+    const perClass = (field: 'count' | 'bytes' | 'oldestAgeMs') => async function (this: Gauge<'class'>): Promise<void> {
+      this.reset();
+      const stats = await backlog();
+      if (!stats) return;
+      for (const c of PRIORITY_CLASSES) this.set({ class: c }, field === 'oldestAgeMs' ? stats.byClass[c].oldestAgeMs / 1000 : stats.byClass[c][field]);
+    };
+    new Gauge({ name: 'cloudmux_outbox_class_backlog_entries', help: 'Pending outbox entries by priority class.', labelNames: ['class'], registers, collect: perClass('count') });
+    new Gauge({ name: 'cloudmux_outbox_class_backlog_bytes', help: 'Bytes still to replicate by priority class.', labelNames: ['class'], registers, collect: perClass('bytes') });
+    new Gauge({ name: 'cloudmux_outbox_class_oldest_age_seconds', help: 'Age of the oldest pending entry of each priority class (0 when none).', labelNames: ['class'], registers, collect: perClass('oldestAgeMs') });
+    const perLimiter = (read: (s: AdaptiveStatus) => number) => function (this: Gauge<'provider'>): void {
+      this.reset();
+      for (const s of source.adaptive?.() ?? []) this.set({ provider: s.name }, read(s));
+    };
+    new Gauge({ name: 'cloudmux_replication_concurrency', help: 'Copies allowed in flight to each provider now (adaptive limit).', labelNames: ['provider'], registers, collect: perLimiter((s) => s.limit) });
+    new Gauge({ name: 'cloudmux_replication_in_flight', help: 'Copies in flight to each provider.', labelNames: ['provider'], registers, collect: perLimiter((s) => s.inFlight) });
+    new Gauge({ name: 'cloudmux_replication_rate_per_second', help: 'Copies finished per second to each provider (last adaptive window).', labelNames: ['provider'], registers, collect: perLimiter((s) => s.completedPerSec) });
+    new Gauge({ name: 'cloudmux_replication_bytes_per_second', help: 'Bytes copied per second to each provider (last adaptive window).', labelNames: ['provider'], registers, collect: perLimiter((s) => s.bytesPerSec) });
     new Gauge({
       name: 'cloudmux_state_store_up', help: '1 while the state store answers.', registers,
       async collect() {
@@ -146,6 +179,34 @@ export class DaemonMetrics {
         this.set((await source.readiness()).ready ? 1 : 0);
       },
     });
+    const spendOf = source.spend?.bind(source);
+    if (spendOf) {
+      let spendQuery: Promise<SpendReport | undefined> | undefined;
+      const spend = (): Promise<SpendReport | undefined> => {
+        spendQuery ??= spendOf().catch(() => undefined).finally(() => {
+          spendQuery = undefined;
+        });
+        return spendQuery;
+      };
+      const gauge = (name: string, help: string, by: 'provider' | 'prefix', field: 'storagePerMonth' | 'spend'): void => {
+        new Gauge({
+          name, help, labelNames: field === 'spend' ? [by, 'kind'] : [by], registers,
+          async collect() {
+            this.reset();
+            const r = await spend();
+            if (!r) return;
+            for (const [k, l] of Object.entries(by === 'provider' ? r.byProvider : r.byPrefix)) {
+              if (field === 'storagePerMonth') this.set({ [by]: k }, l.storagePerMonth);
+              else for (const kind of ['egress', 'requests'] as const) this.set({ [by]: k, kind }, l[kind]);
+            }
+          },
+        });
+      };
+      gauge('cloudmux_modelled_storage_dollars_per_month', 'Modelled storage run rate (bytes held now × list price) by provider.', 'provider', 'storagePerMonth');
+      gauge('cloudmux_modelled_prefix_storage_dollars_per_month', 'Modelled storage run rate by placement-policy prefix.', 'prefix', 'storagePerMonth');
+      gauge('cloudmux_modelled_spend_dollars', 'Modelled egress and request dollars of the provider operations this daemon observed since it started, by provider.', 'provider', 'spend');
+      gauge('cloudmux_modelled_prefix_spend_dollars', 'Modelled egress and request dollars of the replicas this daemon copied since it started, by placement-policy prefix.', 'prefix', 'spend');
+    }
     new Gauge({
       name: 'cloudmux_scan_last_timestamp_seconds', help: 'When the last anti-entropy slice finished (unix time).', registers,
       collect() {
@@ -163,6 +224,7 @@ export class DaemonMetrics {
     const listener = (s: Sample): void => {
       this.requests.inc({ provider: stack.name, op: s.op, outcome: s.outcome });
       if (s.outcome !== 'ok') this.errors.inc({ provider: stack.name, op: s.op, code: s.outcome });
+      if (s.outcome === 'Throttled') this.throttles.inc({ provider: stack.name, op: s.op });
     };
     inst.on('sample', listener);
     return () => {

@@ -1,13 +1,11 @@
 import CircuitBreaker from 'opossum';
-import { ProviderUnavailableError, isCloudmuxError } from '../core/index.js';
+import { ProviderUnavailableError, countsAgainstBreaker } from '../core/index.js';
 import type {
-  BlobStore, Body, CopyOptions, DeleteManyResult, ErrorCode, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta,
-  PutOptions, SignalOptions, UpdateMetadataOptions,
+  BlobStore, Body, CopyOptions, DeleteManyResult, GetOptions, OpClass, GetResult, ListItem, ListOptions, ObjectMeta,
+  PutOptions, SignalOptions, DeleteOptions, UpdateMetadataOptions,
 } from '../core/index.js';
 import { ForwardingStore, type StoreOp } from './forwarding-store.js';
 
-/** Operations that share one breaker: a provider can fail writes while it still serves reads. */
-export type OpClass = 'read' | 'write' | 'delete' | 'list';
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
 
@@ -38,25 +36,8 @@ export interface BreakerOptions {
   rollingWindowMs?: number;
   /** Buckets the window is divided into. Default 10. */
   rollingBuckets?: number;
-  /** Whether an error counts as a provider failure. Default: see IGNORED_CODES. */
+  /** Whether an error counts as a provider failure. Default: `countsAgainstBreaker` (the table in src/core/errors.ts). */
   isFailure?(error: unknown, opClass: OpClass): boolean;
-}
-
-/**
- * Errors that say something about the request (or the caller), not about the provider's health;
- * a storm of them (e.g. NotFound probes) never opens a breaker.
- */
-export const IGNORED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'NotFound', 'PreconditionFailed', 'AlreadyExists', 'NotModified', 'InvalidKey', 'InvalidArgument', 'InvalidRange',
-  'Aborted', 'NotSupported',
-]);
-
-/** Default failure test: anything but IGNORED_CODES, and an IntegrityError only on reads (on writes it is the caller's body). */
-export function countsAsFailure(error: unknown, opClass: OpClass): boolean {
-  if (!isCloudmuxError(error)) return true;
-  if (IGNORED_CODES.has(error.code)) return false;
-  if (error.code === 'IntegrityError') return opClass === 'read';
-  return true;
 }
 
 const CLASS_OF: Record<Exclude<StoreOp, 'presign'>, OpClass> = {
@@ -64,6 +45,20 @@ const CLASS_OF: Record<Exclude<StoreOp, 'presign'>, OpClass> = {
 };
 
 type Action = (fn: () => Promise<unknown>) => Promise<unknown>;
+
+/**
+ * One operation class's counts over the breaker's rolling window. cloudmux's own type: opossum's
+ * types are a dev dependency, and a consumer's strict type-check must not need them.
+ */
+export interface BreakerStats {
+  fires: number;
+  successes: number;
+  failures: number;
+  /** Calls refused while the breaker was open. */
+  rejects: number;
+  timeouts: number;
+  latencyMeanMs: number;
+}
 
 /**
  * A circuit breaker per operation class over one provider (opossum underneath).
@@ -87,7 +82,7 @@ export class BreakerStore extends ForwardingStore<BreakerEvents> {
 
   constructor(inner: BlobStore, options: BreakerOptions = {}) {
     super(inner);
-    this.isFailure = options.isFailure ?? countsAsFailure;
+    this.isFailure = options.isFailure ?? countsAgainstBreaker;
     this.thresholdPercentage = options.errorThresholdPercentage ?? 50;
     const make = (opClass: OpClass): CircuitBreaker<[() => Promise<unknown>], unknown> => {
       const run: Action = (fn) => fn();
@@ -118,9 +113,10 @@ export class BreakerStore extends ForwardingStore<BreakerEvents> {
     return { read: of(this.breakers.read), write: of(this.breakers.write), delete: of(this.breakers.delete), list: of(this.breakers.list) };
   }
 
-  /** Rolling-window counts of one class (fires, failures, successes, rejects…), for health and metrics. */
-  stats(opClass: OpClass): CircuitBreaker.Stats {
-    return this.breakers[opClass].stats;
+  /** Rolling-window counts of one class, for health and metrics. */
+  stats(opClass: OpClass): BreakerStats {
+    const s = this.breakers[opClass].stats;
+    return { fires: s.fires, successes: s.successes, failures: s.failures, rejects: s.rejects, timeouts: s.timeouts, latencyMeanMs: s.latencyMean };
   }
 
   private async guard<T>(op: Exclude<StoreOp, 'presign'>, key: string | undefined, fn: () => Promise<T>): Promise<T> {
@@ -166,7 +162,7 @@ export class BreakerStore extends ForwardingStore<BreakerEvents> {
     return this.guard('head', key, () => this.inner.head(key, opts));
   }
 
-  override delete(key: string, opts?: SignalOptions): Promise<void> {
+  override delete(key: string, opts?: DeleteOptions): Promise<void> {
     return this.guard('delete', key, () => this.inner.delete(key, opts));
   }
 

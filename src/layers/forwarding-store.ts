@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { NotSupportedError, resumableUploads } from '../core/index.js';
+import { NotSupportedError, PASSES_THROUGH, changeFeed, copyFromStoreOf, resumableUploads } from '../core/index.js';
 import type {
-  BlobStore, Body, Capabilities, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
-  ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, StartUploadOptions, UpdateMetadataOptions, UploadHandle,
+  BlobStore, Body, Capabilities, ChangePage, ChangesSinceOptions, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
+  ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, DeleteOptions, StartUploadOptions, UpdateMetadataOptions, UploadHandle,
   UploadPartOptions, UploadedPart,
 } from '../core/index.js';
+import { redactInspection } from '../core/redact.js';
 
 /**
  * Base of every layer: forwards each BlobStore method to `inner` unchanged, so a layer overrides
@@ -18,6 +19,11 @@ export abstract class ForwardingStore<Events extends object = Record<never, neve
   private readonly emitter = new EventEmitter();
 
   constructor(readonly inner: BlobStore) {}
+
+  /** Every layer built on this one hands bytes, keys and metadata on unchanged (see storeBeneath). */
+  get [PASSES_THROUGH](): BlobStore {
+    return this.inner;
+  }
 
   /** Observes this layer's events (each layer documents its own). Listeners must not throw. */
   on<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
@@ -59,7 +65,7 @@ export abstract class ForwardingStore<Events extends object = Record<never, neve
     return this.inner.head(key, opts);
   }
 
-  delete(key: string, opts?: SignalOptions): Promise<void> {
+  delete(key: string, opts?: DeleteOptions): Promise<void> {
     return this.inner.delete(key, opts);
   }
 
@@ -130,6 +136,24 @@ export abstract class ForwardingStore<Events extends object = Record<never, neve
     await this.resumable().abortUpload(handle, opts);
   }
 
+  // Server-side copy from another store passes through too: the inner store decides whether it can
+  // reach the source (looking through the source's own pass-through layers).
+  canCopyFrom(source: BlobStore): boolean {
+    return copyFromStoreOf(this.inner, source) !== undefined;
+  }
+
+  async copyFromStore(source: BlobStore, srcKey: string, dstKey: string, opts?: CopyOptions): Promise<ObjectMeta> {
+    const d = copyFromStoreOf(this.inner, source);
+    if (!d) throw new NotSupportedError(`${this.inner.toString()} cannot copy from ${source.toString()} server-side`, { provider: this.provider, key: dstKey });
+    return d.copyFromStore(source, srcKey, dstKey, opts);
+  }
+
+  // The change feed passes through for the same reason (keys, versions and etags are the inner
+  // store's); a layer that changes keys or bytes must override it or declare `changeFeed: false`.
+  async changesSince(cursor: string | undefined, opts?: ChangesSinceOptions): Promise<ChangePage> {
+    return changeFeed(this.inner).changesSince(cursor, opts);
+  }
+
   /** Extra words shown before the inner store, e.g. `10/s, ` in `RateLimit(10/s, memory://)`. */
   protected describe(): string {
     return '';
@@ -139,6 +163,7 @@ export abstract class ForwardingStore<Events extends object = Record<never, neve
     return `${this.layerName}(${this.describe()}${this.inner.toString()})`;
   }
 }
+redactInspection(ForwardingStore);
 
 /** The BlobStore operations, as layers name them in events and metrics. */
 export type StoreOp = 'put' | 'get' | 'head' | 'delete' | 'deleteMany' | 'list' | 'copy' | 'updateMetadata' | 'presign';

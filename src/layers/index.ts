@@ -5,7 +5,7 @@
 export { ForwardingStore, type StoreOp } from './forwarding-store.js';
 export { RetryStore, type RetryOptions, type RetryEvent, type ResumeEvent, type RetryEvents } from './retry.js';
 export {
-  BreakerStore, IGNORED_CODES, countsAsFailure, type BreakerEvent, type BreakerEvents, type BreakerOptions, type BreakerState, type OpClass,
+  BreakerStore, type BreakerEvent, type BreakerEvents, type BreakerOptions, type BreakerState, type BreakerStats,
 } from './breaker.js';
 export { TimeoutStore, type TimeoutOptions } from './timeout.js';
 export { RateLimitStore, type Rate, type RateLimitOptions } from './rate-limit.js';
@@ -16,3 +16,8 @@ export {
 } from './instrumented.js';
 export { ReopenableBody, isReopenable, reopenable } from './reopenable-body.js';
 export { resilient, type ResilienceOptions, type ResilientStack } from './resilient.js';
+export {
+  AdaptiveConcurrency, sharedEventLoopLag, type AdaptiveConcurrencyEvents, type AdaptiveConcurrencyOptions, type AdaptivePermit, type AdaptiveSample,
+  type AdaptiveStatus,
+} from './adaptive-concurrency.js';
+export { BandwidthTimetable, ScheduledTokenBucket, type BandwidthLimit, type BandwidthSlot } from './bandwidth-timetable.js';

@@ -1,8 +1,10 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
+import type { Counter, Histogram, Registry } from 'prom-client';
 import { AbortedError, bodyBytes, isCloudmuxError, isReplayableBody } from '../core/index.js';
 import type {
   BlobStore, Body, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, PresignOptions,
-  PutOptions, SignalOptions, UpdateMetadataOptions,
+  PutOptions, SignalOptions, DeleteOptions, UpdateMetadataOptions,
 } from '../core/index.js';
 import { ForwardingStore, type StoreOp } from './forwarding-store.js';
 import { RelayStream, readerOf } from './relay-stream.js';
@@ -94,17 +96,19 @@ export class InstrumentedStore extends ForwardingStore<InstrumentedEvents> {
    * Returns a function that unbinds.
    */
   bindPrometheus(registry: Registry, options: { prefix?: string } = {}): () => void {
+    // Loaded here, by the caller that already has a registry: `import 'cloudmux'` must not load prom-client.
+    const prom = createRequire(import.meta.url)('prom-client') as typeof PromClient;
     const prefix = options.prefix ?? 'cloudmux_';
     const durationName = `${prefix}operation_duration_seconds`;
     const bytesName = `${prefix}body_bytes_total`;
-    const duration = (registry.getSingleMetric(durationName) as Histogram<string> | undefined) ?? new Histogram({
+    const duration = (registry.getSingleMetric(durationName) as Histogram<string> | undefined) ?? new prom.Histogram({
       name: durationName,
       help: 'Duration of blob store operations (get: until the response; getBody: the whole body).',
       labelNames: ['store', 'provider', 'op', 'outcome'],
       buckets: LATENCY_BUCKETS_MS.map((ms) => ms / 1000),
       registers: [registry],
     });
-    const bytes = (registry.getSingleMetric(bytesName) as Counter<string> | undefined) ?? new Counter({
+    const bytes = (registry.getSingleMetric(bytesName) as Counter<string> | undefined) ?? new prom.Counter({
       name: bytesName,
       help: 'Body bytes moved to (out) and from (in) the provider.',
       labelNames: ['store', 'provider', 'direction'],
@@ -211,7 +215,7 @@ export class InstrumentedStore extends ForwardingStore<InstrumentedEvents> {
     return this.measure('head', () => this.inner.head(key, opts));
   }
 
-  override delete(key: string, opts?: SignalOptions): Promise<void> {
+  override delete(key: string, opts?: DeleteOptions): Promise<void> {
     return this.measure('delete', () => this.inner.delete(key, opts));
   }
 

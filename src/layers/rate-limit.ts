@@ -1,7 +1,7 @@
 import { bodyBytes, isReplayableBody } from '../core/index.js';
 import type {
   BlobStore, Body, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, PutOptions,
-  SignalOptions, UpdateMetadataOptions,
+  SignalOptions, DeleteOptions, UpdateMetadataOptions,
 } from '../core/index.js';
 import { ForwardingStore } from './forwarding-store.js';
 import { RelayStream, mapSource, readerOf } from './relay-stream.js';
@@ -57,7 +57,7 @@ export class RateLimitStore extends ForwardingStore {
     const write = bucket(options.writeBytesPerSec, SLICE);
     this.readBuckets = [both, read].filter((b): b is TokenBucket => b !== undefined);
     this.writeBuckets = [both, write].filter((b): b is TokenBucket => b !== undefined);
-    const rate = (r: Rate | undefined, unit: string): string => (r === undefined ? '' : `${r instanceof TokenBucket ? r.ratePerSec : r}${unit}`);
+    const rate = (r: Rate | undefined, unit: string): string => (r === undefined ? '' : r instanceof TokenBucket ? r.describeRate(unit) : `${r}${unit}`);
     this.label = [rate(options.opsPerSec, ' op/s'), rate(options.bytesPerSec, ' B/s'), rate(options.readBytesPerSec, ' B/s down'), rate(options.writeBytesPerSec, ' B/s up')]
       .filter(Boolean).join(', ');
   }
@@ -108,7 +108,7 @@ export class RateLimitStore extends ForwardingStore {
     return this.inner.head(key, opts);
   }
 
-  override async delete(key: string, opts: SignalOptions = {}): Promise<void> {
+  override async delete(key: string, opts: DeleteOptions = {}): Promise<void> {
     await this.op(opts.signal);
     return this.inner.delete(key, opts);
   }

@@ -2,17 +2,16 @@ import { createHash } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import pRetry, { AbortError as StopRetrying } from 'p-retry';
 import {
-  IntegrityError, TransientError, abortedError, afterPrefix, bodyBytes, compareKeys, isCloudmuxError, isReplayableBody,
+  Backoff, IntegrityError, retryAfterOf, TransientError, abortedError, sleep, afterPrefix, bodyBytes, compareKeys, isCloudmuxError, isReplayableBody,
   isRetryable as isRetryableError, verifyingTransform,
 } from '../core/index.js';
 import type {
   BlobStore, Body, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, PutOptions,
-  SignalOptions, UpdateMetadataOptions,
+  SignalOptions, DeleteOptions, UpdateMetadataOptions,
 } from '../core/index.js';
 import { ForwardingStore, type StoreOp } from './forwarding-store.js';
 import { RelayStream, readerOf, type ChunkSource } from './relay-stream.js';
 import { isReopenable } from './reopenable-body.js';
-import { sleep } from './sleep.js';
 
 export interface RetryOptions {
   /** Retries after the first attempt. Default 10. */
@@ -88,34 +87,30 @@ export interface RetryEvents {
 export class RetryStore extends ForwardingStore<RetryEvents> {
   protected readonly layerName = 'Retry';
   private readonly retries: number;
-  private readonly baseDelayMs: number;
-  private readonly maxDelayMs: number;
   private readonly budgetMs: number;
   private readonly maxRetryAfterMs: number;
   private readonly retryable: (error: unknown) => boolean;
-  private readonly random: () => number;
+  private readonly backoff: Backoff;
 
   constructor(inner: BlobStore, options: RetryOptions = {}) {
     super(inner);
     this.retries = options.retries ?? 10;
-    this.baseDelayMs = options.baseDelayMs ?? 100;
-    this.maxDelayMs = options.maxDelayMs ?? 15_000;
     this.budgetMs = options.budgetMs ?? 180_000;
     this.maxRetryAfterMs = options.maxRetryAfterMs ?? 60_000;
     this.retryable = options.isRetryable ?? isRetryableError;
-    this.random = options.random ?? Math.random;
+    this.backoff = new Backoff({
+      baseMs: options.baseDelayMs ?? 100, capMs: options.maxDelayMs ?? 15_000, attempts: this.retries + 1,
+      maxRetryAfterMs: this.maxRetryAfterMs, ...(options.random ? { random: () => options.random!() } : {}),
+    });
   }
 
   protected override describe(): string {
     return '';
   }
 
-  /** The wait before retry number `n` (1-based) after `error`. */
+  /** The wait before retry number `n` (1-based) after `error` (the one backoff, src/core/backoff.ts). */
   delayFor(n: number, error: unknown): number {
-    const ceiling = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.max(0, n - 1));
-    const jitter = Math.floor(this.random() * ceiling);
-    const asked = isCloudmuxError(error) ? error.retryAfterMs : undefined;
-    return asked === undefined ? jitter : Math.max(jitter, asked);
+    return this.backoff.delay(n, error);
   }
 
   /** Runs `attempt` until it succeeds, fails for good, or the budget runs out. */
@@ -137,7 +132,7 @@ export class RetryStore extends ForwardingStore<RetryEvents> {
       maxRetryTime: this.budgetMs,
       shouldRetry: async ({ error, attemptNumber }) => {
         const delayMs = this.delayFor(attemptNumber, error);
-        const asked = isCloudmuxError(error) ? error.retryAfterMs : undefined;
+        const asked = retryAfterOf(error);
         const left = this.budgetMs - (performance.now() - started);
         if (delayMs >= left || (asked !== undefined && asked > this.maxRetryAfterMs)) {
           this.emit('giveUp', { op, key, attempt: attemptNumber, error, delayMs });
@@ -186,7 +181,7 @@ export class RetryStore extends ForwardingStore<RetryEvents> {
     return this.run('head', key, opts.signal, () => this.inner.head(key, opts));
   }
 
-  override delete(key: string, opts: SignalOptions = {}): Promise<void> {
+  override delete(key: string, opts: DeleteOptions = {}): Promise<void> {
     return this.run('delete', key, opts.signal, () => this.inner.delete(key, opts));
   }
 

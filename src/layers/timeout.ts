@@ -1,7 +1,7 @@
 import { TransientError, abortedError, bodyChunks, knownBodySize } from '../core/index.js';
 import type {
   BlobStore, Body, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, PutOptions,
-  SignalOptions, UpdateMetadataOptions,
+  SignalOptions, DeleteOptions, UpdateMetadataOptions,
 } from '../core/index.js';
 import { ForwardingStore, type StoreOp } from './forwarding-store.js';
 import { RelayStream, readerOf } from './relay-stream.js';
@@ -135,7 +135,7 @@ export class TimeoutStore extends ForwardingStore {
     return this.call('head', key, opts.signal, (signal) => this.inner.head(key, { ...opts, signal }));
   }
 
-  override delete(key: string, opts: SignalOptions = {}): Promise<void> {
+  override delete(key: string, opts: DeleteOptions = {}): Promise<void> {
     return this.call('delete', key, opts.signal, (signal) => this.inner.delete(key, { ...opts, signal }));
   }
 

@@ -1,4 +1,4 @@
-import { sleep } from './sleep.js';
+import { sleep } from '../core/backoff.js';
 
 export interface TokenBucketOptions {
   /** Tokens added per second. */
@@ -14,8 +14,8 @@ export interface TokenBucketOptions {
  * granted rate is `ratePerSec` plus at most one capacity.
  */
 export class TokenBucket {
-  readonly ratePerSec: number;
-  readonly capacity: number;
+  private rate: number;
+  private cap: number;
   private tokens: number;
   private last = performance.now();
   /** Tail of the FIFO: each take waits for the one before it. */
@@ -23,14 +23,36 @@ export class TokenBucket {
 
   constructor(options: TokenBucketOptions) {
     if (!(options.ratePerSec > 0)) throw new RangeError(`ratePerSec must be > 0, got ${options.ratePerSec}`);
-    this.ratePerSec = options.ratePerSec;
-    this.capacity = options.capacity ?? Math.max(1, options.ratePerSec / 10);
-    this.tokens = this.capacity;
+    this.rate = options.ratePerSec;
+    this.cap = options.capacity ?? Math.max(1, options.ratePerSec / 10);
+    this.tokens = this.cap;
+  }
+
+  get ratePerSec(): number {
+    return this.rate;
+  }
+
+  get capacity(): number {
+    return this.cap;
+  }
+
+  /** The rate for a store's toString(): `100 B/s`. */
+  describeRate(unit: string): string {
+    return `${this.rate}${unit}`;
+  }
+
+  /** Changes the rate (and capacity) from now on: tokens earned so far at the old rate are kept, up to the new capacity. */
+  setRate(ratePerSec: number, capacity = Math.max(1, ratePerSec / 10)): void {
+    if (!(ratePerSec > 0)) throw new RangeError(`ratePerSec must be > 0, got ${ratePerSec}`);
+    this.refill();
+    this.rate = ratePerSec;
+    this.cap = capacity;
+    this.tokens = Math.min(this.tokens, this.cap);
   }
 
   private refill(): void {
     const now = performance.now();
-    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) / 1000) * this.ratePerSec);
+    this.tokens = Math.min(this.cap, this.tokens + ((now - this.last) / 1000) * this.rate);
     this.last = now;
   }
 

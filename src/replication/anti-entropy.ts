@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { compareKeys, isCloudmuxError, throwIfAborted } from '../core/index.js';
+import { compareKeys, describeError, isCloudmuxError, throwIfAborted } from '../core/index.js';
 import type { ObjectMeta, ObjectSummary } from '../core/index.js';
 import type { ScanConfig } from '../config/schema.js';
 import type { Router } from '../router/router.js';
@@ -61,6 +61,8 @@ export interface ScanReport {
 export interface AntiEntropyEvents {
   repair: [ScanRepair];
   report: [ScanReport];
+  /** A key was looked at (catalog and providers): the hook that proves each key is checked once per cycle. */
+  checked: [string];
 }
 
 export interface AntiEntropyOptions extends Partial<Omit<ScanConfig, 'intervalMs'>> {
@@ -127,6 +129,21 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
     return this.running;
   }
 
+  /**
+   * Scans one slice of the key range (`after`, `end`] starting after `from` (a range leased from a
+   * scan shared by several daemons, see src/jobs/shared-scan.ts), without touching this scanner's own
+   * cursor. The report's `to` is where the slice ended; `to === end` (both undefined at the end of
+   * the key space) means the range is done.
+   */
+  scanRangeSlice(from: string | undefined, end: string | undefined, signal?: AbortSignal): Promise<ScanReport> {
+    const run = this.running ?? Promise.resolve();
+    const next = run.catch(() => undefined).then(() => this.runSlice(signal, { from, end }));
+    this.running = next.finally(() => {
+      if (this.running === next) this.running = undefined;
+    });
+    return next;
+  }
+
   /** Scans slices until a pass completes (from the current cursor to the end of the key space). */
   async scanToEnd(signal?: AbortSignal): Promise<ScanReport[]> {
     const reports: ScanReport[] = [];
@@ -137,17 +154,19 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
     }
   }
 
-  private async runSlice(signal: AbortSignal | undefined): Promise<ScanReport> {
+  private async runSlice(signal: AbortSignal | undefined, range?: { from: string | undefined; end: string | undefined }): Promise<ScanReport> {
     const startedAt = new Date(this.now());
-    const from = this.cursor;
+    const from = range ? range.from : this.cursor;
     const report: ScanReport = {
       startedAt, finishedAt: startedAt, durationMs: 0, passComplete: false, keysChecked: 0, replicasChecked: 0, repairCount: 0, repairs: [],
       deferred: 0, unknownKeys: 0, deadLettered: 0, skippedProviders: [], errors: [],
     };
     if (from !== undefined) report.from = from;
     const state = this.router.state;
-    const objects = await state.listObjects({ startAfter: from, limit: this.batchSize });
-    let to = objects.length === this.batchSize ? objects[objects.length - 1]!.key : undefined;
+    const end = range?.end;
+    const beyond = (k: string): boolean => end !== undefined && compareKeys(k, end) > 0;
+    const objects = (await state.listObjects({ startAfter: from, limit: this.batchSize })).filter((o) => !beyond(o.key));
+    let to = objects.length === this.batchSize ? objects[objects.length - 1]!.key : end;
     const stores = this.router.providerStores();
     const listed = new Map<string, Map<string, ObjectSummary>>();
     const cap = this.batchSize * 2;
@@ -171,7 +190,7 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
         }
       } catch (e) {
         if (signal?.aborted) throw e;
-        report.skippedProviders.push({ provider: p, reason: `listing failed: ${describe(e)}` });
+        report.skippedProviders.push({ provider: p, reason: `listing failed: ${describeError(e)}` });
         continue;
       }
       listed.set(p, items);
@@ -189,15 +208,19 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
         const key = sorted[next++]!;
         try {
           await this.checkKey(key, listed, report, signal);
+          this.emit('checked', key);
         } catch (e) {
           if (signal?.aborted) throw e;
-          report.errors.push({ key, error: describe(e) });
+          report.errors.push({ key, error: describeError(e) });
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.concurrency, Math.max(1, sorted.length)) }, worker));
 
-    if (to === undefined) {
+    if (range) {
+      if (to !== undefined) report.to = to;
+      report.passComplete = to === undefined;
+    } else if (to === undefined) {
       report.passComplete = true;
       this.cursor = undefined;
       this.passes++;
@@ -276,7 +299,7 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
       meta = await headOrNull(store, key, signal);
     } catch (e) {
       if (signal?.aborted) throw e;
-      report.errors.push({ provider: p, key, error: describe(e) });
+      report.errors.push({ provider: p, key, error: describeError(e) });
       return;
     }
     const state = this.router.state;
@@ -299,7 +322,7 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
     const isHolder = now.holders.some((h) => h.provider === p);
     if (isHolder) {
       if (!meta) {
-        await this.owe(key, p, 'missing', `no object where the catalog records version ${object.version}`, report);
+        await this.oweHolder(key, p, now.holders.length, 'missing', `no object where the catalog records version ${object.version}`, report);
         return;
       }
       const wrongSize = meta.size !== object.size;
@@ -310,7 +333,7 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
         return;
       }
       const detail = wrongSize ? `size ${meta.size}, catalog ${object.size}` : `sha256 ${meta.checksums.sha256!.slice(0, 12)}…, catalog ${object.sha256!.slice(0, 12)}…`;
-      await this.owe(key, p, wrongSize ? 'size' : 'sha256', detail, report);
+      await this.oweHolder(key, p, now.holders.length, wrongSize ? 'size' : 'sha256', detail, report);
       return;
     }
     if (!meta) return;
@@ -359,6 +382,21 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
     if (res.entries.length > 0) this.router.events.emit('owed', res.entries);
   }
 
+  /**
+   * A holder does not hold the catalog's bytes. The last holder goes through the router's
+   * reconciliation (its bytes are adopted rather than the key left with no readable version);
+   * another is owed a replica as usual.
+   */
+  private async oweHolder(key: string, p: string, holders: number, problem: ScanProblem, detail: string, report: ScanReport): Promise<void> {
+    if (holders > 1) {
+      await this.owe(key, p, problem, detail, report);
+      return;
+    }
+    const outcome = await this.router.reconcileHolder(key, p, `anti-entropy: ${detail}`);
+    if (outcome === 'adopted') this.record({ key, provider: p, problem, action: 'adopt', detail: `${detail}; the last holder's bytes became the current version` }, report);
+    else if (outcome === 'repaired') this.record({ key, provider: p, problem, action: 'replicate', detail }, report);
+  }
+
   /** Has the state store owe the fix (a replica for a holder, a delete otherwise) and records it. */
   private async owe(key: string, p: string, problem: ScanProblem, detail: string, report: ScanReport): Promise<void> {
     const entry: OutboxEntry | undefined = await this.router.state.repairReplica(key, p);
@@ -392,8 +430,4 @@ function sameVersion(a: CatalogLookup, b: CatalogLookup): boolean {
 
 function sameHolders(a: Replica[], b: Replica[]): boolean {
   return a.length === b.length && a.every((r) => b.some((s) => s.provider === r.provider && s.version === r.version));
-}
-
-function describe(e: unknown): string {
-  return isCloudmuxError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
 }

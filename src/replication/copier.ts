@@ -1,9 +1,10 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import {
-  Crc32c, IntegrityError, MultiHasher, SHA256_KEY, encodeMetadataValue, isCloudmuxError, throwIfAborted,
+  Crc32c, IntegrityError, MultiHasher, RESERVED_PREFIX, copyFromStoreOf, encodeMetadataValue, isCloudmuxError, throwIfAborted,
 } from '../core/index.js';
 import type { BlobStore, ChecksumAlgorithm, Checksums, CopyOptions, ObjectMeta } from '../core/index.js';
+import { carriedMetadata as carried, replacedMetadata } from '../core/system-metadata.js';
 
 /**
  * How a copy (or a comparison) proves the destination holds the source's bytes.
@@ -18,13 +19,32 @@ export type ChecksumMode = 'auto' | 'sha256' | 'native' | 'size-only';
 
 export const CHECKSUM_MODES: readonly ChecksumMode[] = ['auto', 'sha256', 'native', 'size-only'];
 
+/**
+ * Whether `verifiedBy` (what proved a copy or a comparison: `sha256+crc32c`, `reread-sha256`,
+ * `size-only`, optionally recorded as `journal:…`) is proof under `mode`: anything for
+ * `size-only`; for the others a digest that mode checks (a re-read SHA-256 counts for all).
+ * Sizes alone prove nothing about content.
+ */
+export function provesUnder(verifiedBy: string, mode: ChecksumMode): boolean {
+  if (mode === 'size-only') return true;
+  const by = verifiedBy.replace(/^journal:/, '');
+  if (by === 'reread-sha256') return true;
+  const algs = by.split('+');
+  if (mode === 'sha256') return algs.includes('sha256');
+  if (mode === 'native') return algs.includes('crc32c') || algs.includes('md5');
+  return algs.some((a) => a === 'sha256' || a === 'crc32c' || a === 'md5');
+}
+
 export interface CopyObjectOptions {
   signal?: AbortSignal;
   /** Pin the source version: the copy fails with PreconditionFailed if the source's etag is no longer this. */
   sourceEtag?: string;
   /** How the copy is verified; default `auto`. */
   verify?: ChecksumMode;
-  /** Replace the metadata instead of carrying the source's (mapped to portable names) over. */
+  /**
+   * Replace the user metadata instead of carrying the source's (mapped to portable names) over.
+   * cloudmux's own names that travel with the bytes (an encryption header) are carried either way.
+   */
   metadata?: Record<string, string>;
   /** Replace the content type instead of carrying the source's over. */
   contentType?: string;
@@ -48,25 +68,12 @@ export interface CopyObjectResult {
 }
 
 /**
- * An optional ability a driver may add (duck-typed, so no SDK type crosses the interface): copy
- * from another store instance that lives on the same provider and account (another bucket or
- * prefix) without the bytes passing through this process. Returns undefined when `source` is not
- * such a store; the copier then streams.
- */
-export interface ServerSideCopyFrom {
-  copyFromStore(source: BlobStore, srcKey: string, dstKey: string, opts: CopyOptions): Promise<ObjectMeta | undefined>;
-}
-
-function hasCopyFromStore(store: BlobStore): store is BlobStore & ServerSideCopyFrom {
-  return typeof (store as Partial<ServerSideCopyFrom>).copyFromStore === 'function';
-}
-
-/**
  * Copies one object between two stores (or within one) and verifies it before returning.
  *
  * # Contract
- * - Server-side when `src` and `dst` are the same store, or when `dst` implements
- *   {@link ServerSideCopyFrom} and accepts `src`; otherwise the bytes stream through in bounded
+ * - Server-side when `src` and `dst` are the same store, or when `dst` declares
+ *   `capabilities.copyFromStore` and can copy from `src` (src/core/copy-from-store.ts: same
+ *   provider, endpoint and account); otherwise the bytes stream through in bounded
  *   memory (the destination's multipart/block upload) and are hashed while they stream.
  * - The source's known digests are passed as `expect` to the destination's put, so a write whose
  *   bytes differ fails and leaves nothing behind; a source whose bytes differ from its own recorded
@@ -89,7 +96,8 @@ export async function copyObject(src: BlobStore, srcKey: string, dst: BlobStore,
 
 async function tryServerSideCopy(src: BlobStore, srcKey: string, dst: BlobStore, dstKey: string, opts: CopyObjectOptions, mode: ChecksumMode): Promise<CopyObjectResult | undefined> {
   const sameStore = src === dst;
-  if (!sameStore && !hasCopyFromStore(dst)) return undefined;
+  const remote = sameStore ? undefined : copyFromStoreOf(dst, src);
+  if (!sameStore && !remote) return undefined;
   // Head first: the source's digests are what the copy is verified against.
   const srcMeta = await src.head(srcKey, { signal: opts.signal });
   if (opts.sourceEtag !== undefined && srcMeta.etag !== opts.sourceEtag) {
@@ -97,7 +105,7 @@ async function tryServerSideCopy(src: BlobStore, srcKey: string, dst: BlobStore,
   }
   const copyOpts: CopyOptions = { signal: opts.signal, sourceIfMatch: srcMeta.etag };
   if (opts.metadata !== undefined || opts.contentType !== undefined) {
-    copyOpts.metadata = opts.metadata ?? carriedMetadata(srcMeta);
+    copyOpts.metadata = metadataFor(srcMeta, opts.metadata, dst, dstKey);
     copyOpts.contentType = opts.contentType ?? srcMeta.contentType;
   }
   let meta: ObjectMeta | undefined;
@@ -105,8 +113,7 @@ async function tryServerSideCopy(src: BlobStore, srcKey: string, dst: BlobStore,
     if (srcKey === dstKey && copyOpts.metadata === undefined) meta = srcMeta;
     else meta = await dst.copy(srcKey, dstKey, copyOpts);
   } else {
-    meta = await (dst as BlobStore & ServerSideCopyFrom).copyFromStore(src, srcKey, dstKey, copyOpts);
-    if (!meta) return undefined;
+    meta = await remote!.copyFromStore(src, srcKey, dstKey, copyOpts);
   }
   opts.onProgress?.(meta.size);
   const verifiedBy = await verifyAgainst(dst, dstKey, meta, srcMeta.checksums, srcMeta.size, mode, opts.signal, async () => (await hashObject(src, srcKey, { ifMatch: srcMeta.etag, signal: opts.signal })).checksums);
@@ -128,7 +135,7 @@ async function streamCopy(src: BlobStore, srcKey: string, dst: BlobStore, dstKey
     signal: opts.signal,
     size: srcMeta.size,
     contentType: opts.contentType ?? srcMeta.contentType,
-    metadata: opts.metadata ?? carriedMetadata(srcMeta),
+    metadata: metadataFor(srcMeta, opts.metadata, dst, dstKey),
     expect,
   };
   let meta: ObjectMeta;
@@ -269,10 +276,18 @@ function pickChecksums(c: Checksums): Checksums | undefined {
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
-/** The source's metadata as the destination should get it: portable names, `cloudmux_sha256` left to the put. */
-function carriedMetadata(meta: ObjectMeta): Record<string, string> {
-  const { [SHA256_KEY]: _sha, ...rest } = meta.metadata;
-  return portableMetadata(rest);
+/**
+ * The source's metadata as the destination should get it: user names made portable, cloudmux's
+ * own names that travel with the bytes (an encryption header) passed on as such, `cloudmux_sha256`
+ * left to the put.
+ */
+export function carriedMetadata(meta: ObjectMeta): Record<string, string> {
+  return carried(meta.metadata, portableMetadata);
+}
+
+/** What the destination gets: the caller's replacement or the source's user metadata, plus cloudmux's names of the bytes. */
+function metadataFor(srcMeta: ObjectMeta, replacement: Record<string, string> | undefined, dst: BlobStore, dstKey: string): Record<string, string> {
+  return replacement === undefined ? carriedMetadata(srcMeta) : replacedMetadata(srcMeta.metadata, replacement, dst.provider, dstKey);
 }
 
 /**
@@ -285,7 +300,8 @@ export function portableMetadata(metadata: Record<string, string>): Record<strin
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(metadata)) {
     let n = name.toLowerCase().replace(/[^a-z0-9_]/g, '_');
-    if (!/^[a-z]/.test(n)) n = `x${n}`;
+    // A name outside the letters, or one that would land in cloudmux's reserved room: prefixed.
+    if (!/^[a-z]/.test(n) || n.startsWith(RESERVED_PREFIX)) n = `x${n}`;
     if (!(n in out)) out[n] = encodeMetadataValue(value);
   }
   return out;

@@ -1,5 +1,5 @@
 export { copyObject, compareChecksums, hashObject, portableMetadata, CHECKSUM_MODES } from './copier.js';
-export type { ChecksumMode, CopyObjectOptions, CopyObjectResult, ServerSideCopyFrom } from './copier.js';
+export type { ChecksumMode, CopyObjectOptions, CopyObjectResult } from './copier.js';
 export { migrate, preflight } from './migrate.js';
 export type { MigrateOptions, MigrationEvent, MigrationSummary, ObjectOutcome } from './migrate.js';
 export { MigrationJournal } from './journal.js';

@@ -1,3 +1,4 @@
+// Over 500 lines: the migration journal's SQLite schema and every record it keeps; not split in issue 15 (time) — candidates: schema/versioning vs object records vs audit events.
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -22,6 +23,13 @@ export interface JournalEntry {
   dstEtag: string | null;
   sha256: string | null;
   verifiedBy: string | null;
+  /**
+   * The checksum mode the verification ran under (null in journals written before it was
+   * recorded). A record is taken as proof only where `verifiedBy` is proof under the mode of the
+   * run reading it (see provesUnder): a `size-only` record proves nothing to a default run or to
+   * `--delete-source`.
+   */
+  checksumMode: string | null;
   reason: string | null;
   /** Copies started for this key over all runs. */
   copies: number;
@@ -67,6 +75,30 @@ export interface JournalPart {
   uploads: number;
 }
 
+/**
+ * Where a resumable upload records its handle and parts (resumable-copy.ts): the local journal
+ * (SQLite) or a job's tables in PostgreSQL (src/jobs/job-uploads.ts).
+ *
+ * # Contract
+ * - Every method has committed what it records when it returns (or its promise resolves): the copy
+ *   sends no part before its upload is recorded, and counts a part as kept on a resume only when
+ *   the record of it survived.
+ * - A recorder may refuse (throw Aborted) when the caller no longer owns the object (a job's claim
+ *   was taken over); the copy then stops without aborting the upload, which the new owner resumes.
+ */
+export interface UploadJournal {
+  /** The upload recorded for `key` (any state) with its parts in order, or undefined. */
+  upload(key: string): JournalUpload | undefined | Promise<JournalUpload | undefined>;
+  /** A new upload of `key` started, replacing an earlier one and its parts. */
+  uploadStarted(key: string, u: { handle: string; srcEtag: string; size: number; partSize: number }): void | Promise<void>;
+  /** The destination accepted a part. */
+  partUploaded(key: string, p: { partNumber: number; size: number; crc32c: string; etag?: string; sha256?: string }): void | Promise<void>;
+  /** An open upload was picked up, keeping `kept` of its `total` parts. */
+  uploadResumed(key: string, srcEtag: string, kept: number, total: number): void | Promise<void>;
+  /** The upload was completed or given up. */
+  uploadClosed(key: string, srcEtag: string, state: 'completed' | 'aborted', detail?: string): void | Promise<void>;
+}
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (
@@ -74,7 +106,8 @@ CREATE TABLE IF NOT EXISTS objects (
   state TEXT NOT NULL,
   size INTEGER, src_etag TEXT, dst_etag TEXT, sha256 TEXT, verified_by TEXT, reason TEXT,
   copies INTEGER NOT NULL DEFAULT 0,
-  updated_at INTEGER NOT NULL
+  updated_at INTEGER NOT NULL,
+  checksum_mode TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -94,6 +127,19 @@ CREATE TABLE IF NOT EXISTS upload_parts (
 );
 `;
 
+/** The journal format this code writes (`meta.version`; journals from before it have none: 1). */
+export const JOURNAL_VERSION = 1;
+
+/** A journal a newer cloudmux wrote is refused before anything is touched (the rule of the state schemas). */
+function refuseNewerJournal(db: SqlDatabase, path: string): void {
+  const hasMeta = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get() !== undefined;
+  const found = hasMeta ? (db.prepare("SELECT value FROM meta WHERE name = 'version'").get() as { value: string } | undefined)?.value : undefined;
+  if (found !== undefined && !(Number(found) <= JOURNAL_VERSION)) {
+    db.close();
+    throw new InvalidConfigError(`--journal ${path} is journal version ${found}, newer than this cloudmux understands (${JOURNAL_VERSION})`);
+  }
+}
+
 /** How the journal groups its writes; see {@link MigrationJournal}. */
 export interface JournalOptions {
   /**
@@ -108,7 +154,7 @@ export interface JournalOptions {
 
 type ObjectRow = {
   key: string; state: JournalState; size: number | null; src_etag: string | null; dst_etag: string | null; sha256: string | null;
-  verified_by: string | null; reason: string | null; copies: number; at: number;
+  verified_by: string | null; reason: string | null; copies: number; at: number; checksum_mode: string | null;
 };
 
 /** A buffered write to `objects`: an upsert (several merged into one), or the source-deleted mark of a row already there. */
@@ -141,7 +187,7 @@ type RowWrite = { upsert: ObjectRow } | { deletedAt: number };
  * The cursor is kept only while the options that decide what is listed (the filter fingerprint)
  * are unchanged.
  */
-export class MigrationJournal {
+export class MigrationJournal implements UploadJournal {
   readonly runId: number;
   private readonly db: SqlDatabase;
   private readonly stmts;
@@ -166,7 +212,12 @@ export class MigrationJournal {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
+    refuseNewerJournal(db, path);
     db.exec(SCHEMA);
+    db.prepare("INSERT OR IGNORE INTO meta(name, value) VALUES ('version', ?)").run(String(JOURNAL_VERSION));
+    // Journals from before the checksum mode was recorded: add the column (their rows read as null).
+    const columns = db.prepare<[], { name: string }>('PRAGMA table_info(objects)').all();
+    if (!columns.some((c) => c.name === 'checksum_mode')) db.exec('ALTER TABLE objects ADD COLUMN checksum_mode TEXT');
     const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE name = ?');
     const set = db.prepare<[string, string]>('INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value');
     const existingPair = get.get('pair')?.value;
@@ -187,10 +238,11 @@ export class MigrationJournal {
       delMeta: db.prepare<[string]>('DELETE FROM meta WHERE name = ?'),
       lookup: db.prepare<[string], Record<string, unknown>>('SELECT * FROM objects WHERE key = ?'),
       // One statement per batch and table: a batch costs a few calls into SQLite, not a few per object.
-      upserts: new RowsStatement(db, (values) => `INSERT INTO objects(key, state, size, src_etag, dst_etag, sha256, verified_by, reason, copies, updated_at)
+      upserts: new RowsStatement(db, (values) => `INSERT INTO objects(key, state, size, src_etag, dst_etag, sha256, verified_by, reason, copies, updated_at, checksum_mode)
         VALUES ${values} ON CONFLICT(key) DO UPDATE SET state = excluded.state, size = coalesce(excluded.size, size),
           src_etag = coalesce(excluded.src_etag, src_etag), dst_etag = excluded.dst_etag, sha256 = excluded.sha256,
-          verified_by = excluded.verified_by, reason = excluded.reason, copies = copies + excluded.copies, updated_at = excluded.updated_at`, 10),
+          verified_by = excluded.verified_by, reason = excluded.reason, copies = copies + excluded.copies, updated_at = excluded.updated_at,
+          checksum_mode = excluded.checksum_mode`, 11),
       events: new RowsStatement(db, (values) => `INSERT INTO events(run, key, src_etag, event, detail, at) VALUES ${values}`, 6),
       sourceDeleted: db.prepare<[number, string]>("UPDATE objects SET state = 'source-deleted', updated_at = ? WHERE key = ?"),
       event: db.prepare('INSERT INTO events(run, key, src_etag, event, detail, at) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -263,6 +315,7 @@ export class MigrationJournal {
       dstEtag: r.dst_etag as string | null,
       sha256: r.sha256 as string | null,
       verifiedBy: r.verified_by as string | null,
+      checksumMode: (r.checksum_mode as string | null | undefined) ?? null,
       reason: r.reason as string | null,
       copies: r.copies as number,
     };
@@ -279,9 +332,12 @@ export class MigrationJournal {
     this.afterBuffering();
   }
 
-  /** The destination holds the source's bytes, proven by `verifiedBy`; `copied` says whether this run wrote them. Group committed. */
-  verified(key: string, v: { size: number; srcEtag: string; dstEtag: string; sha256?: string; verifiedBy: string; copied: boolean }): void {
-    this.upsert({ key, state: 'verified', size: v.size, src_etag: v.srcEtag, dst_etag: v.dstEtag, sha256: v.sha256 ?? null, verified_by: v.verifiedBy });
+  /**
+   * The destination holds the source's bytes, proven by `verifiedBy` under checksum mode `mode`;
+   * `copied` says whether this run wrote them. Group committed.
+   */
+  verified(key: string, v: { size: number; srcEtag: string; dstEtag: string; sha256?: string; verifiedBy: string; mode?: string; copied: boolean }): void {
+    this.upsert({ key, state: 'verified', size: v.size, src_etag: v.srcEtag, dst_etag: v.dstEtag, sha256: v.sha256 ?? null, verified_by: v.verifiedBy, checksum_mode: v.mode ?? null });
     this.event(key, v.srcEtag, v.copied ? 'verified' : 'identical', v.verifiedBy);
     this.afterBuffering();
   }
@@ -435,7 +491,7 @@ export class MigrationJournal {
     for (const w of this.rows.values()) {
       if ('upsert' in w) {
         const r = w.upsert;
-        rows.push(r.key, r.state, r.size, r.src_etag, r.dst_etag, r.sha256, r.verified_by, r.reason, r.copies, r.at);
+        rows.push(r.key, r.state, r.size, r.src_etag, r.dst_etag, r.sha256, r.verified_by, r.reason, r.copies, r.at, r.checksum_mode);
       }
     }
     upserts.write(rows);
@@ -475,10 +531,13 @@ export class MigrationJournal {
   }
 
   /** Merges an upsert into the key's buffered row (the same result as applying both, in order). */
-  private upsert(r: { key: string; state: JournalState; size?: number | null; src_etag?: string | null; dst_etag?: string | null; sha256?: string | null; verified_by?: string | null; reason?: string | null; copies?: number }): void {
+  private upsert(r: {
+    key: string; state: JournalState; size?: number | null; src_etag?: string | null; dst_etag?: string | null; sha256?: string | null;
+    verified_by?: string | null; reason?: string | null; copies?: number; checksum_mode?: string | null;
+  }): void {
     const row: ObjectRow = {
       key: r.key, state: r.state, size: r.size ?? null, src_etag: r.src_etag ?? null, dst_etag: r.dst_etag ?? null, sha256: r.sha256 ?? null,
-      verified_by: r.verified_by ?? null, reason: r.reason ?? null, copies: r.copies ?? 0, at: Date.now(),
+      verified_by: r.verified_by ?? null, reason: r.reason ?? null, copies: r.copies ?? 0, at: Date.now(), checksum_mode: r.checksum_mode ?? null,
     };
     const w = this.rows.get(r.key);
     if (w === undefined) {

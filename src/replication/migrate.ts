@@ -1,33 +1,54 @@
-import {
-  CloudmuxError, isCloudmuxError, isRetryable, resumableUploads, throwIfAborted,
-} from '../core/index.js';
-import type { BlobStore, ErrorCode, ObjectMeta, ObjectSummary } from '../core/index.js';
-import { copyObject, type ChecksumMode } from './copier.js';
+import { CloudmuxError, describeError, isCloudmuxError, throwIfAborted } from '../core/index.js';
+import type { BlobStore, ErrorCode } from '../core/index.js';
+import type { ChecksumMode } from './copier.js';
 import { MigrationJournal } from './journal.js';
-import { resumableCopy } from './resumable-copy.js';
 import { RateLimitStore } from '../layers/rate-limit.js';
 import { TokenBucket } from '../layers/token-bucket.js';
-import { backoff, compareObjects, keyFilter, listResumable, mergeListings } from './plan.js';
+import { ScheduledTokenBucket, type BandwidthTimetable } from '../layers/bandwidth-timetable.js';
+import { AdaptiveConcurrency, type AdaptiveConcurrencyOptions, type AdaptivePermit } from '../layers/adaptive-concurrency.js';
+import { LocalClaims, type ClaimSlot } from './stages/claim.js';
+import { PRIORITY_RANK, PriorityClassifier, type PriorityOptions } from '../core/priority.js';
+import { copyStage, type CopyStageContext } from './stages/copy.js';
+import { planMigration, type PlanEntry } from './stages/plan.js';
+import { JournalRecorder, NO_RECORD } from './stages/record.js';
+import { emptySummary, tally, type MigrationEvent, type MigrationSummary } from './stages/summary.js';
 
 export interface MigrateOptions {
   /** Only keys matching one of these globs (picomatch; `**` crosses `/`). */
   include?: string[];
   /** Never keys matching one of these globs. Exclude wins over include. */
   exclude?: string[];
-  /** Objects in flight at once. Default 16. Memory ≈ concurrency × the destination's part buffer. */
-  concurrency?: number;
+  /**
+   * Objects in flight at once. Default 16. Memory ≈ concurrency × the destination's part buffer.
+   * `auto`: adaptive (AIMD) per side between `adaptive.min` and `adaptive.max`, see AdaptiveConcurrency.
+   */
+  concurrency?: number | 'auto';
+  /** Bounds and tuning of `concurrency: 'auto'` (default: min 1, max 64, start at 4). */
+  adaptive?: AdaptiveConcurrencyOptions;
+  /** Called with each adaptive limiter created (`concurrency: 'auto'`), for progress lines, metrics and benches. */
+  onLimiter?(limiter: AdaptiveConcurrency): void;
   /** How identical objects are recognised and copies verified. Default `auto`. */
   checksum?: ChecksumMode;
   /** List and compare, report what would be copied, write nothing (not even the journal). */
   dryRun?: boolean;
-  /** Remove each source object once its copy (or an identical destination object) is verified. */
+  /**
+   * Remove each source object once its copy (or an identical destination object) is verified by
+   * digest. Sizes never suffice: with `checksum: 'size-only'` objects are compared and copies
+   * verified by digest (`auto`) instead.
+   */
   deleteSource?: boolean;
   /** Journal file path (or an open journal) for resume; false or absent: no journal. */
   journal?: string | MigrationJournal | false;
   /** Attempts after the first for each object on Throttled/Transient/IntegrityError/source-changed. Default 8. */
   retries?: number;
-  /** Source bytes per second (`--bwlimit`). */
+  /** Source bytes per second (`--bwlimit 10M`). */
   bytesPerSecond?: number;
+  /**
+   * `--bwlimit` as a timetable with separate up/down limits (BandwidthTimetable.parse:
+   * `"08:00,1M 19:00,off"`, `10M:1M`): down paces source reads, up paces destination writes; the
+   * limit in force switches at each window boundary. Applies with `bytesPerSecond` unset.
+   */
+  bwlimit?: BandwidthTimetable;
   /** Requests per second to each store (`--tpslimit`). */
   opsPerSecond?: number;
   signal?: AbortSignal;
@@ -49,49 +70,22 @@ export interface MigrateOptions {
   resumableThreshold?: number | false;
   /** Parts of one resumable upload in flight at once. Default 4. */
   partConcurrency?: number;
+  /**
+   * Priority classes by glob or size (metadata rules never match: listings carry none). With it,
+   * objects are dispatched from a lookahead of listed objects most urgent class first, smaller
+   * before larger within a class, instead of in listing order.
+   */
+  priority?: PriorityClassifier | PriorityOptions;
+  /** Objects listed ahead and ordered by priority (with `priority`). Default 1 000, at most `window`. */
+  lookahead?: number;
+  /**
+   * A metered link: only `critical` objects are copied; the others are reported `deferred` and the
+   * run ends incomplete, so a later run without it copies them.
+   */
+  metered?: boolean;
 }
 
-export type ObjectOutcome = 'copied' | 'identical' | 'would-copy' | 'failed' | 'vanished';
-
-export type MigrationEvent =
-  | { type: 'listed'; key: string; size: number }
-  | { type: 'listing-done'; objects: number; bytes: number }
-  | { type: 'start'; key: string; size: number }
-  | { type: 'progress'; bytes: number }
-  | { type: 'retry'; key: string; attempt: number; reason: string }
-  | { type: 'object'; key: string; outcome: ObjectOutcome; size: number; bytes: number; verifiedBy?: string; reason?: string }
-  | { type: 'extra'; key: string }
-  | { type: 'source-deleted'; key: string }
-  | { type: 'part'; key: string; partNumber: number; parts: number; size: number }
-  | { type: 'upload-resumed'; key: string; kept: number; parts: number };
-
-export interface MigrationSummary {
-  /** Source objects listed (after filters) and their bytes. */
-  listed: number;
-  listedBytes: number;
-  /** Already identical at the destination (by digest, or by the journal's record of a verified copy). */
-  identical: number;
-  copied: number;
-  /** Objects proven present at the destination: copied and verified, plus identical ones. */
-  verified: number;
-  failed: number;
-  /** The first 100 failures. */
-  failures: { key: string; reason: string }[];
-  /** Dry run: objects that would be copied. */
-  wouldCopy: number;
-  /** Listed but deleted from the source before they could be copied. */
-  vanished: number;
-  /** Objects only at the destination (left alone). */
-  extraAtDestination: number;
-  sourceDeleted: number;
-  /** Bytes copied. */
-  bytes: number;
-  durationMs: number;
-  /** The listing cursor this run resumed after, if any. */
-  resumedAfter?: string;
-  /** Set when the run stopped early (listing failed, aborted). */
-  incomplete?: string;
-}
+export type { MigrationEvent, MigrationSummary, ObjectOutcome } from './stages/summary.js';
 
 /**
  * Migrates every object of `src` to `dst` (both may be prefixes of a bucket: stores opened on a
@@ -102,9 +96,16 @@ export interface MigrationSummary {
  * # Contract
  * - Resume: with a journal, a run killed at any point and started again lists from the cursor and
  *   never copies again an object the journal records as verified for the same source version.
- * - `deleteSource` deletes a source object only after verification by digest (by size alone only
- *   when `checksum` is `size-only`), only once the journal has committed that verification, and
- *   only if its etag is still the one copied.
+ *   Once past the end, it lists the keys before the cursor again and reconciles those the journal
+ *   has no verified record of for their current etag (rewritten or created behind the cursor while
+ *   an earlier run of the pass went on), so a resumed run that ends `complete` leaves behind no
+ *   object the source held when it started.
+ * - `deleteSource` deletes a source object only after verification by digest (never by size
+ *   alone, whatever `checksum` says or the journal recorded), only once the journal has committed
+ *   that verification, and only while it is still the version verified: a delete conditional on
+ *   its etag where the source declares `capabilities.conditionalDelete`, else a head compared
+ *   (etag and SHA-256) right before the delete (see deleteIfUnchanged). A source that changed is
+ *   compared and copied again, not deleted.
  * - Failures of single objects do not stop the run: they are retried (`retries`), then counted in
  *   `failed` with a reason. A listing that fails for good stops the run (`incomplete`).
  * - Preflight: both stores must answer a one-object listing before anything is written; otherwise
@@ -113,245 +114,192 @@ export interface MigrationSummary {
 export async function migrate(src: BlobStore, dst: BlobStore, opts: MigrateOptions = {}): Promise<MigrationSummary> {
   const started = Date.now();
   const names = opts.names ?? { src: src.toString(), dst: dst.toString() };
-  const mode = opts.checksum ?? 'auto';
-  const concurrency = Math.max(1, opts.concurrency ?? 16);
-  const retries = opts.retries ?? 8;
-  const windowSize = Math.max(concurrency, opts.window ?? 10_000);
+  const slots = dispatchSlots(src, dst, names, opts);
+  const windowSize = Math.max(slots.most, opts.window ?? 10_000);
   const signal = opts.signal;
-  const emit = opts.onEvent ?? (() => {});
+  const summary = emptySummary();
+  const emit = (e: MigrationEvent): void => {
+    tally(summary, e);
+    opts.onEvent?.(e);
+  };
 
   if (opts.preflight !== false) {
     await Promise.all([preflight(src, 'source', names.src, opts), preflight(dst, 'destination', names.dst, opts)]);
   }
-
-  if (opts.bytesPerSecond || opts.opsPerSecond) {
-    // Every byte moved is read from the source once: pacing source reads paces the transfer.
-    // One ops bucket is shared so --tpslimit counts requests to both sides.
-    const ops = opts.opsPerSecond ? new TokenBucket({ ratePerSec: opts.opsPerSecond }) : undefined;
-    const sameStore = src === dst;
-    src = new RateLimitStore(src, { opsPerSec: ops, readBytesPerSec: opts.bytesPerSecond });
-    dst = sameStore ? src : new RateLimitStore(dst, { opsPerSec: ops });
-  }
+  ({ src, dst } = rateLimited(src, dst, opts));
 
   const include = opts.include ?? [];
   const exclude = opts.exclude ?? [];
-  const wanted = keyFilter(include, exclude);
-  let journal: MigrationJournal | undefined;
-  let ownJournal = false;
+  // The record stage: the only writer of the journal.
+  let recorder: JournalRecorder | undefined;
   if (!opts.dryRun && opts.journal) {
-    if (typeof opts.journal === 'string') {
-      journal = MigrationJournal.open(opts.journal, names, JSON.stringify({ include, exclude }));
-      ownJournal = true;
-    } else journal = opts.journal;
+    recorder = typeof opts.journal === 'string'
+      ? new JournalRecorder(MigrationJournal.open(opts.journal, names, JSON.stringify({ include, exclude })), true)
+      : new JournalRecorder(opts.journal, false);
   }
-
-  const summary: MigrationSummary = {
-    listed: 0, listedBytes: 0, identical: 0, copied: 0, verified: 0, failed: 0, failures: [], wouldCopy: 0,
-    vanished: 0, extraAtDestination: 0, sourceDeleted: 0, bytes: 0, durationMs: 0,
-  };
-  const fail = (key: string, reason: string): void => {
-    summary.failed++;
-    if (summary.failures.length < 100) summary.failures.push({ key, reason });
+  const ctx: CopyStageContext = {
+    src, dst, mode: proofMode(opts), retries: opts.retries ?? 8, dryRun: opts.dryRun === true, deleteSource: opts.deleteSource === true,
+    recorder: recorder ?? NO_RECORD, emit, resumableThreshold: opts.resumableThreshold, partConcurrency: opts.partConcurrency,
+    onAttemptError: slots.onAttemptError,
   };
 
-  // Keys in dispatch order; the cursor advances past the settled head of this queue.
-  // Once an object fails, the cursor stops before it, so a resumed run lists it again.
-  const order: { key: string; settled: boolean }[] = [];
-  let head = 0;
-  let cursorFrozen = false;
-  const settle = (slot: { settled: boolean }, failed = false): void => {
-    slot.settled = true;
-    if (failed) cursorFrozen = true;
-    let last: string | undefined;
-    while (head < order.length && order[head]!.settled) last = order[head++]!.key;
-    if (head > 4096) {
-      order.splice(0, head);
-      head = 0;
-    }
-    if (last !== undefined && !cursorFrozen) journal?.setCursor(last);
-  };
-
-  async function reconcile(s: ObjectSummary, d: ObjectSummary | undefined): Promise<'ok' | 'failed'> {
-    const key = s.key;
-    let srcEtag = s.etag;
-    let srcSize = s.size;
-    let compareWith = d;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        throwIfAborted(signal);
-        if (compareWith) {
-          const known = journal?.lookup(key);
-          let identicalBy: string | undefined;
-          if (known && (known.state === 'verified') && known.srcEtag === srcEtag && known.dstEtag === compareWith.etag && known.size === srcSize) {
-            identicalBy = `journal:${known.verifiedBy ?? ''}`;
-          } else {
-            const cmp = await compareObjects(src, { ...s, etag: srcEtag, size: srcSize }, dst, compareWith, mode, signal);
-            if (cmp.same) {
-              identicalBy = cmp.by;
-              journal?.verified(key, { size: srcSize, srcEtag, dstEtag: compareWith.etag, sha256: cmp.srcSha256, verifiedBy: cmp.by, copied: false });
-            }
-          }
-          if (identicalBy !== undefined) {
-            summary.identical++;
-            summary.verified++;
-            emit({ type: 'object', key, outcome: 'identical', size: srcSize, bytes: 0, verifiedBy: identicalBy });
-            if (opts.deleteSource && !opts.dryRun && (mode === 'size-only' || identicalBy !== 'size-only')) await removeSource(key, srcEtag);
-            return 'ok';
-          }
-        }
-        if (opts.dryRun) {
-          summary.wouldCopy++;
-          emit({ type: 'object', key, outcome: 'would-copy', size: srcSize, bytes: 0, reason: compareWith ? 'differs' : 'missing' });
-          return 'ok';
-        }
-        emit({ type: 'start', key, size: srcSize });
-        journal?.copying(key, srcSize, srcEtag);
-        let moved = 0;
-        const onProgress = (n: number): void => {
-          moved += n;
-          emit({ type: 'progress', bytes: n });
-        };
-        const resumable = resumableTarget(srcSize);
-        const r = resumable
-          ? await resumableCopy(src, key, resumable, {
-            signal, sourceEtag: srcEtag, verify: mode, journal, partConcurrency: opts.partConcurrency, onProgress,
-            onPart: (p) => emit({ type: 'part', ...p }),
-            onResume: (x) => emit({ type: 'upload-resumed', ...x }),
-          })
-          : await copyObject(src, key, dst, key, { signal, sourceEtag: srcEtag, verify: mode, onProgress });
-        journal?.verified(key, { size: r.bytes, srcEtag, dstEtag: r.meta.etag, sha256: r.sha256, verifiedBy: r.verifiedBy, copied: true });
-        summary.copied++;
-        summary.verified++;
-        summary.bytes += r.bytes;
-        emit({ type: 'object', key, outcome: 'copied', size: r.bytes, bytes: moved, verifiedBy: r.verifiedBy });
-        if (opts.deleteSource) await removeSource(key, srcEtag);
-        return 'ok';
-      } catch (e) {
-        if (signal?.aborted) throw e;
-        // The source changed or vanished since it was listed: look again and go on with what is there now.
-        if (isCloudmuxError(e, 'PreconditionFailed') || isCloudmuxError(e, 'NotFound')) {
-          const now: ObjectMeta | unknown = await src.head(key, { signal }).catch((h: unknown) => h);
-          if (isCloudmuxError(now, 'NotFound')) {
-            summary.vanished++;
-            emit({ type: 'object', key, outcome: 'vanished', size: srcSize, bytes: 0, reason: 'deleted from the source during the run' });
-            return 'ok';
-          }
-          if (!(now instanceof Error) && now !== null && typeof now === 'object') {
-            const meta = now as ObjectMeta;
-            const changed = meta.etag !== srcEtag;
-            srcEtag = meta.etag;
-            srcSize = meta.size;
-            // The destination may have been the one that changed: compare afresh.
-            // Otherwise the destination changed under a compare: look at it afresh.
-            if (compareWith && !changed) compareWith = await headSummary(dst, key, signal);
-            if (attempt < retries) {
-              emit({ type: 'retry', key, attempt: attempt + 1, reason: changed ? 'source changed during the copy' : describe(e) });
-              if (!changed) await backoff(attempt + 1, e, signal);
-              continue;
-            }
-          }
-        }
-        const retryable = isRetryable(e) || isCloudmuxError(e, 'IntegrityError');
-        if (retryable && attempt < retries) {
-          emit({ type: 'retry', key, attempt: attempt + 1, reason: describe(e) });
-          await backoff(attempt + 1, e, signal);
-          continue;
-        }
-        const reason = describe(e);
-        journal?.failed(key, srcEtag, reason);
-        fail(key, reason);
-        emit({ type: 'object', key, outcome: 'failed', size: srcSize, bytes: 0, reason });
-        return 'failed';
-      }
-    }
-  }
-
-  /** The destination's resumable uploads when an object of `size` should use them (a streamed copy between two stores, above the threshold). */
-  function resumableTarget(size: number): ReturnType<typeof resumableUploads> {
-    if (opts.resumableThreshold === false || src === dst || typeof (dst as { copyFromStore?: unknown }).copyFromStore === 'function') return undefined;
-    const r = resumableUploads(dst);
-    if (!r) return undefined;
-    return size > (opts.resumableThreshold ?? r.multipartThreshold) ? r : undefined;
-  }
-
-  async function removeSource(key: string, etag: string): Promise<void> {
-    // The journal group-commits its records: the one saying this object is verified must be on disk
-    // before the only other copy of the bytes goes.
-    await journal?.durable();
-    const now = await src.head(key, { signal });
-    if (now.etag !== etag) throw new CloudmuxError('PreconditionFailed', 'source changed after it was copied; not deleted', { provider: src.provider, key });
-    await src.delete(key, { signal });
-    journal?.sourceDeleted(key, etag);
-    summary.sourceDeleted++;
-    emit({ type: 'source-deleted', key });
-  }
-
-  const resumedAfter = journal?.cursor();
+  const resumedAfter = recorder?.resumeAfter();
   if (resumedAfter !== undefined) summary.resumedAfter = resumedAfter;
   const running = new Set<Promise<void>>();
-  let listedAll = false;
-  try {
-    const srcList = countListed(listResumable(src, { startAfter: resumedAfter, signal }), (o) => {
-      if (!wanted(o.key)) return false;
-      summary.listed++;
-      summary.listedBytes += o.size;
-      emit({ type: 'listed', key: o.key, size: o.size });
-      return true;
-    });
-    for await (const entry of mergeListings(srcList, listResumable(dst, { startAfter: resumedAfter, signal }))) {
+  const classifier = opts.priority instanceof PriorityClassifier ? opts.priority : opts.priority || opts.metered ? new PriorityClassifier(opts.priority || {}) : undefined;
+  const lookahead = opts.priority ? Math.max(1, Math.min(windowSize, opts.lookahead ?? 1000)) : 1;
+  let deferred = 0;
+  const start = (entry: PlanEntry, slot: ClaimSlot | undefined): void => {
+    const item = { key: entry.key, src: entry.src!, dst: entry.dst };
+    const release = slots.take(item.key);
+    const task: Promise<void> = copyStage(item, ctx, signal).then(
+      (outcome) => {
+        release(outcome === 'ok', item.src.size);
+        slot?.settle(outcome === 'failed');
+      },
+      (e: unknown) => {
+        // Only an abort escapes the copy stage; the slot stays unsettled so the cursor stays before it.
+        if (!signal?.aborted) emit({ type: 'object', key: item.key, outcome: 'failed', size: item.src.size, bytes: 0, reason: describeError(e, { where: false, maxLength: 500 }) });
+        release(false, 0);
+      },
+    ).finally(() => running.delete(task));
+    running.add(task);
+  };
+  /**
+   * Runs the copy stage on every `reconcile` entry of a plan, as many at a time as the slots allow;
+   * `claims` moves the cursor. With priorities, up to `lookahead` listed objects wait in a queue
+   * ordered by (class, size); an object waits at most until the window is full behind it.
+   */
+  const dispatch = async (plan: AsyncIterable<PlanEntry>, claims: LocalClaims | undefined): Promise<void> => {
+    const queue: { entry: PlanEntry; slot: ClaimSlot | undefined; rank: number; size: number }[] = [];
+    const full = (): boolean => (claims?.outstanding ?? 0) > windowSize;
+    const pump = async (all: boolean): Promise<void> => {
+      while (queue.length > 0 && (all || queue.length >= lookahead || full())) {
+        while (!slots.hasRoom(running.size)) await Promise.race(running);
+        const next = queue.shift()!;
+        start(next.entry, next.slot);
+      }
+      while (full() && running.size > 0) await Promise.race(running);
+    };
+    for await (const entry of plan) {
       throwIfAborted(signal);
-      const slot = { key: entry.key, settled: false };
-      order.push(slot);
-      if (!entry.src || !wanted(entry.key)) {
-        if (!entry.src && entry.dst && wanted(entry.key)) {
-          summary.extraAtDestination++;
-          emit({ type: 'extra', key: entry.key });
-        }
-        settle(slot);
+      const slot = claims?.claim(entry.key);
+      if (entry.action !== 'reconcile') {
+        if (entry.action === 'extra') emit({ type: 'extra', key: entry.key });
+        slot?.settle();
         continue;
       }
-      while (running.size >= concurrency || order.length - head > windowSize) await Promise.race(running);
-      const s = entry.src;
-      const task: Promise<void> = reconcile(s, entry.dst).then(
-        (outcome) => settle(slot, outcome === 'failed'),
-        (e: unknown) => {
-          // Only an abort escapes reconcile; the slot stays unsettled so the cursor stays before it.
-          if (!signal?.aborted) fail(s.key, describe(e));
-        },
-      ).finally(() => running.delete(task));
-      running.add(task);
+      const cls = classifier?.classify({ key: entry.key, size: entry.src!.size }) ?? 'normal';
+      if (opts.metered && cls !== 'critical') {
+        deferred++;
+        emit({ type: 'object', key: entry.key, outcome: 'deferred', size: entry.src!.size, bytes: 0, reason: `metered link: ${cls} objects wait for an unmetered run` });
+        slot?.settle(true);
+        continue;
+      }
+      const q = { entry, slot, rank: PRIORITY_RANK[cls], size: entry.src!.size };
+      let i = queue.length;
+      while (i > 0 && (queue[i - 1]!.rank > q.rank || (queue[i - 1]!.rank === q.rank && queue[i - 1]!.size > q.size))) i--;
+      queue.splice(i, 0, q);
+      await pump(false);
+    }
+    await pump(true);
+  };
+  let listedAll = false;
+  try {
+    const claims = new LocalClaims((key) => recorder?.settledThrough(key));
+    await dispatch(planMigration(src, dst, { include, exclude, startAfter: resumedAfter, signal, emit }), claims);
+    // A resumed pass goes back over the keys before its cursor: a source object rewritten or
+    // created there while an earlier run of this pass was going on (after that run had passed it)
+    // would otherwise never be copied, and a run that says "complete" would leave it behind. The
+    // journal's records of verified copies make this a listing, not a second copy: an object
+    // whose etag is the one verified is settled without a read. The cursor does not move back.
+    if (resumedAfter !== undefined) {
+      await dispatch(planMigration(src, dst, { include, exclude, end: resumedAfter, signal, emit }), undefined);
     }
     listedAll = true;
     emit({ type: 'listing-done', objects: summary.listed, bytes: summary.listedBytes });
   } catch (e) {
-    summary.incomplete = signal?.aborted ? 'aborted' : `listing failed: ${describe(e)}`;
+    summary.incomplete = signal?.aborted ? 'aborted' : `listing failed: ${describeError(e, { where: false, maxLength: 500 })}`;
   } finally {
     await Promise.allSettled([...running]);
     summary.durationMs = Date.now() - started;
-    if (journal) {
-      // A finished pass starts the next run from the top; verified objects are skipped via the journal.
-      if (listedAll && !signal?.aborted) journal.passComplete();
-      journal.finishRun(signal?.aborted ? 'aborted' : listedAll ? 'complete' : 'incomplete', summary);
-      if (ownJournal) journal.close();
-    }
+    recorder?.finish(signal?.aborted ? 'aborted' : listedAll ? 'complete' : 'incomplete', summary);
   }
   if (signal?.aborted && !summary.incomplete) summary.incomplete = 'aborted';
+  if (deferred > 0 && !summary.incomplete) summary.incomplete = `metered: ${deferred} non-critical objects deferred`;
   return summary;
 }
 
-/** Passes through the objects `keep` accepts, counting as it goes. */
-async function* countListed(source: AsyncIterable<ObjectSummary>, keep: (o: ObjectSummary) => boolean): AsyncGenerator<ObjectSummary> {
-  for await (const o of source) if (keep(o)) yield o;
+/** How many objects may be in flight: a fixed number, or one adaptive limiter per side (`concurrency: 'auto'`). */
+interface DispatchSlots {
+  /** Most objects ever in flight (bounds the window). */
+  most: number;
+  hasRoom(running: number): boolean;
+  /** Takes the slots of one object; the returned function gives them back (ok: a latency sample of `bytes`). */
+  take(key: string): (ok: boolean, bytes: number) => void;
+  onAttemptError?(key: string, error: unknown): void;
 }
 
-async function headSummary(store: BlobStore, key: string, signal: AbortSignal | undefined): Promise<ObjectSummary | undefined> {
-  try {
-    const m = await store.head(key, { signal });
-    return { key, size: m.size, etag: m.etag, lastModified: m.lastModified, checksums: m.checksums };
-  } catch (e) {
-    if (isCloudmuxError(e, 'NotFound')) return undefined;
-    throw e;
+/**
+ * `concurrency: 'auto'`: a limiter for each side (one when both are the same store); an object
+ * needs a slot on both. A Throttled error counts against the side whose provider raised it (both
+ * when it cannot tell), and an object that was throttled gives no latency sample (its retries'
+ * backoff is not the provider's latency).
+ */
+function dispatchSlots(src: BlobStore, dst: BlobStore, names: { src: string; dst: string }, opts: MigrateOptions): DispatchSlots {
+  if (opts.concurrency !== 'auto') {
+    const n = Math.max(1, opts.concurrency ?? 16);
+    return { most: n, hasRoom: (running) => running < n, take: () => () => {} };
   }
+  const srcLimiter = new AdaptiveConcurrency({ ...opts.adaptive, name: opts.adaptive?.name ?? names.src });
+  const dstLimiter = src === dst ? srcLimiter : new AdaptiveConcurrency({ ...opts.adaptive, name: opts.adaptive?.name ?? names.dst });
+  const limiters = srcLimiter === dstLimiter ? [srcLimiter] : [srcLimiter, dstLimiter];
+  for (const l of limiters) opts.onLimiter?.(l);
+  const held = new Map<string, { permits: Map<AdaptiveConcurrency, AdaptivePermit>; throttled: boolean }>();
+  return {
+    most: Math.max(...limiters.map((l) => l.max)),
+    hasRoom: () => limiters.every((l) => l.hasRoom),
+    take(key) {
+      const permits = new Map(limiters.map((l) => [l, l.tryAcquire()!] as const));
+      const h = { permits, throttled: false };
+      held.set(key, h);
+      return (ok, bytes) => {
+        held.delete(key);
+        for (const p of permits.values()) p.release(ok && !h.throttled ? 'ok' : 'error', bytes);
+      };
+    },
+    onAttemptError(key, e) {
+      if (!isCloudmuxError(e, 'Throttled')) return;
+      const h = held.get(key);
+      if (!h) return;
+      h.throttled = true;
+      const blamed = e.provider !== undefined && src.provider !== dst.provider
+        ? limiters.filter((l) => (l === srcLimiter ? src.provider : dst.provider) === e.provider)
+        : limiters;
+      for (const l of blamed.length ? blamed : limiters) l.throttled(h.permits.get(l)?.startedAt);
+    },
+  };
+}
+
+/** What proves a copy: the mode asked for, but never sizes alone when the source is to be deleted. */
+export function proofMode(opts: { deleteSource?: boolean; checksum?: ChecksumMode }): ChecksumMode {
+  return opts.deleteSource && opts.checksum === 'size-only' ? 'auto' : (opts.checksum ?? 'auto');
+}
+
+/**
+ * `--bwlimit` / `--tpslimit`: every byte moved is read from the source once, so pacing source reads
+ * paces the transfer; one ops bucket is shared so --tpslimit counts requests to both sides. A
+ * timetable (`bwlimit`) paces source reads by its down limit and destination writes by its up
+ * limit, each switching at the window boundaries (`now`: the clock it reads, for tests).
+ */
+export function rateLimited(src: BlobStore, dst: BlobStore, opts: { bytesPerSecond?: number; opsPerSecond?: number; bwlimit?: BandwidthTimetable; now?: () => Date }): { src: BlobStore; dst: BlobStore } {
+  const table = !opts.bytesPerSecond && opts.bwlimit && !opts.bwlimit.unlimited ? opts.bwlimit : undefined;
+  if (!opts.bytesPerSecond && !opts.opsPerSecond && !table) return { src, dst };
+  const ops = opts.opsPerSecond ? new TokenBucket({ ratePerSec: opts.opsPerSecond }) : undefined;
+  const down = table && new ScheduledTokenBucket(table, 'down', { now: opts.now });
+  const up = table && new ScheduledTokenBucket(table, 'up', { now: opts.now });
+  const limitedSrc = new RateLimitStore(src, { opsPerSec: ops, readBytesPerSec: opts.bytesPerSecond ?? down, writeBytesPerSec: src === dst ? up : undefined });
+  return { src: limitedSrc, dst: src === dst ? limitedSrc : new RateLimitStore(dst, { opsPerSec: ops, writeBytesPerSec: up }) };
 }
 
 /**
@@ -368,16 +316,7 @@ export async function preflight(store: BlobStore, role: 'source' | 'destination'
   } catch (e) {
     if (opts.signal?.aborted) throw e;
     const code: ErrorCode = timeout.aborted ? 'Transient' : isCloudmuxError(e) ? e.code : 'ProviderError';
-    const why = timeout.aborted ? `no answer within ${timeoutMs / 1000} s` : oneLine(e instanceof Error ? e.message : String(e));
+    const why = timeout.aborted ? `no answer within ${timeoutMs / 1000} s` : describeError(isCloudmuxError(e) ? e.message : e, { maxLength: 500 });
     throw new CloudmuxError(code, `cannot use the ${role} ${name} (${code}): ${why}`, { cause: e, provider: store.provider, retryable: false });
   }
-}
-
-function describe(e: unknown): string {
-  if (isCloudmuxError(e)) return `${e.code}: ${oneLine(e.message)}`;
-  return oneLine(e instanceof Error ? e.message : String(e));
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s+/g, ' ').trim().slice(0, 500);
 }

@@ -1,5 +1,5 @@
 import picomatch from 'picomatch';
-import { ProviderError, compareKeys, isCloudmuxError, isRetryable, throwIfAborted } from '../core/index.js';
+import { Backoff, ProviderError, compareKeys, isCloudmuxError, isRetryable, throwIfAborted } from '../core/index.js';
 import type { BlobStore, Checksums, ObjectMeta, ObjectSummary } from '../core/index.js';
 import { compareChecksums, hashObject, type ChecksumMode } from './copier.js';
 
@@ -214,15 +214,13 @@ function unreadable(e: unknown): Unreadable {
   throw e;
 }
 
-/** Full-jitter exponential backoff, honouring a provider's Retry-After. */
-export async function backoff(attempt: number, error: unknown, signal?: AbortSignal, baseMs = 50, capMs = 5000): Promise<void> {
-  const hinted = (error as { retryAfterMs?: number } | null)?.retryAfterMs;
-  const ms = hinted ?? Math.random() * Math.min(capMs, baseMs * 2 ** attempt);
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
+/** Waits of listing, compare and copy retries: full jitter under 50 ms doubling to 5 s (the one backoff). */
+export const RETRY_BACKOFF = new Backoff({ baseMs: 50, capMs: 5000 });
+
+/**
+ * Waits before retry `attempt` (1-based) after `error`, honouring a provider's Retry-After. Resolves
+ * early, without throwing, when `signal` fires: the caller's next step sees the aborted signal.
+ */
+export async function backoff(attempt: number, error: unknown, signal?: AbortSignal): Promise<void> {
+  await RETRY_BACKOFF.wait(attempt, error, signal).catch(() => undefined);
 }

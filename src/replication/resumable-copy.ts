@@ -1,13 +1,13 @@
 import {
-  BlockPool, Crc32c, IntegrityError, MultiHasher, PreconditionFailedError, SHA256_KEY, bodyChunks, isCloudmuxError, isRetryable,
-  partCount, partRange, pooledBlocks, throwIfAborted,
+  Backoff, Crc32c, IntegrityError, describeError, MultiHasher, PartSource, PreconditionFailedError, bodyChunks, isCloudmuxError,
+  partCount, partRange, throwIfAborted, uploadParts,
 } from '../core/index.js';
 import type {
   BlobStore, ChecksumAlgorithm, Checksums, ObjectMeta, ResumableUploads, UploadedPart,
 } from '../core/index.js';
-import { compareChecksums, hashObject, portableMetadata, type ChecksumMode, type CopyObjectResult } from './copier.js';
-import type { JournalUpload, MigrationJournal } from './journal.js';
-import { backoff } from './plan.js';
+import { carriedMetadata, compareChecksums, hashObject, type ChecksumMode, type CopyObjectResult } from './copier.js';
+import type { JournalUpload, UploadJournal } from './journal.js';
+import { RETRY_BACKOFF } from './plan.js';
 
 export interface ResumableCopyOptions {
   signal?: AbortSignal;
@@ -16,7 +16,7 @@ export interface ResumableCopyOptions {
   /** How the copy is verified; default `auto`. */
   verify?: ChecksumMode;
   /** Where the upload handle and finished parts are recorded; without one, a failed upload is aborted (nothing to resume from). */
-  journal?: MigrationJournal;
+  journal?: UploadJournal;
   /** Parts uploaded at once. Default 4. Memory ≈ (partConcurrency + 1) × part size. */
   partConcurrency?: number;
   /** Attempts per part on Throttled/Transient (the part is in memory, so resending is cheap). Default 3. */
@@ -83,13 +83,13 @@ export async function resumableCopy(
   const size = srcMeta.size;
 
   // Pick up an earlier run's upload if it is for this very source version and still there.
-  let prior = journal?.upload(key);
+  let prior = await journal?.upload(key);
   if (prior && prior.state !== 'open') prior = undefined;
   let kept = new Map<number, UploadedPart>();
   if (prior && journal) {
     if (prior.srcEtag !== srcMeta.etag || prior.size !== size) {
       await abortQuietly(dst, prior.handle);
-      journal.uploadClosed(key, prior.srcEtag, 'aborted', `source changed (${prior.srcEtag} -> ${srcMeta.etag})`);
+      await journal.uploadClosed(key, prior.srcEtag, 'aborted', `source changed (${prior.srcEtag} -> ${srcMeta.etag})`);
       prior = undefined;
     } else {
       const listed = await dst.listParts(prior.handle, { signal }).catch((e: unknown) => {
@@ -98,11 +98,11 @@ export async function resumableCopy(
         throw e;
       });
       if (listed === undefined) {
-        journal.uploadClosed(key, prior.srcEtag, 'aborted', 'the destination no longer has the upload');
+        await journal.uploadClosed(key, prior.srcEtag, 'aborted', 'the destination no longer has the upload');
         prior = undefined;
       } else {
         kept = trustedParts(prior, listed);
-        journal.uploadResumed(key, srcMeta.etag, kept.size, partCount(size, prior.partSize));
+        await journal.uploadResumed(key, srcMeta.etag, kept.size, partCount(size, prior.partSize));
         opts.onResume?.({ key, kept: kept.size, parts: partCount(size, prior.partSize) });
       }
     }
@@ -115,11 +115,10 @@ export async function resumableCopy(
     partSize = prior.partSize;
   } else {
     partSize = dst.uploadPartSize(size);
-    const { [SHA256_KEY]: _sha, ...rest } = srcMeta.metadata;
     handle = await dst.startUpload(key, {
-      size, partSize, signal, contentType: srcMeta.contentType, metadata: portableMetadata(rest), sha256: srcMeta.checksums.sha256,
+      size, partSize, signal, contentType: srcMeta.contentType, metadata: carriedMetadata(srcMeta), sha256: srcMeta.checksums.sha256,
     });
-    journal?.uploadStarted(key, { handle, srcEtag: srcMeta.etag, size, partSize });
+    await journal?.uploadStarted(key, { handle, srcEtag: srcMeta.etag, size, partSize });
   }
 
   const parts = partCount(size, partSize);
@@ -143,7 +142,6 @@ export async function resumableCopy(
   const uploaded = new Map<number, UploadedPart>();
   let uploadedBytes = 0;
   let completed = false;
-  // Where the last byte commits the object (GCS), the last part goes to completeUpload instead.
   const deferLast = dst.deferLastPart === true;
   let lastPart: Buffer | undefined;
   try {
@@ -169,7 +167,7 @@ export async function resumableCopy(
       opts.onProgress?.(lastPart.byteLength);
     }
     completed = true;
-    journal?.uploadClosed(key, srcMeta.etag, 'completed', `${uploaded.size} parts uploaded, ${kept.size} kept`);
+    await journal?.uploadClosed(key, srcMeta.etag, 'completed', `${uploaded.size} parts uploaded, ${kept.size} kept`);
     const verifiedBy = await verify(dst, key, meta, checksums, size, mode, resumed, signal);
     return {
       meta, bytes: size, sha256: checksums.sha256, serverSide: false, verifiedBy,
@@ -181,13 +179,16 @@ export async function resumableCopy(
       else if (!signal?.aborted && (isCloudmuxError(e, 'PreconditionFailed') || isCloudmuxError(e, 'IntegrityError'))) {
         // The source changed or disagrees with itself: these parts can never be completed.
         await abortQuietly(dst, handle);
-        journal.uploadClosed(key, srcMeta.etag, 'aborted', describe(e));
+        await journal.uploadClosed(key, srcMeta.etag, 'aborted', describeError(e));
       }
     }
     throw e;
   }
 
-  /** Reads the source from `startPart` and uploads every part not kept, `partConcurrency` at a time. */
+  /**
+   * Reads the source from `startPart` and uploads every part not kept through the part engine
+   * (src/core/part-upload.ts): `partConcurrency` at a time, each retried in place.
+   */
   async function streamParts(): Promise<void> {
     const from = partRange(size, partSize, startPart).offset;
     const got = await src.get(key, { signal, ifMatch: srcMeta.etag, ...(from > 0 ? { range: { offset: from } } : {}) });
@@ -195,75 +196,50 @@ export async function resumableCopy(
       got.body.destroy();
       throw new PreconditionFailedError(`source etag is ${got.meta.etag}, not ${srcMeta.etag}`, { provider: src.provider, key });
     }
-    const concurrency = deferLast ? 1 : Math.max(1, opts.partConcurrency ?? 4);
-    const inflight = new Set<Promise<void>>();
-    let failure: { error: unknown } | undefined;
-    let n = startPart;
-    // Part buffers come back to the pool once their upload is over, so a 64 MiB object reuses
-    // (concurrency + 1) buffers instead of leaving 16 for the collector.
-    const pool = new BlockPool();
+    const source = new PartSource(bodyChunks(got.body), { partSize, hasher: whole, signal, provider: src.provider, key });
+    const backoff = new Backoff({ baseMs: RETRY_BACKOFF.baseMs, capMs: RETRY_BACKOFF.capMs, attempts: opts.partAttempts ?? 3 });
+    let last: number;
     try {
-      for await (const part of pooledBlocks(bodyChunks(got.body), () => partSize, pool)) {
-        if (failure) break;
-        throwIfAborted(signal, { provider: src.provider, key });
-        if (n > parts) throw new IntegrityError(`the source has more than the ${size} bytes it reported`, { provider: src.provider, key });
-        whole?.update(part);
-        const crc = new Crc32c().update(part).hex();
-        const have = kept.get(n);
-        const known = have ? prior?.parts.find((p) => p.partNumber === n) : undefined;
-        if (have && known && known.crc32c === crc) {
-          n++;
-          pool.give(part);
-          continue; // already at the destination: hashed, not sent
-        }
-        const partNumber = n++;
-        if (deferLast && partNumber === parts) {
-          lastPart = part;
-          continue;
-        }
-        // Read and hash this part while the others upload; wait for a slot only to send it.
-        while (inflight.size >= concurrency && !failure) await Promise.race(inflight);
-        if (failure) break;
-        const task: Promise<void> = uploadOne(partNumber, part, crc).then((reusable) => {
-          if (reusable) pool.give(part);
-        }, (error: unknown) => {
-          failure ??= { error };
-        }).finally(() => inflight.delete(task));
-        inflight.add(task);
-      }
-    } finally {
-      if (!got.body.destroyed) got.body.destroy();
-      await Promise.all(inflight);
-    }
-    if (failure) throw failure.error;
-    // An empty object is one empty part, which `blocks` never yields.
-    if (size === 0 && !kept.has(1) && !uploaded.has(1)) {
-      if (deferLast) lastPart = Buffer.alloc(0);
-      else await uploadOne(1, Buffer.alloc(0), new Crc32c().hex());
-    }
-    else if (n !== parts + 1) throw new IntegrityError(`the source ended after part ${n - 1} of ${parts}`, { provider: src.provider, key });
-  }
-
-  /**
-   * Uploads one part, retrying in place. True when its buffer may be reused: uploaded at the first
-   * attempt (after a failed attempt, nothing proves the dead request stopped reading it).
-   */
-  async function uploadOne(partNumber: number, bytes: Buffer, crc32c: string): Promise<boolean> {
-    const attempts = Math.max(1, opts.partAttempts ?? 3);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const p = await dst.uploadPart(handle, partNumber, bytes, { signal });
-        uploaded.set(partNumber, p);
-        journal?.partUploaded(key, { partNumber, size: p.size, crc32c, etag: p.etag, sha256: p.checksums?.sha256 });
+      const result = await uploadParts<string, UploadedPart>(source, async ({ number, bytes, prepared: crc32c, signal: partSignal }) => {
+        const p = await dst.uploadPart(handle, number, bytes, { signal: partSignal });
+        uploaded.set(number, p);
+        await journal?.partUploaded(key, { partNumber: number, size: p.size, crc32c, etag: p.etag, sha256: p.checksums?.sha256 });
         uploadedBytes += bytes.byteLength;
         opts.onProgress?.(bytes.byteLength);
-        opts.onPart?.({ key, partNumber, parts, size: bytes.byteLength });
-        return attempt === 1;
-      } catch (e) {
-        if (signal?.aborted || !isRetryable(e) || attempt >= attempts) throw e;
-        await backoff(attempt, e, signal);
+        opts.onPart?.({ key, partNumber: number, parts, size: bytes.byteLength });
+        return p;
+      }, {
+        // Where the last byte commits the object (GCS), parts go in order and the last one to completeUpload.
+        concurrency: deferLast ? 1 : Math.max(1, opts.partConcurrency ?? 4),
+        holdLast: deferLast,
+        backoff,
+        signal,
+        firstNumber: startPart,
+        maxParts: parts,
+        tooManyParts: () => new IntegrityError(`the source has more than the ${size} bytes it reported`, { provider: src.provider, key }),
+        prepare: ({ number, bytes }) => {
+          const crc = new Crc32c().update(bytes).hex();
+          const known = kept.has(number) ? prior?.parts.find((p) => p.partNumber === number) : undefined;
+          return known && known.crc32c === crc ? null : crc; // already at the destination: hashed, not sent
+        },
+      });
+      last = result.lastNumber;
+      if (result.held) lastPart = result.held.bytes;
+    } finally {
+      if (!got.body.destroyed) got.body.destroy();
+      await source.close();
+    }
+    // An empty object is one empty part, which the source never yields.
+    if (size === 0 && !kept.has(1) && !uploaded.has(1)) {
+      if (deferLast) lastPart = Buffer.alloc(0);
+      else {
+        const p = await dst.uploadPart(handle, 1, Buffer.alloc(0), { signal });
+        uploaded.set(1, p);
+        await journal?.partUploaded(key, { partNumber: 1, size: p.size, crc32c: new Crc32c().hex(), etag: p.etag, sha256: p.checksums?.sha256 });
+        opts.onPart?.({ key, partNumber: 1, parts, size: 0 });
       }
     }
+    else if (last !== parts) throw new IntegrityError(`the source ended after part ${last} of ${parts}`, { provider: src.provider, key });
   }
 }
 
@@ -319,8 +295,4 @@ async function abortQuietly(dst: ResumableUploads, handle: string): Promise<void
   } catch {
     // Best effort: parts left behind expire (S3 lifecycle rule, Azure after 7 days).
   }
-}
-
-function describe(e: unknown): string {
-  return isCloudmuxError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
 }

@@ -1,4 +1,4 @@
-import { isCloudmuxError, isRetryable, throwIfAborted } from '../core/index.js';
+import { describeError, isCloudmuxError, isRetryable, throwIfAborted } from '../core/index.js';
 import type { BlobStore, ObjectSummary } from '../core/index.js';
 import { hashObject, type ChecksumMode } from './copier.js';
 import { backoff, compareObjects, keyFilter, listResumable, mergeListings, type Comparison } from './plan.js';
@@ -92,7 +92,7 @@ export async function verifyTrees(a: BlobStore, b: BlobStore, opts: VerifyOption
           record({ key: x.key, outcome: 'differ', reason: 'deleted while verifying' });
           return;
         }
-        record({ key: x.key, outcome: 'error', reason: isCloudmuxError(e) ? `${e.code}: ${e.message}` : String(e) });
+        record({ key: x.key, outcome: 'error', reason: describeError(e) });
         return;
       }
     }

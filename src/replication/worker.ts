@@ -1,16 +1,31 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { IntegrityError, TransientError, isCloudmuxError, userMetadata } from '../core/index.js';
+import { Backoff, IntegrityError, TransientError, describeError, isCloudmuxError } from '../core/index.js';
+import { carriedMetadata } from '../core/system-metadata.js';
 import type { BlobStore } from '../core/index.js';
 import type { ReplicationConfig } from '../config/schema.js';
 import type { CostModel } from '../router/cost-model.js';
 import type { HealthTracker } from '../router/health-tracker.js';
 import { KeyLocks } from '../router/key-locks.js';
+import { reconcileHolder } from '../router/reconcile.js';
 import type { Router } from '../router/router.js';
+import { WriteLeases, isLeaseBusy, type HeldLease } from '../router/write-leases.js';
 import type { BacklogStats, OutboxEntry, StateStore } from '../state/types.js';
 import { copyObject, type ChecksumMode } from './copier.js';
+import { AdaptiveConcurrency, type AdaptiveConcurrencyOptions, type AdaptiveStatus } from '../layers/adaptive-concurrency.js';
+import { DEFAULT_PRIORITY_WEIGHTS, PRIORITY_CLASSES, WeightedClassPicker, type PriorityClass } from '../core/priority.js';
 
-export interface ReplicationWorkerOptions extends Partial<Omit<ReplicationConfig, 'verify'>> {
+export interface ReplicationWorkerOptions extends Partial<Omit<ReplicationConfig, 'verify' | 'adaptive'>> {
+  /**
+   * Adaptive concurrency (AIMD) per destination provider, within `concurrency` in all: a provider
+   * that throttles gets fewer copies in flight, without slowing the others. Default: off (a fixed
+   * `concurrency` shared by all).
+   */
+  adaptive?: AdaptiveConcurrencyOptions | false;
+  /** Claim shares of the priority classes (default critical 16, normal 4, bulk 1: bulk is never starved). */
+  priorityWeights?: Partial<Record<PriorityClass, number>>;
+  /** A metered link: only critical entries are claimed; the rest wait (nothing is dropped). */
+  metered?: boolean;
   state: StateStore;
   /** Provider stores by the names the catalog uses. */
   providers: Record<string, BlobStore>;
@@ -20,12 +35,20 @@ export interface ReplicationWorkerOptions extends Partial<Omit<ReplicationConfig
   cost?: CostModel;
   /** Share the router's locks when both run in one process (see KeyLocks). */
   locks?: KeyLocks;
+  /** Share the router's write leases when both run in one process (default: the worker's own, over `locks`). */
+  leases?: WriteLeases;
+  /** Write lease duration for the worker's own leases (ms, default 30 000). */
+  writeLeaseMs?: number;
   /** How copies are verified (default `sha256`: the destination's digest must equal the catalog's). */
   verify?: ChecksumMode;
   /** Lease owner name (default: random per worker). */
   owner?: string;
   /** Delay before retrying an entry whose destination is down (default pollIntervalMs × 2). */
   deferMs?: number;
+  /** Copies left by reads to evict when they expire (the router's {@link Router.copyOnRead}). */
+  evictor?: { evictExpired(): Promise<number> };
+  /** How often the worker looks for expired copies (ms, default 10 000). */
+  evictIntervalMs?: number;
 }
 
 export type EntryOutcome = 'copied' | 'deleted' | 'obsolete' | 'already-done';
@@ -67,19 +90,26 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
   private readonly providers: Map<string, BlobStore>;
   private readonly health: HealthTracker | undefined;
   private readonly cost: CostModel | undefined;
-  private readonly locks: KeyLocks;
+  private readonly leases: WriteLeases;
   private readonly concurrency: number;
   private readonly maxAttempts: number;
-  private readonly backoffBaseMs: number;
-  private readonly backoffMaxMs: number;
+  private readonly backoff: Backoff;
   private readonly leaseMs: number;
   private readonly pollIntervalMs: number;
   private readonly deferMs: number;
   private readonly verify: ChecksumMode;
+  private readonly picker: WeightedClassPicker;
+  private readonly classes: readonly PriorityClass[] | undefined;
+  /** Per destination provider, with `adaptive`. */
+  readonly limiters = new Map<string, AdaptiveConcurrency>();
+  private readonly inflightBy = new Map<string, number>();
   private running = false;
   private loopDone: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private wake: (() => void) | undefined;
+  private readonly evictor: { evictExpired(): Promise<number> } | undefined;
+  private readonly evictIntervalMs: number;
+  private lastEviction = -Infinity;
   /** Shared by every copy in flight, each of which listens to it: no listener limit applies. */
   private readonly abort = ((c: AbortController) => (setMaxListeners(0, c.signal), c))(new AbortController());
 
@@ -89,21 +119,32 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
     this.providers = new Map(Object.entries(opts.providers));
     this.health = opts.health;
     this.cost = opts.cost;
-    this.locks = opts.locks ?? new KeyLocks();
     this.concurrency = opts.concurrency ?? 4;
     this.maxAttempts = opts.maxAttempts ?? 8;
-    this.backoffBaseMs = opts.backoffBaseMs ?? 1_000;
-    this.backoffMaxMs = opts.backoffMaxMs ?? 5 * 60_000;
+    this.backoff = new Backoff({ baseMs: opts.backoffBaseMs ?? 1_000, capMs: opts.backoffMaxMs ?? 5 * 60_000, attempts: this.maxAttempts });
     this.leaseMs = opts.leaseMs ?? 5 * 60_000;
     this.pollIntervalMs = opts.pollIntervalMs ?? 1_000;
     this.deferMs = opts.deferMs ?? this.pollIntervalMs * 2;
     this.verify = opts.verify ?? 'sha256';
+    this.evictor = opts.evictor;
+    this.evictIntervalMs = opts.evictIntervalMs ?? 10_000;
     this.owner = opts.owner ?? `worker-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.classes = opts.metered ? ['critical'] : undefined;
+    this.picker = new WeightedClassPicker({ ...DEFAULT_PRIORITY_WEIGHTS, ...opts.priorityWeights }, this.classes ?? PRIORITY_CLASSES);
+    if (opts.adaptive) {
+      for (const name of this.providers.keys()) {
+        this.limiters.set(name, new AdaptiveConcurrency({ max: this.concurrency, ...opts.adaptive, name }));
+      }
+    }
+    this.leases = opts.leases ?? new WriteLeases(this.state, this.owner, { locks: opts.locks ?? new KeyLocks(), leaseMs: opts.writeLeaseMs });
   }
 
   /** A worker over a router's state, providers, health, costs and locks, woken by its `owed` events. */
-  static forRouter(router: Router, opts: Omit<ReplicationWorkerOptions, 'state' | 'providers' | 'health' | 'cost' | 'locks'> = {}): ReplicationWorker {
-    const worker = new ReplicationWorker({ ...opts, state: router.state, providers: router.providerStores(), health: router.health, cost: router.cost, locks: router.locks });
+  static forRouter(router: Router, opts: Omit<ReplicationWorkerOptions, 'state' | 'providers' | 'health' | 'cost' | 'locks' | 'leases'> = {}): ReplicationWorker {
+    const worker = new ReplicationWorker({
+      ...opts, state: router.state, providers: router.providerStores(), health: router.health, cost: router.cost, leases: router.leases,
+      ...(router.copyOnRead ? { evictor: router.copyOnRead } : {}),
+    });
     router.events.on('owed', () => worker.notify());
     return worker;
   }
@@ -137,10 +178,21 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
     return this.state.backlog();
   }
 
+  /** The adaptive limiters' snapshots (empty without `adaptive`). */
+  adaptiveStatus(): AdaptiveStatus[] {
+    return [...this.limiters.values()].map((l) => l.status());
+  }
+
+  /** A claim of `n` slots: weighted quotas per class (bulk keeps its share), only critical on a metered link. */
+  private claimSlots(n: number, providers?: string[]): Promise<OutboxEntry[]> {
+    return this.state.claim(this.owner, n, this.leaseMs, { quota: this.picker.quota(n), classes: this.classes, providers });
+  }
+
   /** Claims up to `concurrency` due entries and processes them. Returns how many it processed. */
   async runOnce(): Promise<number> {
-    const batch = await this.state.claim(this.owner, this.concurrency, this.leaseMs);
-    await Promise.all(batch.map((e) => this.process(e)));
+    await this.evict(true);
+    const batch = await this.claimSlots(this.concurrency);
+    await Promise.all(batch.map((e) => this.processInSlot(e)));
     return batch.length;
   }
 
@@ -161,18 +213,31 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
     }
   }
 
+  /** Evicts expired copies left by reads (at most every evictIntervalMs unless `now`); never throws. */
+  private async evict(now = false): Promise<number> {
+    if (!this.evictor || (!now && Date.now() - this.lastEviction < this.evictIntervalMs)) return 0;
+    this.lastEviction = Date.now();
+    try {
+      return await this.evictor.evictExpired();
+    } catch (e) {
+      this.emit('error', e);
+      return 0;
+    }
+  }
+
   private async loop(): Promise<void> {
     while (this.running) {
+      await this.evict();
       const free = this.concurrency - this.inflight.size;
       if (free > 0) {
         let batch: OutboxEntry[] = [];
         try {
-          batch = await this.state.claim(this.owner, free, this.leaseMs);
+          batch = await this.claimFree(free);
         } catch (e) {
           this.emit('error', e);
         }
         for (const entry of batch) {
-          const p = this.process(entry).finally(() => {
+          const p = this.processInSlot(entry).finally(() => {
             this.inflight.delete(p);
             this.notify();
           });
@@ -192,25 +257,64 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
     }
   }
 
-  /** Handles one claimed entry; never throws (failures are recorded on the entry). */
-  private async process(entry: OutboxEntry): Promise<void> {
+  /** Without `adaptive`: one claim of `free`. With it: per destination, no more than its limiter has room for. */
+  private async claimFree(free: number): Promise<OutboxEntry[]> {
+    if (this.limiters.size === 0) return this.claimSlots(free);
+    const out: OutboxEntry[] = [];
+    for (const [name, limiter] of this.limiters) {
+      const room = Math.min(free - out.length, limiter.limit - (this.inflightBy.get(name) ?? 0));
+      if (room > 0) out.push(...await this.claimSlots(room, [name]));
+    }
+    return out;
+  }
+
+  /** Processes an entry in its destination's adaptive slot (when there is one), reporting how it went. */
+  private async processInSlot(entry: OutboxEntry): Promise<void> {
+    const limiter = this.limiters.get(entry.provider);
+    if (!limiter) {
+      await this.process(entry);
+      return;
+    }
+    this.inflightBy.set(entry.provider, (this.inflightBy.get(entry.provider) ?? 0) + 1);
+    const permit = limiter.tryAcquire() ?? await limiter.acquire(this.abort.signal).catch(() => undefined);
+    try {
+      const outcome = await this.process(entry);
+      permit?.release(outcome, entry.size);
+    } finally {
+      this.inflightBy.set(entry.provider, (this.inflightBy.get(entry.provider) ?? 1) - 1);
+    }
+  }
+
+  /**
+   * Handles one claimed entry; never throws (failures are recorded on the entry). Says how it went
+   * for the adaptive limiter: `throttled` when the destination answered Throttled.
+   */
+  private async process(entry: OutboxEntry): Promise<'ok' | 'throttled' | 'error'> {
     try {
       const store = this.providers.get(entry.provider);
       if (!store) {
         await this.giveUp(entry, `provider ${entry.provider} is not configured`);
-        return;
+        return 'error';
       }
       if (this.health?.state(entry.provider) === 'down') {
         await this.defer(entry, `${entry.provider} is down`);
-        return;
+        return 'error';
       }
-      await this.locks.with(entry.key, () => (entry.kind === 'replicate' ? this.replicate(entry, store) : this.remove(entry, store)));
+      // Under the key's write lease: a copy or delete never lands on top of a put of the key made by
+      // any router or worker sharing the state, and a put never lands on top of a copy in flight.
+      await this.leases.with(entry.key, this.abort.signal, (held) => (entry.kind === 'replicate' ? this.replicate(entry, store, held) : this.remove(entry, store, held)));
+      return 'ok';
     } catch (e) {
+      if (isLeaseBusy(e)) {
+        await this.defer(entry, (e as Error).message).catch((err: unknown) => this.emit('error', err));
+        return 'error';
+      }
       await this.failed(entry, e).catch((err: unknown) => this.emit('error', err));
+      return isCloudmuxError(e, 'Throttled') && (e.provider === undefined || e.provider === this.providers.get(entry.provider)?.provider) ? 'throttled' : 'error';
     }
   }
 
-  private async replicate(entry: OutboxEntry, dst: BlobStore): Promise<void> {
+  private async replicate(entry: OutboxEntry, dst: BlobStore, held: HeldLease): Promise<void> {
     const found = await this.state.lookup(entry.key);
     if (found.state !== 'live' || found.object.version !== entry.version) {
       await this.state.discard(entry.id);
@@ -240,10 +344,10 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
     for (const src of live) {
       try {
         const res = await copyObject(this.providers.get(src.provider)!, entry.key, dst, entry.key, {
-          signal: this.abort.signal,
+          signal: held.signal,
           sourceEtag: src.etag,
           verify: this.verify,
-          metadata: userMetadata(object.metadata),
+          metadata: carriedMetadata(object.metadata),
           contentType: object.contentType,
         });
         const sha = res.sha256 ?? res.meta.checksums.sha256;
@@ -262,7 +366,14 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
         failure = e;
         // The source no longer has what the catalog says it has: have it repaired, try the next holder.
         if (isCloudmuxError(e) && (e.code === 'NotFound' || e.code === 'PreconditionFailed' || (e.code === 'IntegrityError' && e.provider === src.provider))) {
-          await this.state.repairReplica(entry.key, src.provider);
+          const res = await reconcileHolder(this.state, this.providers.get(src.provider), entry.key, src.provider, held);
+          if (res.outcome === 'adopted') {
+            // The source's bytes became a new version: this entry is obsolete, the adoption owes its own.
+            await this.state.discard(entry.id);
+            this.counters.obsolete++;
+            this.emit('done', { entry, outcome: 'obsolete' });
+            return;
+          }
         }
         if (isCloudmuxError(e, 'Aborted')) break;
       }
@@ -270,7 +381,7 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
     throw failure;
   }
 
-  private async remove(entry: OutboxEntry, store: BlobStore): Promise<void> {
+  private async remove(entry: OutboxEntry, store: BlobStore, held: HeldLease): Promise<void> {
     const found = await this.state.lookup(entry.key);
     if (found.state === 'live') {
       const holds = found.holders.some((h) => h.provider === entry.provider);
@@ -282,7 +393,7 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
         return;
       }
     }
-    await store.delete(entry.key, { signal: this.abort.signal });
+    await store.delete(entry.key, { signal: held.signal });
     await this.state.completeDelete(entry);
     this.counters.deleted++;
     this.emit('done', { entry, outcome: 'deleted' });
@@ -294,12 +405,12 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
   }
 
   private async failed(entry: OutboxEntry, e: unknown): Promise<void> {
-    const reason = isCloudmuxError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+    const reason = describeError(e);
     if (entry.attempts + 1 >= this.maxAttempts) {
       await this.giveUp(entry, `after ${entry.attempts + 1} attempts: ${reason}`);
       return;
     }
-    const at = new Date(Date.now() + this.backoff(entry.attempts + 1));
+    const at = new Date(Date.now() + this.backoff.delay(entry.attempts + 1, e));
     await this.state.retryLater(entry.id, reason, at, true);
     this.counters.retries++;
     this.emit('retry', { entry, error: reason, at, counted: true });
@@ -316,11 +427,5 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
     await this.state.deadLetter(entry.id, reason);
     this.counters.dead++;
     this.emit('dead', { entry, reason });
-  }
-
-  /** Exponential backoff with jitter in [½, 1] of the step, capped. */
-  private backoff(attempt: number): number {
-    const step = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** (attempt - 1));
-    return Math.round(step * (0.5 + Math.random() * 0.5));
   }
 }

@@ -3,9 +3,11 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { collect } from '../core/body.js';
-import { isCloudmuxError } from '../core/errors.js';
+import { TransientError, countsAgainstHealth, describeError, type OpClass } from '../core/errors.js';
+import { runningClock, type RunningSpan } from '../core/running-clock.js';
 import type { BlobStore } from '../core/types.js';
 import type { HealthConfig } from '../config/schema.js';
+import { ProbeScheduler } from './probe-scheduler.js';
 
 export type HealthState = 'healthy' | 'degraded' | 'down';
 
@@ -30,8 +32,26 @@ export interface ProviderHealth {
   errorRate: number;
   requests: number;
   breaker: BreakerState;
-  lastProbe?: { ok: boolean; at: Date; latencyMs: number; error?: string };
+  /** The last conclusive canary probe; latency in running time ({@link runningClock}). */
+  lastProbe?: { ok: boolean; at: Date; latencyMs: number; stalledMs: number; error?: string };
+  /** Probes that proved nothing because this process was starved of CPU (not counted against the provider). */
+  inconclusiveProbes: number;
 }
+
+/** What one canary probe found. */
+export interface ProbeOutcome {
+  provider: string;
+  /** `inconclusive`: a request ran out of wall time before it had `timeoutMs` of our running time. */
+  result: 'ok' | 'failed' | 'inconclusive';
+  /** Running time of the probe's requests, ms. */
+  latencyMs: number;
+  /** Time the process was stalled while the requests were out, ms (not counted in latencyMs). */
+  stalledMs: number;
+  error?: string;
+}
+
+/** Deadline of each canary request when none is given. */
+export const DEFAULT_PROBE_TIMEOUT_MS = 10_000;
 
 /** Anything that emits opossum-style breaker events (`open`, `halfOpen`, `close`). */
 export interface BreakerEventSource {
@@ -44,14 +64,6 @@ export interface HealthTrackerOptions extends Partial<HealthConfig> {
   now?: () => number;
   /** Weight of the newest latency sample in the EWMA (default 0.2). */
   ewmaAlpha?: number;
-}
-
-/**
- * Errors that say something about the request, not about the provider: they never count
- * against its health (the same rule as the breaker's errorFilter).
- */
-export function isCallerError(e: unknown): boolean {
-  return isCloudmuxError(e) && ['NotFound', 'PreconditionFailed', 'NotModified', 'AlreadyExists', 'InvalidKey', 'InvalidArgument', 'InvalidRange', 'Aborted', 'NotSupported', 'IntegrityError'].includes(e.code);
 }
 
 const RANK: Record<HealthState, number> = { healthy: 0, degraded: 1, down: 2 };
@@ -70,6 +82,7 @@ class ProviderStats {
   breaker: BreakerState = 'closed';
   classes = new Map<string, BreakerState>();
   probeFailures = 0;
+  inconclusiveProbes = 0;
   lastProbe: ProviderHealth['lastProbe'];
   betterStreak = 0;
   constructor(now: number) {
@@ -88,8 +101,8 @@ export class HealthTracker extends EventEmitter<{ change: [HealthChange] }> {
   private readonly stats = new Map<string, ProviderStats>();
   private readonly now: () => number;
   private readonly alpha: number;
-  private timer: NodeJS.Timeout | undefined;
-  private probing = new Set<string>();
+  private scheduler: ProbeScheduler | undefined;
+  private readonly probing = new Map<string, Promise<ProbeOutcome>>();
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(providers: Iterable<string>, opts: HealthTrackerOptions = {}) {
@@ -109,11 +122,15 @@ export class HealthTracker extends EventEmitter<{ change: [HealthChange] }> {
     for (const p of providers) this.stats.set(p, new ProviderStats(this.now()));
   }
 
-  /** Records the outcome of one request. Caller errors (NotFound, …) count as successes without latency. */
-  record(provider: string, latencyMs: number, error?: unknown): void {
+  /**
+   * Records the outcome of one request of class `op` (default read). Errors that do not count
+   * against health (`countsAgainstHealth`, the table in src/core/errors.ts: NotFound, …) count as
+   * successes without latency.
+   */
+  record(provider: string, latencyMs: number, error?: unknown, op: OpClass = 'read'): void {
     const s = this.stats.get(provider);
     if (!s) return;
-    const failed = error !== undefined && !isCallerError(error);
+    const failed = error !== undefined && countsAgainstHealth(error, op);
     const b = this.bucket(s);
     if (failed) b.fail++;
     else b.ok++;
@@ -189,60 +206,87 @@ export class HealthTracker extends EventEmitter<{ change: [HealthChange] }> {
     const h: ProviderHealth = {
       provider, state: s.state, reason: s.reason, since: new Date(s.since), ewmaMs: s.ewma,
       p50Ms: this.percentile(provider, 50), p95Ms: this.percentile(provider, 95), errorRate: rate, requests: total, breaker: s.breaker,
+      inconclusiveProbes: s.inconclusiveProbes,
     };
     if (s.lastProbe) h.lastProbe = { ...s.lastProbe };
     return h;
   }
 
   /**
-   * One canary round trip on `store`: put a few random bytes, read them back, delete them. A probe
-   * that fails twice in a row takes the provider down; one that succeeds counts toward recovery.
+   * One canary round trip on `store`: put a few random bytes, read them back, delete them. Each
+   * request has `timeoutMs` of *running* time to answer ({@link runningClock}): time this process
+   * could not run (a blocked event loop, a starved CPU) is not the provider's, and its latency is
+   * measured the same way. A failure that is confirmed by the next probe takes the provider down
+   * (see {@link ProbeScheduler}); one that only shows the process starved is `inconclusive` and
+   * counts for nothing. A probe already running for `provider` is joined, not doubled.
    */
-  async probe(provider: string, store: BlobStore): Promise<boolean> {
+  probe(provider: string, store: BlobStore, opts: { timeoutMs?: number } = {}): Promise<ProbeOutcome> {
     const s = this.stats.get(provider);
-    if (!s || this.probing.has(provider)) return s?.lastProbe?.ok ?? false;
-    this.probing.add(provider);
+    if (!s) return Promise.resolve({ provider, result: 'failed', latencyMs: 0, stalledMs: 0, error: 'not a configured provider' });
+    let running = this.probing.get(provider);
+    if (!running) {
+      running = this.runProbe(provider, s, store, opts.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS).finally(() => this.probing.delete(provider));
+      this.probing.set(provider, running);
+    }
+    return running;
+  }
+
+  private async runProbe(provider: string, s: ProviderStats, store: BlobStore, timeoutMs: number): Promise<ProbeOutcome> {
     const key = `${this.config.probePrefix}/${hostname().replace(/[^A-Za-z0-9._-]/g, '_')}-${process.pid}-${randomBytes(4).toString('hex')}`;
     const payload = randomBytes(32);
-    const started = this.now();
+    const spans: RunningSpan[] = [];
+    let current = 'put';
+    const step = <T>(op: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+      current = op;
+      return timed(op, timeoutMs, fn, spans);
+    };
+    let outcome: ProbeOutcome;
     try {
-      await store.put(key, payload, { contentType: 'application/octet-stream' });
-      const { body } = await store.get(key);
-      const back = await collect(body);
-      await store.delete(key);
+      await step('put', (signal) => store.put(key, payload, { contentType: 'application/octet-stream', signal }));
+      const back = await step('get', async (signal) => collect((await store.get(key, { signal })).body));
+      await step('delete', (signal) => store.delete(key, { signal }));
+      current = 'compare';
       if (!back.equals(payload)) throw new Error('canary read back different bytes');
-      const latency = this.now() - started;
-      s.probeFailures = 0;
-      s.lastProbe = { ok: true, at: new Date(), latencyMs: latency };
-      this.addLatency(s, latency / 3);
-      this.evaluate(provider, s);
-      return true;
+      outcome = { provider, result: 'ok', ...sum(spans) };
     } catch (e) {
-      s.probeFailures++;
-      s.lastProbe = { ok: false, at: new Date(), latencyMs: this.now() - started, error: e instanceof Error ? e.message.slice(0, 300) : String(e) };
-      this.evaluate(provider, s);
-      return false;
-    } finally {
-      this.probing.delete(provider);
+      const starved = e instanceof ProbeDeadline && e.starved;
+      const error = e instanceof ProbeDeadline ? e.message : `${current}: ${describeError(e, { where: false })}`;
+      outcome = { provider, result: starved ? 'inconclusive' : 'failed', ...sum(spans), error: error.slice(0, 300) };
     }
+    const at = new Date();
+    if (outcome.result === 'ok') {
+      s.probeFailures = 0;
+      s.lastProbe = { ok: true, at, latencyMs: outcome.latencyMs, stalledMs: outcome.stalledMs };
+      this.addLatency(s, outcome.latencyMs / 3);
+    } else if (outcome.result === 'failed') {
+      s.probeFailures++;
+      s.lastProbe = { ok: false, at, latencyMs: outcome.latencyMs, stalledMs: outcome.stalledMs, error: outcome.error };
+    } else {
+      s.inconclusiveProbes++;
+    }
+    this.evaluate(provider, s);
+    return outcome;
   }
 
   /** Probes every given store now, concurrently. */
-  async probeAll(stores: Record<string, BlobStore>): Promise<void> {
-    await Promise.all(Object.entries(stores).filter(([p]) => this.stats.has(p)).map(([p, st]) => this.probe(p, st)));
+  async probeAll(stores: Record<string, BlobStore>, opts: { timeoutMs?: number } = {}): Promise<ProbeOutcome[]> {
+    return Promise.all(Object.entries(stores).filter(([p]) => this.stats.has(p)).map(([p, st]) => this.probe(p, st, opts)));
   }
 
-  /** Probes on `probeIntervalMs` until {@link stop}. The timer does not keep the process alive. */
-  startProbes(stores: Record<string, BlobStore>): void {
+  /**
+   * Probes on `probeIntervalMs` (failures confirmed promptly) until {@link stop}, through a
+   * {@link ProbeScheduler}. The timers do not keep the process alive.
+   */
+  startProbes(stores: Record<string, BlobStore>, opts: { timeoutMs?: number } = {}): void {
     this.stopProbes();
     if (this.config.probeIntervalMs <= 0) return;
-    this.timer = setInterval(() => void this.probeAll(stores), this.config.probeIntervalMs);
-    this.timer.unref();
+    this.scheduler = new ProbeScheduler(this, stores, { intervalMs: this.config.probeIntervalMs, timeoutMs: opts.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS });
+    this.scheduler.start({ firstRound: 'after-interval' });
   }
 
   stopProbes(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.scheduler?.stop();
+    this.scheduler = undefined;
   }
 
   /** Stops probes and detaches from breakers. */
@@ -290,12 +334,12 @@ export class HealthTracker extends EventEmitter<{ change: [HealthChange] }> {
 
   private target(s: ProviderStats): { state: HealthState; reason: string } {
     if (s.breaker === 'open') return { state: 'down', reason: 'circuit breaker open' };
-    if (s.probeFailures >= 2) return { state: 'down', reason: `${s.probeFailures} canary probes failed in a row` };
+    if (s.probeFailures >= 2) return { state: 'down', reason: `${s.probeFailures} canary probes failed in a row; last: ${s.lastProbe?.error ?? 'unknown'}` };
     const { rate } = this.errorRate(s);
     if (rate >= this.config.downErrorRate) return { state: 'down', reason: `error rate ${(rate * 100).toFixed(0)}%` };
     if (s.breaker === 'halfOpen') return { state: 'degraded', reason: 'circuit breaker half-open' };
     if (rate >= this.config.degradedErrorRate) return { state: 'degraded', reason: `error rate ${(rate * 100).toFixed(0)}%` };
-    if (s.probeFailures === 1) return { state: 'degraded', reason: 'last canary probe failed' };
+    if (s.probeFailures === 1) return { state: 'degraded', reason: `last canary probe failed: ${s.lastProbe?.error ?? 'unknown'}` };
     const p95 = s.samples.length >= this.config.minRequests ? this.percentileOf(s, 95) : undefined;
     if (this.config.degradedP95Ms > 0 && p95 !== undefined && p95 > this.config.degradedP95Ms) {
       return { state: 'degraded', reason: `p95 latency ${p95.toFixed(0)} ms` };
@@ -330,3 +374,38 @@ export class HealthTracker extends EventEmitter<{ change: [HealthChange] }> {
     this.emit('change', { provider, from, to, reason });
   }
 }
+
+/** A canary request ran out of running time (or, `starved`, of wall time while the process barely ran). */
+class ProbeDeadline extends TransientError {
+  constructor(message: string, readonly starved: boolean) {
+    super(message);
+  }
+}
+
+/** Runs one canary request under a running-time deadline, recording its span. */
+async function timed<T>(op: string, timeoutMs: number, fn: (signal: AbortSignal) => Promise<T>, spans: RunningSpan[]): Promise<T> {
+  const ac = new AbortController();
+  let expired: (e: ProbeDeadline) => void = () => {};
+  const expiry = new Promise<never>((_, reject) => (expired = reject));
+  const deadline = runningClock.deadline(timeoutMs, (x) => {
+    const e = x.starved
+      ? new ProbeDeadline(`${op}: no answer in ${Math.round(x.wallMs)} ms, but this process ran only ${Math.round(x.runningMs)} ms of it (stalled ${Math.round(x.stalledMs)} ms)`, true)
+      : new ProbeDeadline(`${op}: no answer within ${timeoutMs} ms (${Math.round(x.wallMs)} ms wall, ${Math.round(x.stalledMs)} ms of it this process was stalled)`, false);
+    ac.abort(e);
+    expired(e);
+  });
+  expiry.catch(() => undefined);
+  try {
+    return await Promise.race([fn(ac.signal), expiry]);
+  } catch (e) {
+    // A driver may report the abort as its own error: the deadline is the reason.
+    throw ac.signal.aborted ? ac.signal.reason : e;
+  } finally {
+    spans.push(deadline.cancel());
+  }
+}
+
+function sum(spans: RunningSpan[]): { latencyMs: number; stalledMs: number } {
+  return { latencyMs: Math.round(spans.reduce((n, s) => n + s.runningMs, 0)), stalledMs: Math.round(spans.reduce((n, s) => n + s.stalledMs, 0)) };
+}
+

@@ -1,3 +1,4 @@
+import { providerLocation } from './locations.js';
 import type { BlobStore } from '../core/types.js';
 import type { CloudmuxConfig, ResilienceConfig } from '../config/schema.js';
 import { resilient, type ResilienceOptions, type ResilientStack } from '../layers/resilient.js';
@@ -75,13 +76,15 @@ export async function openRouter(config: CloudmuxConfig, opts: OpenRouterOptions
     return new Router({
       providers: stacks.map((s) => {
         const p = config.providers.find((x) => x.name === s.name)!;
-        return { name: s.name, store: s.store, prices: p.prices, weight: p.weight, ...(s.breaker ? { breaker: s.breaker } : {}) };
+        const location = providerLocation(p);
+        return { name: s.name, store: s.store, prices: p.prices, weight: p.weight, ...(location ? { location } : {}), ...(s.breaker ? { breaker: s.breaker } : {}) };
       }),
       state,
       policies: config.policies,
       health: config.health,
       location: config.router.location,
       closeResources: opts.closeResources ?? true,
+      ...(config.transfers?.priority ? { priority: config.transfers.priority } : {}),
     });
   } catch (e) {
     if (!opts.stacks) await Promise.allSettled(stacks.map((s) => s.store.close()));

@@ -1,21 +1,32 @@
+// Over 500 lines: the router's BlobStore face (leased writes, conditional delete, reads with adoption); its jobs are moving out to put-writer/replica-reader/provider-set under other work this session, so issue 15 left it whole to avoid conflicts.
+import { PriorityClassifier, type PriorityOptions } from '../core/priority.js';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import {
-  AbortedError, IntegrityError, NotFoundError, NotModifiedError, NotSupportedError, PreconditionFailedError, ProviderUnavailableError,
-  SHA256_KEY, afterPrefix, bodyBytes, bodyChunks, checkCopy, checkGet, checkPut, checksumMismatches, digestBuffer, isCloudmuxError,
-  isReplayableBody, rollup, deleteEach, throwIfAborted, userMetadata, validateKey, validateMetadata, validatePrefix,
+  AbortedError, AlreadyExistsError, IntegrityError, NotFoundError, NotModifiedError, NotSupportedError, PreconditionFailedError, ProviderUnavailableError, TransientError,
+  SHA256_KEY, afterPrefix, bodyBytes, checkCopy, checkDelete, checkGet, checkPut, checksumMismatches, describeError, digestBuffer, isCallerFault, isCloudmuxError, mayTryOtherReplica,
+  isReplayableBody, rollup, deleteEach, throwIfAborted, validateKey, validateMetadata, validatePrefix,
 } from '../core/index.js';
 import type {
-  BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, ObjectSummary,
+  BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, DeleteOptions, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, ObjectSummary,
   PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
 } from '../core/index.js';
+import { carriedMetadata } from '../core/system-metadata.js';
+import { changeLimit, type Change, type ChangeFeed, type ChangePage, type ChangesSinceOptions } from '../core/change-feed.js';
 import type { Prices } from '../config/schema.js';
-import type { CatalogObject, OutboxEntry, Replica, StateStore } from '../state/types.js';
+import type { CatalogLookup, CatalogObject, OutboxEntry, Replica, StateStore } from '../state/types.js';
 import { CostModel } from './cost-model.js';
-import { discard, fanOut } from './fan-out.js';
-import { HealthTracker, isCallerError, type BreakerEventSource, type HealthTrackerOptions } from './health-tracker.js';
+import { discard } from './fan-out.js';
+import { HealthTracker, type BreakerEventSource, type HealthTrackerOptions } from './health-tracker.js';
 import { KeyLocks } from './key-locks.js';
 import { PolicySet, type PlacementPolicy, type PolicyInput } from './policy.js';
+import { ProviderSet, type Placement } from './provider-set.js';
+import { PutWriter, recordedEtags, type WriteOutcome } from './put-writer.js';
+import { reconcileHolder, storedSha256, type ReconcileOutcome } from './reconcile.js';
+import { ReplicaReader, type ReadContext } from './replica-reader.js';
+import { WriteLeases, type HeldLease } from './write-leases.js';
+import { CopyOnRead, type CopyOnReadOptions } from './copy-on-read.js';
+import { redactInspection } from '../core/redact.js';
 
 /** One provider the router places objects on. */
 export interface RouterProvider {
@@ -24,6 +35,8 @@ export interface RouterProvider {
   /** The store, typically wrapped in the resilience layers. */
   store: BlobStore;
   prices?: Prices;
+  /** Where its bytes live, `cloud:region`; used when the router's `location` is a `cloud:region` too. */
+  location?: string;
   /** Tie-breaker between equally priced providers; higher wins. Default 1. */
   weight?: number;
   /** Breaker events to follow; found automatically when a layer in `store` emits `open`/`close`. */
@@ -37,12 +50,35 @@ export interface RouterOptions {
   policies?: PolicyInput[];
   /** A tracker to share (e.g. with the daemon), or options for the router's own. */
   health?: HealthTracker | HealthTrackerOptions;
-  /** The provider cloudmux runs next to (its egress is free). */
+  /**
+   * Where this router runs: a provider name (that provider's egress is free; others cost their
+   * `egressToGb` to it or the internet rate), or a location `cloud:region` (`aws:us-east-1`): then
+   * reads go to the replica cheapest to move there by every provider's location — free in the same
+   * location, `egressInterRegionGb` between regions of one cloud, else the internet rate.
+   */
   location?: string;
   /** Close the providers and the state store on close() (default true). */
   closeResources?: boolean;
   /** How long the router keeps a delete entry to itself while it tries it (ms, default 60 000). */
   leaseMs?: number;
+  /**
+   * How long a writer's lease on a key lasts without renewal (ms, default 15 000; renewed every
+   * third of it): a router that dies mid-write blocks other writers of that key for at most this long.
+   */
+  writeLeaseMs?: number;
+  /** How long a put waits for another writer's lease on its key before failing with Transient (ms, default writeLeaseMs + 5 000). */
+  writeLeaseWaitMs?: number;
+  /**
+   * Copy on read (see {@link CopyOnRead}): a read at `location` of a key with no base copy there
+   * leaves a copy on the provider there, with a TTL. Needs `location` and a state store with
+   * `cachedCopies` (SQLite, PostgreSQL). Off by default.
+   */
+  copyOnRead?: CopyOnReadOptions | boolean;
+  /**
+   * Priority classes of the replicas a put owes (by glob, size, metadata): the replication worker
+   * claims critical entries first and bulk at a guaranteed share. Default: everything `normal`.
+   */
+  priority?: PriorityClassifier | PriorityOptions;
 }
 
 /** A get result that may come from a stale replica (only with `allowStaleReads`). */
@@ -57,7 +93,13 @@ export interface RouterEvents {
   read: [{ key: string; provider: string; hedged: boolean }];
 }
 
-const READ_ERRORS_TO_RETHROW = new Set(['InvalidRange', 'PreconditionFailed', 'NotModified', 'InvalidKey', 'InvalidArgument', 'Aborted']);
+function openCopyOnRead(opts: RouterOptions, providers: ProviderSet, cost: CostModel, events: EventEmitter<RouterEvents>, metaOf: (o: CatalogObject, m?: ObjectMeta) => ObjectMeta): CopyOnRead | undefined {
+  if (!opts.copyOnRead) return undefined;
+  if (opts.location === undefined) throw new NotSupportedError('copy on read needs the router\'s location');
+  const state = opts.state.cachedCopies;
+  if (!state) throw new NotSupportedError(`copy on read needs a state store that keeps cached copies (${opts.state.kind} does not)`);
+  return new CopyOnRead(state, providers, cost, opts.location, events, metaOf, opts.copyOnRead === true ? {} : opts.copyOnRead);
+}
 
 /** Etag the router shows: the catalog version, identical whichever replica serves the read. */
 export function routerEtag(version: number): string {
@@ -78,21 +120,34 @@ export function routerEtag(version: number): string {
  *   `stale`). Each replica's stored SHA-256 is checked against the catalog before its bytes flow.
  * - Keys the catalog does not know are looked for on the policy's providers, in order, and adopted.
  * - delete tombstones the key first, then deletes from providers; what fails is owed in the outbox,
- *   so a deleted object never comes back.
+ *   so a deleted object never comes back. `delete(key, { ifMatch })` compares with the catalog's
+ *   version under the key's write lease, like a conditional put (`capabilities.conditionalDelete`).
  * - list reads the catalog (the authoritative view), in UTF-8 byte order.
- * - Conditional puts are not supported: the router cannot make a write to several providers atomic
- *   with a condition checked elsewhere (capabilities.conditionalPut is false).
- * - Puts, deletes and metadata updates of one key are serialized within this process; across
- *   processes, the higher version wins and a replica found holding other bytes is repaired.
+ * - Writers of one key are serialized across every router and worker sharing the StateStore by a
+ *   write lease in it (see {@link WriteLeases}); the lease's fencing number is the new version.
+ *   Provider writes are fenced by the etag the catalog recorded (If-Match / If-None-Match) where
+ *   the provider can write conditionally; elsewhere the lease's duration is the only fence.
+ * - Conditional puts (`ifMatch: etag`, `ifNoneMatch: '*'`) compare with the catalog's version
+ *   under that lease, so the answer holds until the commit.
+ * - A put that fails after some providers took its bytes is committed on those (the previous
+ *   version's copies there were overwritten) and still reported as failed: afterwards the key
+ *   reads as the previous version or as the new bytes, never as neither. A write that failed in
+ *   a way that may have landed (a lost response) is looked at before that decision.
+ * - A holder found with other bytes is repaired from another holder; the last holder is never
+ *   forgotten while it holds bytes with a digest: those become the current version.
  */
-export class Router implements BlobStore {
+export class Router implements BlobStore, ChangeFeed {
   readonly provider = 'router';
   readonly capabilities: Capabilities;
   readonly health: HealthTracker;
   readonly cost: CostModel;
   readonly policies: PolicySet;
   readonly state: StateStore;
+  /** Assigns the priority class of what a put owes (RouterOptions.priority). */
+  readonly priority: PriorityClassifier;
   readonly locks = new KeyLocks();
+  /** Write leases on keys, shared with the replication worker (see {@link ReplicationWorker.forRouter}). */
+  readonly leases: WriteLeases;
   readonly events = new EventEmitter<RouterEvents>();
   /** Identifies this router's leases in the outbox. */
   readonly id = `router-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -101,8 +156,14 @@ export class Router implements BlobStore {
   private readonly order: string[];
   private readonly closeResources: boolean;
   private readonly leaseMs: number;
-  private reads = 0;
-  private hedges = 0;
+  /** The providers and the placement rules over them. */
+  readonly providers: ProviderSet;
+  private readonly writer: PutWriter;
+  private readonly reader: ReplicaReader;
+  /** Copy on read at this router's location, when enabled. */
+  readonly copyOnRead: CopyOnRead | undefined;
+  /** Where the router runs (RouterOptions.location). */
+  readonly location: string | undefined;
 
   constructor(opts: RouterOptions) {
     if (opts.providers.length === 0) throw new NotSupportedError('a router needs at least one provider');
@@ -111,8 +172,13 @@ export class Router implements BlobStore {
     this.stores = new Map(opts.providers.map((p) => [p.name, p.store]));
     this.weights = new Map(opts.providers.map((p) => [p.name, p.weight ?? 1]));
     this.state = opts.state;
+    this.priority = opts.priority instanceof PriorityClassifier ? opts.priority : new PriorityClassifier(opts.priority);
     this.policies = new PolicySet(opts.policies ?? [], this.order);
-    this.cost = new CostModel(Object.fromEntries(opts.providers.filter((p) => p.prices).map((p) => [p.name, p.prices!])), { location: opts.location });
+    // Provider locations change egress prices, so they are used only when the router says where it runs (default behaviour unchanged).
+    const locations = opts.location?.includes(':')
+      ? Object.fromEntries(opts.providers.filter((p) => p.location !== undefined).map((p) => [p.name, p.location!]))
+      : undefined;
+    this.cost = new CostModel(Object.fromEntries(opts.providers.filter((p) => p.prices).map((p) => [p.name, p.prices!])), { location: opts.location, locations });
     this.health = opts.health instanceof HealthTracker ? opts.health : new HealthTracker(this.order, opts.health);
     for (const p of opts.providers) {
       const breaker = p.breaker ?? findBreaker(p.store);
@@ -120,13 +186,23 @@ export class Router implements BlobStore {
     }
     this.closeResources = opts.closeResources ?? true;
     this.leaseMs = opts.leaseMs ?? 60_000;
+    this.leases = new WriteLeases(this.state, this.id, { locks: this.locks, leaseMs: opts.writeLeaseMs ?? 15_000, acquireTimeoutMs: opts.writeLeaseWaitMs });
+    this.providers = new ProviderSet(this.stores, this.weights, this.order, this.health, this.cost);
+    this.writer = new PutWriter(this.providers);
+    this.reader = new ReplicaReader(this.providers, this.events, (o, m) => this.metaOf(o, m), (key, p, reason, ctx) => this.inDoubt(key, p, reason, ctx));
+    this.location = opts.location;
+    this.copyOnRead = openCopyOnRead(opts, this.providers, this.cost, this.events, (o, m) => this.metaOf(o, m));
     const stores = [...this.stores.values()];
     this.capabilities = {
-      conditionalPut: false,
+      conditionalPut: true,
       versioning: false,
       nativeChecksums: [],
       presign: false,
       streaming: stores.every((s) => s.capabilities.streaming),
+      // delete ifMatch is checked against the catalog version under the key's write lease (as a
+      // conditional put is), and the providers' deletes run under that lease too.
+      conditionalDelete: true,
+      changeFeed: true,
     };
   }
 
@@ -150,50 +226,69 @@ export class Router implements BlobStore {
   async put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
     checkPut(this.provider, this.capabilities, key, opts);
     const policy = this.policies.for(key);
-    return this.locks.with(key, () => this.putLocked(key, body, opts, policy));
+    return this.leases.with(key, opts.signal, (held) => this.putLeased(key, body, opts, policy, held));
   }
 
-  private async putLocked(key: string, body: Body, opts: PutOptions, policy: PlacementPolicy): Promise<ObjectMeta> {
+  /** The put, while this router holds the key's write lease (its version is the new version). */
+  private async putLeased(key: string, body: Body, opts: PutOptions, policy: PlacementPolicy, held: HeldLease): Promise<ObjectMeta> {
+    const found = await this.state.lookup(key);
+    if (opts.ifMatch !== undefined || opts.ifNoneMatch !== undefined) await this.checkPutCondition(key, found, opts, held);
     const size = isReplayableBody(body) ? bodyBytes(body).byteLength : opts.size;
     const plan = this.placement(policy, size ?? 1024 * 1024);
-    const version = await this.state.nextVersion();
-    const metaIn = opts.metadata ?? {};
-    let acked: { provider: string; meta: ObjectMeta }[];
-    let digest: { sha256: string; bytes: number };
-    let failure: unknown;
+    const version = held.lease.version;
+    const fence = recordedEtags(found);
+    // The caller's condition was checked against the catalog; providers get the fence instead.
+    const { ifMatch: _m, ifNoneMatch: _n, ...rest } = opts;
+    const putOpts: PutOptions = { ...rest, signal: held.signal };
+    let write: WriteOutcome;
     if (isReplayableBody(body)) {
       const bytes = bodyBytes(body);
       const sums = digestBuffer(bytes);
       if (opts.expect && checksumMismatches(opts.expect, sums).length > 0) {
         throw new IntegrityError('body does not match the expected checksums; nothing was written', { provider: this.provider, key });
       }
-      digest = { sha256: sums.sha256!, bytes: bytes.byteLength };
-      ({ acked, failure } = await this.writeReplayable(key, bytes, opts, digest.sha256, plan, policy.writeQuorum));
+      write = await this.writer.writeReplayable(key, bytes, putOpts, { sha256: sums.sha256!, bytes: bytes.byteLength }, plan, policy.writeQuorum, fence);
     } else {
-      ({ acked, digest, failure } = await this.writeStream(key, body, opts, plan, policy.writeQuorum));
+      write = await this.writer.writeStream(key, body, putOpts, plan, policy.writeQuorum, fence);
     }
-    if (acked.length < policy.writeQuorum || opts.signal?.aborted) {
-      await this.forgetUncommitted(key, acked.map((a) => a.provider));
-      if (opts.signal?.aborted) throw new AbortedError('put aborted', { provider: this.provider, key, cause: opts.signal.reason });
-      if (isCloudmuxError(failure) && !failure.retryable && !isCloudmuxError(failure, 'ProviderUnavailable') && acked.length === 0) throw failure;
-      throw new ProviderUnavailableError(`${key}: ${acked.length} of ${policy.writeQuorum} required providers acknowledged the put`, { provider: this.provider, key, cause: failure });
+    const { acked, digest } = write;
+    const aborted = opts.signal?.aborted === true;
+    const short = acked.length < policy.writeQuorum || aborted || held.signal.aborted;
+    // A write that failed may still have landed (a lost response, an abort racing the provider):
+    // look before deciding, so that bytes which replaced the previous version are never forgotten.
+    if (short && digest.sha256) await this.writer.resolveInDoubt(key, digest, write.inDoubt, acked);
+    if (acked.length === 0) {
+      await this.reconcileAfterFailedPut(key, found, [...write.inDoubt, ...write.wrong], held);
+      throw this.putFailure(key, 0, policy.writeQuorum, write.failure, opts.signal);
     }
     const first = acked[0]!.meta;
-    const metadata = { ...metaIn, [SHA256_KEY]: digest.sha256 };
+    const metadata = { ...(opts.metadata ?? {}), [SHA256_KEY]: digest.sha256 };
     const contentType = opts.contentType ?? first.contentType;
     const lastModified = new Date();
     const ackedNames = new Set(acked.map((a) => a.provider));
     const owed = plan.targets.filter((p) => !ackedNames.has(p));
     const result = await this.state.commitPut({
       key, version, size: digest.bytes, sha256: digest.sha256, contentType, metadata, lastModified,
-      acked: acked.map((a): Replica => ({ provider: a.provider, version, etag: a.meta.etag })), owed,
+      acked: acked.map((a): Replica => ({ provider: a.provider, version, etag: a.meta.etag })), owed, lease: held.lease,
+      priority: this.priority.classify({ key, size: digest.bytes, metadata: opts.metadata }),
     });
+    held.consumed = result.committed;
     if (!result.committed) {
-      // A newer version was committed by another process while we wrote: our bytes may have
-      // landed on its holders. Last writer (by version) wins; make the holders whole again.
-      for (const a of acked) await this.repair(key, a.provider, 'overwritten by an older concurrent put');
+      // Only a writer that outlived its lease gets here; the writer that took over wins.
+      throw new TransientError(`${key}: the write lease was lost before the commit (another writer took over); the put did not take effect`, { provider: this.provider, key });
     }
     if (result.entries.length > 0) this.events.emit('owed', result.entries);
+    // A write that failed but may have landed on a provider the catalog does not now list (the put
+    // moved on to a spare): owe that copy a delete, or it outlives the key's later versions and deletes.
+    const listed = new Set([...acked.map((a) => a.provider), ...owed]);
+    for (const p of new Set([...write.inDoubt, ...write.wrong])) {
+      if (!listed.has(p)) await this.repair(key, p, 'may hold bytes of a write whose answer was lost');
+    }
+    if (acked.length < policy.writeQuorum || aborted) {
+      // Committed on fewer providers than asked: the new bytes replaced the old on some of them, so
+      // they are now the key's value (as a failed S3 put may have happened); the caller still hears of the failure.
+      throw this.putFailure(key, acked.length, policy.writeQuorum, write.failure, opts.signal, version);
+    }
     const out: ObjectMeta = {
       key, size: digest.bytes, etag: routerEtag(version), version: String(version), lastModified, metadata, checksums: { sha256: digest.sha256 },
     };
@@ -201,83 +296,44 @@ export class Router implements BlobStore {
     return out;
   }
 
-  /** Writes an in-memory body to W providers, moving on to the next candidate when one fails. */
-  private async writeReplayable(key: string, bytes: Buffer, opts: PutOptions, sha256: string, plan: Placement, quorum: number):
-    Promise<{ acked: { provider: string; meta: ObjectMeta }[]; failure: unknown }> {
-    const acked: { provider: string; meta: ObjectMeta }[] = [];
-    const queue = [...plan.writeOrder];
-    let failure: unknown;
-    const putOpts: PutOptions = { ...opts, expect: { ...opts.expect, sha256 }, size: bytes.byteLength };
-    while (acked.length < quorum && queue.length > 0 && !opts.signal?.aborted) {
-      const wave = queue.splice(0, quorum - acked.length);
-      const results = await Promise.allSettled(wave.map((p) => this.call(p, () => this.store(p).put(key, bytes, putOpts))));
-      results.forEach((r, i) => {
-        if (r.status === 'fulfilled') acked.push({ provider: wave[i]!, meta: r.value });
-        else failure = r.reason;
-      });
-      if (failure !== undefined && isCloudmuxError(failure) && (isCallerError(failure) && !isCloudmuxError(failure, 'NotFound'))) break;
+  private putFailure(key: string, acked: number, quorum: number, failure: unknown, signal: AbortSignal | undefined, committedAs?: number): Error {
+    const committed = committedAs === undefined ? '' : `; it is committed as version ${committedAs} on those, and replication completes the rest`;
+    if (signal?.aborted) return new AbortedError(`put aborted after ${acked} of ${quorum} required providers acknowledged it${committed}`, { provider: this.provider, key, cause: signal.reason });
+    if (committedAs === undefined && isCloudmuxError(failure) && !failure.retryable && !isCloudmuxError(failure, 'ProviderUnavailable')) return failure;
+    return new ProviderUnavailableError(`${key}: ${acked} of ${quorum} required providers acknowledged the put${committed}`, { provider: this.provider, key, cause: failure });
+  }
+
+  /** Checks a conditional put against the catalog (under the write lease, so the answer holds until the commit). */
+  private async checkPutCondition(key: string, found: CatalogLookup, opts: PutOptions, held: HeldLease): Promise<void> {
+    let live = found.state === 'live' ? found.object : undefined;
+    const outside = found.state === 'unknown' ? (await this.findOutside(key, held.signal))?.meta : undefined;
+    if (outside) {
+      // A copy outside the catalog: written before cloudmux, or left by a put whose every answer
+      // was lost. Adopted before the condition fails, so the key the caller is told exists also
+      // shows in listings and the change feed — else a sync, which sees the remote through them,
+      // plans the same create every round and loses every time to a copy it cannot see.
+      const adopted = await this.adopt(key, held.signal, held);
+      live = adopted?.object ?? { key, version: 0, size: outside.size, metadata: outside.metadata, lastModified: outside.lastModified };
     }
-    return { acked, failure };
+    if (opts.ifNoneMatch !== undefined && live) throw new AlreadyExistsError(`${key} exists (etag ${live.version ? routerEtag(live.version) : 'not yet in the catalog'})`, { provider: this.provider, key });
+    if (opts.ifMatch !== undefined) {
+      if (!live) throw new NotFoundError(`no object at ${key}`, { provider: this.provider, key });
+      if (opts.ifMatch !== routerEtag(live.version)) throw new PreconditionFailedError(`etag is ${live.version ? routerEtag(live.version) : '(not in the catalog)'}, not ${opts.ifMatch}`, { provider: this.provider, key });
+    }
   }
 
   /**
-   * Streams a body to up to W+1 providers at once (hashing it once), then, if fewer than W took
-   * it, copies from one that did to the next candidates.
+   * Nothing of a failed put is committed; the providers it may have reached might now hold its
+   * bytes while the catalog lists them as holders of the previous version. Check each, so the
+   * catalog's version never loses its last holder to a failed overwrite.
    */
-  private async writeStream(key: string, body: Body, opts: PutOptions, plan: Placement, quorum: number):
-    Promise<{ acked: { provider: string; meta: ObjectMeta }[]; digest: { sha256: string; bytes: number }; failure: unknown }> {
-    const width = Math.min(plan.writeOrder.length, plan.targets.length > quorum ? quorum + 1 : quorum);
-    if (width === 0) {
-      return { acked: [], digest: { sha256: '', bytes: 0 }, failure: new ProviderUnavailableError('no provider is available for writes', { provider: this.provider, key }) };
+  private async reconcileAfterFailedPut(key: string, found: CatalogLookup, suspects: string[], held: HeldLease): Promise<void> {
+    if (found.state !== 'live') return;
+    for (const p of new Set(suspects)) {
+      if (!found.holders.some((h) => h.provider === p)) continue;
+      const outcome = await this.reconcileHolder(key, p, 'holds bytes of a put that was not committed', held).catch(() => 'skipped' as const);
+      if (outcome === 'adopted') return;
     }
-    const first = plan.writeOrder.slice(0, width);
-    const fan = fanOut(bodyChunks(body), width);
-    let failure: unknown;
-    const results = await Promise.allSettled(first.map((p, i) => {
-      const branch = fan.branches[i]!;
-      return this.call(p, () => this.store(p).put(key, branch, opts)).catch((e: unknown) => {
-        if (!branch.destroyed) branch.destroy();
-        throw e;
-      });
-    }));
-    let digest: { sha256: string; bytes: number } = { sha256: '', bytes: 0 };
-    try {
-      const d = await fan.done;
-      digest = { sha256: d.sha256!, bytes: d.bytes };
-    } catch (e) {
-      failure = e;
-    }
-    const acked: { provider: string; meta: ObjectMeta }[] = [];
-    const wrong: string[] = [];
-    results.forEach((r, i) => {
-      if (r.status === 'rejected') failure ??= r.reason;
-      else if (digest.sha256 && r.value.checksums.sha256 && r.value.checksums.sha256 !== digest.sha256) wrong.push(first[i]!);
-      else if (digest.sha256) acked.push({ provider: first[i]!, meta: r.value });
-      else wrong.push(first[i]!);
-    });
-    if (wrong.length > 0) {
-      failure ??= new IntegrityError('a provider stored bytes other than those sent', { provider: this.provider, key });
-      await this.forgetUncommitted(key, wrong);
-    }
-    // Fill the quorum by copying from a provider that has the bytes.
-    const rest = plan.writeOrder.slice(width);
-    while (acked.length > 0 && acked.length < quorum && rest.length > 0 && !opts.signal?.aborted) {
-      const p = rest.shift()!;
-      try {
-        const src = acked[0]!;
-        const got = await this.call(src.provider, () => this.store(src.provider).get(key, { ifMatch: src.meta.etag, verify: true, signal: opts.signal }));
-        const meta = await this.call(p, () => this.store(p).put(key, got.body, { ...opts, size: digest.bytes, expect: { sha256: digest.sha256 } }));
-        acked.push({ provider: p, meta });
-      } catch (e) {
-        failure = e;
-      }
-    }
-    return { acked, digest, failure };
-  }
-
-  /** Providers that took bytes of a put that is not being committed: undo what the catalog does not describe. */
-  private async forgetUncommitted(key: string, providers: string[]): Promise<void> {
-    for (const p of providers) await this.repair(key, p, 'holds bytes of a put that was not committed');
   }
 
   /** Records that `provider`'s copy of `key` is not what the catalog says, owing a fix. */
@@ -287,17 +343,39 @@ export class Router implements BlobStore {
     if (entry) this.events.emit('owed', [entry]);
   }
 
-  async delete(key: string, opts: SignalOptions = {}): Promise<void> {
-    validateKey(key, this.provider);
-    throwIfAborted(opts.signal, { provider: this.provider, key });
+  /**
+   * `provider`'s copy of `key` is in doubt: looks at it under the key's write lease (taken unless
+   * `held`) and fixes the catalog without ever leaving the current version with no holder (see
+   * {@link reconcileHolder}).
+   */
+  async reconcileHolder(key: string, provider: string, reason: string, held?: HeldLease): Promise<ReconcileOutcome> {
+    const run = async (h: HeldLease): Promise<ReconcileOutcome> => {
+      const res = await reconcileHolder(this.state, this.stores.get(provider), key, provider, h);
+      if (res.outcome === 'repaired') this.events.emit('repair', { key, provider, reason });
+      if (res.outcome === 'adopted') this.events.emit('repair', { key, provider, reason: `${reason}; it was the last holder, so what it holds is now version ${res.version}` });
+      if (res.entries.length > 0) this.events.emit('owed', res.entries);
+      return res.outcome;
+    };
+    return held ? run(held) : this.leases.with(key, undefined, run);
+  }
+
+  async delete(key: string, opts: DeleteOptions = {}): Promise<void> {
+    checkDelete(this.provider, this.capabilities, key, opts);
     const policy = this.policies.for(key);
-    await this.locks.with(key, async () => {
+    await this.leases.with(key, opts.signal, async (held) => {
       const found = await this.state.lookup(key);
+      if (opts.ifMatch !== undefined) await this.checkDeleteCondition(key, found, opts.ifMatch, held.signal);
       if (found.state === 'deleted') return;
-      const version = await this.state.nextVersion();
       // A key the catalog never saw may exist on any eligible provider (written before cloudmux).
-      const alsoOn = found.state === 'unknown' ? policy.providers : [];
-      const result = await this.state.commitDelete({ key, version, alsoOn, leaseOwner: this.id, leaseMs: this.leaseMs });
+      // Providers still owed a replica may hold a copy already (a copy in flight, a write whose answer was lost): clean them too.
+      const owedThere = (await this.state.entries({ key, state: 'pending' })).filter((e) => e.kind === 'replicate').map((e) => e.provider);
+      const alsoOn = [...new Set([...(found.state === 'unknown' ? policy.providers : []), ...owedThere])];
+      // The lease stays held until the providers' deletes are done: a put that follows must not be deleted by them.
+      const result = await this.state.commitDelete({ key, version: held.lease.version, alsoOn, leaseOwner: this.id, leaseMs: this.leaseMs, lease: held.lease, keepLease: true });
+      if (!result.committed) {
+        if (result.fenced) throw new TransientError(`${key}: the write lease was lost before the delete was committed`, { provider: this.provider, key });
+        return;
+      }
       const left: OutboxEntry[] = [];
       await Promise.all(result.entries.map(async (e) => {
         const p = e.provider;
@@ -307,15 +385,32 @@ export class Router implements BlobStore {
           return;
         }
         try {
-          await this.call(p, () => this.store(p).delete(key, opts));
+          await this.providers.call(p, () => this.providers.store(p).delete(key, { signal: held.signal }), 'delete');
           await this.state.completeDelete(e);
         } catch (err) {
-          await this.state.retryLater(e.id, describe(err), new Date(), true);
+          await this.state.retryLater(e.id, describeError(err), new Date(), true);
           left.push(e);
         }
       }));
       if (left.length > 0) this.events.emit('owed', left);
     });
+  }
+
+  /**
+   * A conditional delete's check (under the write lease, so it holds until the commit): the
+   * catalog's current version must be `ifMatch`; a missing key passes (delete is idempotent); a
+   * key found only on a provider has no router etag yet, so no ifMatch can name it.
+   */
+  private async checkDeleteCondition(key: string, found: CatalogLookup, ifMatch: string, signal: AbortSignal): Promise<void> {
+    if (found.state === 'deleted') return;
+    if (found.state === 'live') {
+      const etag = routerEtag(found.object.version);
+      if (etag !== ifMatch) throw new PreconditionFailedError(`etag is ${etag}, not ${ifMatch}; not deleted`, { provider: this.provider, key });
+      return;
+    }
+    if (await this.findOutside(key, signal)) {
+      throw new PreconditionFailedError(`${key} is not yet in the catalog (read it once to give it an etag); not deleted`, { provider: this.provider, key });
+    }
   }
 
   async deleteMany(keys: Iterable<string>, opts: SignalOptions = {}): Promise<DeleteManyResult> {
@@ -331,8 +426,9 @@ export class Router implements BlobStore {
     try {
       return await this.put(dst, got.body, {
         signal: opts.signal,
+        ...(opts.ifNoneMatch !== undefined ? { ifNoneMatch: opts.ifNoneMatch } : {}),
         size: got.meta.size,
-        metadata: opts.metadata ?? userMetadata(got.meta.metadata),
+        metadata: opts.metadata ?? carriedMetadata(got.meta.metadata),
         contentType: opts.metadata ? opts.contentType : (opts.contentType ?? got.meta.contentType),
         expect: got.meta.checksums.sha256 ? { sha256: got.meta.checksums.sha256 } : undefined,
       });
@@ -345,15 +441,15 @@ export class Router implements BlobStore {
     validateKey(key, this.provider);
     validateMetadata(opts.metadata, this.provider, key);
     throwIfAborted(opts.signal, { provider: this.provider, key });
-    return this.locks.with(key, async () => {
-      const obj = await this.current(key, opts.signal);
+    return this.leases.with(key, opts.signal, async (held) => {
+      const obj = await this.current(key, held.signal, held);
       const { object } = obj;
       if (opts.ifMatch !== undefined && opts.ifMatch !== routerEtag(object.version)) {
         throw new PreconditionFailedError(`etag is ${routerEtag(object.version)}, not ${opts.ifMatch}`, { provider: this.provider, key });
       }
       const holders = obj.holders.map((h) => h.provider).filter((p) => this.stores.has(p) && this.health.state(p) !== 'down');
-      const version = await this.state.nextVersion();
-      const results = await Promise.allSettled(holders.map((p) => this.call(p, () => this.store(p).updateMetadata(key, { metadata: opts.metadata, contentType: opts.contentType, signal: opts.signal }))));
+      const version = held.lease.version;
+      const results = await Promise.allSettled(holders.map((p) => this.providers.call(p, () => this.providers.store(p).updateMetadata(key, { metadata: opts.metadata, contentType: opts.contentType, signal: held.signal }), 'write')));
       const acked: Replica[] = [];
       let failure: unknown;
       results.forEach((r, i) => {
@@ -361,7 +457,7 @@ export class Router implements BlobStore {
         else failure = r.reason;
       });
       if (acked.length === 0) {
-        if (isCloudmuxError(failure) && isCallerError(failure)) throw failure;
+        if (isCallerFault(failure, 'write')) throw failure;
         throw new ProviderUnavailableError(`${key}: no provider holding it accepted the metadata update`, { provider: this.provider, key, cause: failure });
       }
       const pending = (await this.state.entries({ key, state: 'pending' })).filter((e) => e.kind === 'replicate').map((e) => e.provider);
@@ -372,7 +468,12 @@ export class Router implements BlobStore {
       if (sha) metadata[SHA256_KEY] = sha;
       const contentType = opts.contentType ?? object.contentType;
       const lastModified = new Date();
-      const result = await this.state.commitPut({ key, version, size: object.size, sha256: object.sha256, contentType, metadata, lastModified, acked, owed });
+      const result = await this.state.commitPut({
+        key, version, size: object.size, sha256: object.sha256, contentType, metadata, lastModified, acked, owed, lease: held.lease,
+        priority: this.priority.classify({ key, size: object.size, metadata }),
+      });
+      held.consumed = result.committed;
+      if (!result.committed) throw new TransientError(`${key}: the write lease was lost before the metadata update was committed`, { provider: this.provider, key });
       if (result.entries.length > 0) this.events.emit('owed', result.entries);
       return this.metaOf({ ...object, version, metadata, contentType, lastModified });
     });
@@ -393,29 +494,42 @@ export class Router implements BlobStore {
 
   async get(key: string, opts: GetOptions = {}): Promise<RouterGetResult> {
     checkGet(this.provider, key, opts);
+    const ctx: ReadContext = { readAgain: false };
+    try {
+      return await this.getOnce(key, opts, ctx);
+    } catch (e) {
+      // A holder's copy was adopted as a new version, or a put committed, while we read: read again once.
+      if (!ctx.readAgain) throw e;
+      return this.getOnce(key, opts, { readAgain: false });
+    }
+  }
+
+  private async getOnce(key: string, opts: GetOptions, ctx: ReadContext): Promise<RouterGetResult> {
     const policy = this.policies.for(key);
     const found = await this.current(key, opts.signal);
     const { object } = found;
     const etag = routerEtag(object.version);
     if (opts.ifMatch !== undefined && opts.ifMatch !== etag) throw new PreconditionFailedError(`etag is ${etag}, not ${opts.ifMatch}`, { provider: this.provider, key });
     if (opts.ifNoneMatch !== undefined && (opts.ifNoneMatch === etag || opts.ifNoneMatch === '*')) throw new NotModifiedError('etag matches ifNoneMatch', { provider: this.provider, key });
-    const candidates = this.readOrder(policy, found.holders.map((h) => h.provider), object.size);
     const providerOpts: GetOptions = { range: opts.range, verify: opts.verify, signal: opts.signal };
-    this.reads++;
+    const cached = await this.copyOnRead?.read(key, object, found.holders, providerOpts, policy);
+    if (cached) return cached;
+    const candidates = this.readOrder(policy, found.holders.map((h) => h.provider), object.size);
+    this.reader.counted();
     let failure: unknown;
     if (candidates.length > 0) {
-      const res = await this.readFrom(key, object, candidates, providerOpts, policy).catch((e: unknown) => {
+      const res = await this.reader.readFrom(key, object, candidates, providerOpts, policy, ctx).catch((e: unknown) => {
         failure = e;
         return undefined;
       });
       if (res) return res;
-      if (isCloudmuxError(failure) && READ_ERRORS_TO_RETHROW.has(failure.code)) throw failure;
+      if (!mayTryOtherReplica(failure)) throw failure;
     }
     if (policy.allowStaleReads) {
       const stale = this.readOrder(policy, found.stale.map((s) => s.provider), object.size);
       for (const p of stale) {
         try {
-          const res = await this.call(p, () => this.store(p).get(key, providerOpts));
+          const res = await this.providers.call(p, () => this.providers.store(p).get(key, providerOpts));
           this.events.emit('read', { key, provider: p, hedged: false });
           return { ...res, stale: true, provider: p };
         } catch (e) {
@@ -427,81 +541,11 @@ export class Router implements BlobStore {
     throw new ProviderUnavailableError(`${key}: no available provider holds its current version ${object.version} (holders: ${holders})`, { provider: this.provider, key, cause: failure });
   }
 
-  /** Tries the candidates in order (hedging the first when the policy says so). */
-  private async readFrom(key: string, object: CatalogObject, candidates: string[], opts: GetOptions, policy: PlacementPolicy): Promise<RouterGetResult> {
-    let failure: unknown = undefined;
-    let i = 0;
-    if (policy.hedge && candidates.length >= 2 && this.hedges < policy.hedge.budget * this.reads) {
-      const delay = this.health.percentile(candidates[0]!, policy.hedge.afterPercentile);
-      if (delay !== undefined) {
-        const res = await this.hedgedRead(key, object, candidates[0]!, candidates[1]!, delay, opts);
-        if (res.ok) return res.value;
-        failure = res.error;
-        i = 2;
-      }
-    }
-    for (; i < candidates.length; i++) {
-      const res = await this.attemptRead(key, object, candidates[i]!, opts);
-      if (res.ok) {
-        this.events.emit('read', { key, provider: candidates[i]!, hedged: false });
-        return res.value;
-      }
-      failure = res.error;
-      if (isCloudmuxError(failure) && READ_ERRORS_TO_RETHROW.has(failure.code)) throw failure;
-    }
-    throw failure;
-  }
-
-  private async hedgedRead(key: string, object: CatalogObject, a: string, b: string, delayMs: number, opts: GetOptions): Promise<Attempt> {
-    const ctrlA = new AbortController();
-    const ctrlB = new AbortController();
-    const link = (c: AbortController): AbortSignal => (opts.signal ? AbortSignal.any([opts.signal, c.signal]) : c.signal);
-    const first = this.attemptRead(key, object, a, { ...opts, signal: link(ctrlA) });
-    let timer: NodeJS.Timeout | undefined;
-    const early = await Promise.race([first.then((r) => ({ r })), new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), delayMs)))]);
-    clearTimeout(timer);
-    if (early) {
-      if (early.r.ok) this.events.emit('read', { key, provider: a, hedged: false });
-      if (early.r.ok || isCloudmuxError(early.r.error) && READ_ERRORS_TO_RETHROW.has(early.r.error.code)) return early.r;
-      const second = await this.attemptRead(key, object, b, opts);
-      if (second.ok) this.events.emit('read', { key, provider: b, hedged: false });
-      return second;
-    }
-    this.hedges++;
-    const second = this.attemptRead(key, object, b, { ...opts, signal: link(ctrlB) });
-    const tagged = [first.then((r) => ({ r, p: a, loser: second, ctrl: ctrlB })), second.then((r) => ({ r, p: b, loser: first, ctrl: ctrlA }))];
-    const winner = await Promise.race(tagged);
-    if (winner.r.ok) {
-      winner.ctrl.abort();
-      void winner.loser.then((r) => r.ok && discard(r.value.body));
-      this.events.emit('read', { key, provider: winner.p, hedged: true });
-      return winner.r;
-    }
-    const other = await winner.loser;
-    if (other.ok) this.events.emit('read', { key, provider: winner.p === a ? b : a, hedged: true });
-    return other;
-  }
-
-  /** One provider read; a holder that turns out not to have the catalog's bytes is repaired and skipped. */
-  private async attemptRead(key: string, object: CatalogObject, p: string, opts: GetOptions): Promise<Attempt> {
-    let res: GetResult;
-    try {
-      res = await this.call(p, () => this.store(p).get(key, opts));
-    } catch (e) {
-      if (isCloudmuxError(e, 'NotFound')) await this.repair(key, p, 'missing on a provider listed as holder');
-      return { ok: false, error: e };
-    }
-    const sha = res.meta.checksums.sha256;
-    if ((object.sha256 && sha && sha !== object.sha256) || res.meta.size !== object.size) {
-      discard(res.body);
-      await this.repair(key, p, 'holds other bytes than the current version');
-      return { ok: false, error: new IntegrityError(`${p} holds other bytes than version ${object.version}`, { provider: p, key }) };
-    }
-    const started = performance.now();
-    res.body.once('error', (e) => this.health.record(p, performance.now() - started, e));
-    const value: RouterGetResult = { meta: this.metaOf(object, res.meta), body: res.body, provider: p };
-    if (res.range) value.range = res.range;
-    return { ok: true, value };
+  /** A read found a holder without the catalog's bytes: reconcile it (a failure to do so only delays the fix). */
+  private async inDoubt(key: string, p: string, reason: string, ctx: ReadContext): Promise<void> {
+    const outcome = await this.reconcileHolder(key, p, reason).catch(() => 'skipped' as const);
+    // Adopted, or the copy is right after all (a put of the key committed while we read): read again.
+    if (outcome === 'adopted' || outcome === 'ok') ctx.readAgain = true;
   }
 
   async *list(opts: ListOptions = {}): AsyncGenerator<ListItem> {
@@ -536,6 +580,24 @@ export class Router implements BlobStore {
     yield* rollup(objects(), prefix, delimiter);
   }
 
+  /**
+   * What changed in the catalog after `cursor` (contract: {@link ChangeFeed}): every put, metadata
+   * update, adoption and delete, with the version, size, SHA-256 and etag reads will report.
+   * Errors: InvalidArgument (cursor, limit), InvalidKey (prefix).
+   */
+  async changesSince(cursor: string | undefined, opts: ChangesSinceOptions = {}): Promise<ChangePage> {
+    const limit = changeLimit(opts.limit, this.provider);
+    if (opts.prefix) validatePrefix(opts.prefix, this.provider);
+    throwIfAborted(opts.signal, { provider: this.provider });
+    const page = await this.state.changesSince(cursor, { limit, ...(opts.prefix ? { prefix: opts.prefix } : {}) });
+    return {
+      ...page,
+      changes: page.changes.map((c): Change => c.deleted
+        ? { key: c.key, deleted: true, version: String(c.version) }
+        : { key: c.key, deleted: false, version: String(c.version), size: c.size, etag: routerEtag(c.version), ...(c.sha256 ? { sha256: c.sha256 } : {}) }),
+    };
+  }
+
   async close(): Promise<void> {
     this.health.stop();
     if (!this.closeResources) return;
@@ -547,101 +609,83 @@ export class Router implements BlobStore {
     return `Router(${this.order.map((p) => `${p}=${this.stores.get(p)!.toString()}`).join(', ')})`;
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Placement
-
-  /**
-   * Where a new object goes: `targets` (N providers: pins first, then the cheapest by health) and
-   * `writeOrder` (providers to write synchronously, best first, then spares for failover).
-   */
+  /** Where a new object goes (see {@link ProviderSet.placement}); with the policy's `writeLocal`, near the router's location. */
   placement(policy: PlacementPolicy, size: number): Placement {
-    const rank = (p: string): number => this.health.rank(p);
-    const byCost = (a: string, b: string): number =>
-      rank(a) - rank(b) || this.cost.putCost(a, size) - this.cost.putCost(b, size) || (this.weights.get(b)! - this.weights.get(a)!) || this.order.indexOf(a) - this.order.indexOf(b);
-    const eligible = policy.providers.filter((p) => this.stores.has(p));
-    const others = eligible.filter((p) => !policy.pin.includes(p)).sort(byCost);
-    const targets = [...policy.pin, ...others].slice(0, policy.replicas);
-    const live = (p: string): boolean => rank(p) < 2;
-    const pinnedFirst = (a: string, b: string): number => rank(a) - rank(b) || Number(policy.pin.includes(b)) - Number(policy.pin.includes(a)) || byCost(a, b);
-    const writeOrder = [...targets.filter(live).sort(pinnedFirst), ...eligible.filter((p) => !targets.includes(p) && live(p)).sort(byCost)];
-    return { targets, writeOrder };
+    return this.providers.placement(policy, size, policy.writeLocal ? this.location : undefined);
   }
 
-  /** Replicas in the order reads should try them; down providers are left out. */
+  /** Replicas in the order reads should try them (see {@link ProviderSet.readOrder}). */
   readOrder(policy: PlacementPolicy, holders: string[], size: number): string[] {
-    const usable = holders.filter((p) => this.stores.has(p) && this.health.state(p) !== 'down');
-    const latency = (p: string): number => this.health.percentile(p, 50) ?? 0;
-    const rank = (p: string): number => this.health.rank(p);
-    const cost = (p: string): number => this.cost.readCost(p, size);
-    const tie = (a: string, b: string): number => (this.weights.get(b)! - this.weights.get(a)!) || this.order.indexOf(a) - this.order.indexOf(b);
-    const primaryIndex = (p: string): number => {
-      const i = policy.pin.indexOf(p);
-      return i >= 0 ? i : policy.pin.length + policy.providers.indexOf(p);
-    };
-    const cmp: Record<PlacementPolicy['read'], (a: string, b: string) => number> = {
-      cheapest: (a, b) => rank(a) - rank(b) || cost(a) - cost(b) || latency(a) - latency(b) || tie(a, b),
-      fastest: (a, b) => rank(a) - rank(b) || latency(a) - latency(b) || cost(a) - cost(b) || tie(a, b),
-      primary: (a, b) => rank(a) - rank(b) || primaryIndex(a) - primaryIndex(b),
-    };
-    return usable.sort(cmp[policy.read]);
+    return this.providers.readOrder(policy, holders, size);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Catalog
 
   /** The key's live catalog entry; an unknown key is looked for on the providers and adopted. */
-  private async current(key: string, signal: AbortSignal | undefined): Promise<{ object: CatalogObject; holders: Replica[]; stale: Replica[] }> {
+  private async current(key: string, signal: AbortSignal | undefined, held?: HeldLease): Promise<{ object: CatalogObject; holders: Replica[]; stale: Replica[] }> {
     const found = await this.state.lookup(key);
     if (found.state === 'live') return found;
     if (found.state === 'deleted') throw new NotFoundError(`no object at ${key}`, { provider: this.provider, key });
-    const adopted = await this.adopt(key, signal);
+    const adopted = await this.adopt(key, signal, held);
     if (!adopted) throw new NotFoundError(`no object at ${key}`, { provider: this.provider, key });
     return adopted;
   }
 
-  /**
-   * Looks for a key on the policy's providers (pins first, then in the policy's order) and records
-   * the first copy found as the current version, owing replicas to reach N.
-   */
-  private async adopt(key: string, signal: AbortSignal | undefined): Promise<{ object: CatalogObject; holders: Replica[]; stale: Replica[] } | undefined> {
+  /** The first copy of a key the catalog does not know, on the policy's providers (pins first); throws when one could not be asked. */
+  private async findOutside(key: string, signal: AbortSignal | undefined): Promise<{ provider: string; meta: ObjectMeta } | undefined> {
     const policy = this.policies.for(key);
     if (!policy.adoptUnknown) return undefined;
     const order = [...policy.pin, ...policy.providers.filter((p) => !policy.pin.includes(p))].filter((p) => this.stores.has(p));
     let failure: unknown;
-    let unreachable = 0;
+    const unreachable: string[] = [];
     for (const p of order) {
       if (this.health.state(p) === 'down') {
-        unreachable++;
+        unreachable.push(`${p}: down`);
         continue;
       }
-      let meta: ObjectMeta;
       try {
-        meta = await this.call(p, () => this.store(p).head(key, { signal }));
+        return { provider: p, meta: await this.providers.call(p, () => this.providers.store(p).head(key, { signal })) };
       } catch (e) {
         if (!isCloudmuxError(e, 'NotFound')) {
           failure = e;
-          unreachable++;
+          unreachable.push(`${p}: ${describeError(e, { where: false, maxLength: 200 })}`);
         }
-        continue;
       }
-      return this.locks.with(key, async () => {
-        const version = await this.state.nextVersion();
-        const plan = this.placement(policy, meta.size);
-        const sha256 = meta.checksums.sha256 ?? meta.metadata[SHA256_KEY];
-        const res = await this.state.commitPut({
-          key, version, size: meta.size, sha256, contentType: meta.contentType, metadata: meta.metadata, lastModified: meta.lastModified,
-          acked: [{ provider: p, version, etag: meta.etag }], owed: plan.targets.filter((t) => t !== p), onlyIfUnknown: true,
-        });
-        if (res.entries.length > 0) this.events.emit('owed', res.entries);
-        const now = await this.state.lookup(key);
-        if (now.state !== 'live') return undefined;
-        return now;
-      });
     }
-    if (unreachable > 0) {
-      throw new ProviderUnavailableError(`${key} is not in the catalog and ${unreachable} provider(s) could not be asked whether they hold it`, { provider: this.provider, key, cause: failure });
+    if (unreachable.length > 0) {
+      throw new ProviderUnavailableError(`${key} is not in the catalog and ${unreachable.length} provider(s) could not be asked whether they hold it (${unreachable.join('; ')})`, { provider: this.provider, key, cause: failure });
     }
     return undefined;
+  }
+
+  /**
+   * Looks for a key on the policy's providers (pins first, then in the policy's order) and records
+   * the first copy found as the current version, owing replicas to reach N. Under the key's write
+   * lease (taken unless `held`), so an adoption never races a put of the key.
+   */
+  private async adopt(key: string, signal: AbortSignal | undefined, held?: HeldLease): Promise<{ object: CatalogObject; holders: Replica[]; stale: Replica[] } | undefined> {
+    const policy = this.policies.for(key);
+    if (!policy.adoptUnknown) return undefined;
+    const run = async (h: HeldLease): Promise<{ object: CatalogObject; holders: Replica[]; stale: Replica[] } | undefined> => {
+      const before = await this.state.lookup(key);
+      if (before.state === 'live') return before;
+      if (before.state === 'deleted') return undefined;
+      const outside = await this.findOutside(key, h.signal);
+      if (!outside) return undefined;
+      const { provider: p, meta } = outside;
+      const version = h.lease.version;
+      const plan = this.placement(policy, meta.size);
+      const res = await this.state.commitPut({
+        key, version, size: meta.size, sha256: storedSha256(meta), contentType: meta.contentType, metadata: meta.metadata, lastModified: meta.lastModified,
+        acked: [{ provider: p, version, etag: meta.etag }], owed: plan.targets.filter((t) => t !== p), onlyIfUnknown: true, lease: h.lease,
+      });
+      h.consumed = res.committed;
+      if (res.entries.length > 0) this.events.emit('owed', res.entries);
+      const now = await this.state.lookup(key);
+      return now.state === 'live' ? now : undefined;
+    };
+    return held ? run(held) : this.leases.with(key, signal, run);
   }
 
   private metaOf(object: CatalogObject, fromProvider?: ObjectMeta): ObjectMeta {
@@ -659,36 +703,9 @@ export class Router implements BlobStore {
     return meta;
   }
 
-  private store(p: string): BlobStore {
-    const s = this.stores.get(p);
-    if (!s) throw new ProviderUnavailableError(`provider ${p} is not configured`, { provider: p });
-    return s;
-  }
-
-  /** Calls a provider, feeding latency and outcome to the health tracker. */
-  private async call<T>(p: string, fn: () => Promise<T>): Promise<T> {
-    const started = performance.now();
-    try {
-      const v = await fn();
-      this.health.record(p, performance.now() - started);
-      return v;
-    } catch (e) {
-      this.health.record(p, performance.now() - started, e);
-      throw e;
-    }
-  }
 }
+redactInspection(Router);
 
-export interface Placement {
-  targets: string[];
-  writeOrder: string[];
-}
-
-type Attempt = { ok: true; value: RouterGetResult } | { ok: false; error: unknown };
-
-function describe(e: unknown): string {
-  return isCloudmuxError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
-}
 
 /** The nearest layer in a store stack that emits breaker events (duck-typed: `on` + `state()`). */
 function findBreaker(store: BlobStore): BreakerEventSource | undefined {

@@ -2,6 +2,9 @@ import type { StateConfig } from '../config/schema.js';
 import type { StateStore } from './types.js';
 
 export * from './types.js';
+export type { AccessStat, CachedCopy, CachedCopyState } from './cached-copies.js';
+export { emptyByClass } from './backlog.js';
+export type { StoredBytes } from './stored-bytes.js';
 export { SqliteStateStore, type SqliteStateOptions } from './sqlite.js';
 export { PostgresStateStore, type PostgresStateOptions } from './postgres.js';
 

@@ -1,11 +1,22 @@
+// Over 500 lines: the whole PostgreSQL StateStore (migrations, catalog, outbox, leases, change feed); edited by other work this session, so issue 15 left it whole — split candidates: migrations, change feed.
 import { createHash } from 'node:crypto';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { InvalidConfigError } from '../core/errors.js';
 import { redactUrl } from '../registry.js';
 import { PG_PROVIDER, isRetryableTransaction, mapPgError } from './postgres-errors.js';
+import { compareKeys } from '../core/keys.js';
+import { formatChangeCursor, parseChangeCursor } from './change-cursor.js';
 import type {
-  BacklogStats, CatalogListOptions, CatalogLookup, CatalogObject, CommitResult, DeleteRecord, OutboxEntry, OutboxKind, PutRecord, Replica, StateStore,
+  BacklogStats, ClaimOptions, CatalogChange, CatalogChangeOptions, CatalogChangePage, CatalogListOptions, CatalogLookup, CatalogObject, CommitResult, DeleteRecord, LeaseAttempt, OutboxEntry, OutboxKind, PutRecord, Replica,
+  StateStore, WriteLease,
 } from './types.js';
+import { redactInspection } from '../core/redact.js';
+import { jobTablesSql, jobUploadsSql, rangeSplitSql, rateBucketsSql } from '../jobs/job-schema.js';
+import { postgresCachedCopiesSql, type CachedCopyState } from './cached-copies.js';
+import { PostgresCachedCopies } from './postgres-cached-copies.js';
+import { PRIORITY_CLASSES, PRIORITY_RANK, priorityOfRank, type PriorityClass } from '../core/priority.js';
+import { backlogOf } from './backlog.js';
+import { storedBytesSql, toStoredBytes, type StoredBytes } from './stored-bytes.js';
 
 export interface PostgresStateOptions {
   /** Connection URL, `postgres://user:password@host:5432/database` (libpq-style `?sslmode=` etc. work). */
@@ -65,7 +76,56 @@ CREATE TABLE ${s}.outbox (
 CREATE INDEX outbox_due ON ${s}.outbox (next_attempt_at, id) WHERE state = 'pending';
 CREATE INDEX outbox_key ON ${s}.outbox (key, provider);
 `,
+  // Writer leases: one row per key being written, expiring on the database's clock.
+  (s) => `
+CREATE TABLE ${s}.write_leases (
+  key text COLLATE "C" PRIMARY KEY,
+  owner text NOT NULL,
+  version bigint NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+`,
+  // The change feed: each row carries the id of the transaction that last wrote it (see
+  // changesSince for why that, not the version, orders the feed); existing rows sort first.
+  (s) => `
+ALTER TABLE ${s}.objects ADD COLUMN change_xid bigint NOT NULL DEFAULT 0;
+CREATE INDEX objects_change ON ${s}.objects (change_xid, key);
+CREATE TABLE ${s}.change_feed (
+  id integer PRIMARY KEY CHECK (id = 1),
+  catalog text NOT NULL,
+  pruned_xid bigint NOT NULL DEFAULT -1,
+  pruned_key text COLLATE "C" NOT NULL DEFAULT ''
+);
+INSERT INTO ${s}.change_feed (id, catalog) VALUES (1, md5(random()::text || clock_timestamp()::text));
+`,
+  // Migration jobs, leased key ranges and leaders (src/jobs).
+  jobTablesSql,
+  // Every write of a catalog row takes its transaction's position, whoever writes it: a router of
+  // an older cloudmux still running during a rolling upgrade (it checked the schema version when
+  // it opened) writes rows without change_xid, which the feed would otherwise never deliver.
+  (s) => `
+CREATE FUNCTION ${s}.stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN NEW.change_xid := pg_current_xact_id()::text::bigint; RETURN NEW; END $$;
+CREATE TRIGGER stamp_change BEFORE INSERT OR UPDATE ON ${s}.objects FOR EACH ROW EXECUTE FUNCTION ${s}.stamp_change();
+`,
+  // Job key ranges split where the source's keys are (src/jobs/range-probe.ts).
+  rangeSplitSql,
+  // Copies left by reads (copy on read) and per-object access statistics (src/state/cached-copies.ts).
+  postgresCachedCopiesSql,
+  // Priority classes (0 critical, 1 normal, 2 bulk): rows an older cloudmux inserts during a
+  // rolling upgrade take normal; claims read the class through its own partial index.
+  (s) => `
+ALTER TABLE ${s}.outbox ADD COLUMN priority smallint NOT NULL DEFAULT 1 CHECK (priority BETWEEN 0 AND 2);
+CREATE INDEX outbox_class_due ON ${s}.outbox (priority, next_attempt_at, id) WHERE state = 'pending';
+`,
+  // Resumable uploads of a job's large objects, resumed by whoever takes the object over.
+  jobUploadsSql,
+  // Token buckets shared by every process on this database (src/jobs/shared-token-bucket.ts).
+  rateBucketsSql,
 ];
+
+/** The id of the running (top-level) transaction, assigning one if it has none yet. */
+const CURRENT_XID = 'pg_current_xact_id()::text::bigint';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Transactions rolled back by a deadlock or serialization failure are run again this many times in all. */
@@ -75,14 +135,15 @@ const TRANSACTION_ATTEMPTS = 3;
 function objectColumns(alias = ''): string {
   return ['key', 'version', 'deleted', 'size', 'sha256', 'content_type', 'metadata', 'updated_at'].map((c) => alias + c).join(', ');
 }
-const OUTBOX_COLUMNS = 'id, kind, key, version, provider, size, attempts, created_at, next_attempt_at, state, last_error, lease_owner, lease_until';
+const OUTBOX_COLUMNS = 'id, kind, key, version, provider, size, attempts, created_at, next_attempt_at, state, last_error, lease_owner, lease_until, priority';
 
+interface ChangeRow { key: string; version: number; deleted: boolean; size: number; sha256: string | null; change_xid: number }
 interface ObjectRow { key: string; version: number; deleted: boolean; size: number; sha256: string | null; content_type: string | null; metadata: string; updated_at: Date }
 interface OutboxRow {
   id: number; kind: string; key: string; version: number; provider: string; size: number; attempts: number; created_at: Date;
-  next_attempt_at: Date; state: string; last_error: string | null; lease_owner: string | null; lease_until: Date | null;
+  next_attempt_at: Date; state: string; last_error: string | null; lease_owner: string | null; lease_until: Date | null; priority: number;
 }
-interface NewEntry { kind: OutboxKind; version: number; provider: string; size: number }
+interface NewEntry { kind: OutboxKind; version: number; provider: string; size: number; priority?: PriorityClass }
 /**
  * A connection (or the pool) whose parameterized queries are named prepared statements: the server
  * parses and plans each statement once per connection instead of on every call. A query without
@@ -117,11 +178,14 @@ export class PostgresStateStore implements StateStore {
   private closed = false;
   /** Statement text to prepared-statement name. */
   private readonly statements = new Map<string, string>();
+  /** Copies left by reads and access statistics. */
+  readonly cachedCopies: CachedCopyState;
 
   private constructor(private readonly pool: Pool, private readonly options: PostgresStateOptions & { schema: string }) {
     this.now = options.now ?? Date.now;
     this.s = `"${options.schema}"`;
     this.lockSpace = lockId(`cloudmux:${options.schema}`);
+    this.cachedCopies = new PostgresCachedCopies((op, key, sql, params) => this.query(op, key, sql, params), this.s);
   }
 
   /** Connects, checks the database and brings the schema up to date. Fails with InvalidConfig, AuthFailed or Transient. */
@@ -193,6 +257,12 @@ export class PostgresStateStore implements StateStore {
     return row?.version;
   }
 
+  async storedBytes(prefixes: readonly string[]): Promise<StoredBytes[]> {
+    const q = storedBytesSql('postgres', { objects: `${this.s}.objects`, replicas: `${this.s}.replicas`, cached: `${this.s}.cached_copies` }, prefixes);
+    const rows = await this.query<Parameters<typeof toStoredBytes>[0]>('storedBytes', undefined, q.sql, q.params);
+    return rows.map(toStoredBytes);
+  }
+
   async nextVersion(): Promise<number> {
     const rows = await this.query<{ v: number }>('nextVersion', undefined, `SELECT nextval('${this.s}.version_seq') AS v`, []);
     return rows[0]!.v;
@@ -215,15 +285,58 @@ export class PostgresStateStore implements StateStore {
     return { state: 'live', object: toObject(row), holders, stale };
   }
 
+  async acquireWrite(key: string, owner: string, leaseMs: number): Promise<LeaseAttempt> {
+    // One statement: a free or expired lease is taken with a fresh stamp; a running one is left alone.
+    // Expiry is on the database's clock, so router hosts need not agree on the time.
+    const rows = await this.query<{ owner: string; version: number; granted: boolean; remaining_ms: number }>('acquireWrite', key,
+      `WITH taken AS (
+         INSERT INTO ${this.s}.write_leases AS l (key, owner, version, expires_at)
+         VALUES ($1, $2, nextval('${this.s}.version_seq'), clock_timestamp() + $3 * interval '1 millisecond')
+         ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
+           WHERE l.expires_at < clock_timestamp()
+         RETURNING owner, version)
+       SELECT owner, version, true AS granted, 0::float8 AS remaining_ms FROM taken
+       UNION ALL
+       SELECT owner, version, false, GREATEST(0, EXTRACT(EPOCH FROM (expires_at - clock_timestamp())) * 1000)::float8
+         FROM ${this.s}.write_leases WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM taken)`, [key, owner, leaseMs]);
+    const row = rows[0];
+    if (row?.granted) return { granted: true, lease: { key, owner, version: row.version } };
+    // No row at all: the holder released it between the two halves of the statement; try again soon.
+    return { granted: false, holder: row?.owner ?? '(released)', remainingMs: row ? Math.ceil(row.remaining_ms) : 0 };
+  }
+
+  async renewWrite(lease: WriteLease, leaseMs: number): Promise<boolean> {
+    const res = await this.run('renewWrite', lease.key, (db) => db.query(`UPDATE ${this.s}.write_leases SET expires_at = clock_timestamp() + $4 * interval '1 millisecond'
+      WHERE key = $1 AND owner = $2 AND version = $3`, [lease.key, lease.owner, lease.version, leaseMs]));
+    return res.rowCount === 1;
+  }
+
+  async releaseWrite(lease: WriteLease): Promise<void> {
+    await this.run('releaseWrite', lease.key, (db) => db.query(`DELETE FROM ${this.s}.write_leases WHERE key = $1 AND owner = $2 AND version = $3`,
+      [lease.key, lease.owner, lease.version]));
+  }
+
+  /** Inside a transaction: false when `lease` is no longer its writer's; else releases it. */
+  private async takeBackLease(c: Db, lease: WriteLease | undefined, keep = false): Promise<boolean> {
+    if (!lease) return true;
+    if (keep) {
+      const held = await c.query(`SELECT 1 FROM ${this.s}.write_leases WHERE key = $1 AND owner = $2 AND version = $3`, [lease.key, lease.owner, lease.version]);
+      return held.rows.length === 1;
+    }
+    const res = await c.query(`DELETE FROM ${this.s}.write_leases WHERE key = $1 AND owner = $2 AND version = $3`, [lease.key, lease.owner, lease.version]);
+    return res.rowCount === 1;
+  }
+
   async commitPut(rec: PutRecord): Promise<CommitResult> {
     return this.tx('commitPut', rec.key, async (c): Promise<CommitResult> => {
       const cur = (await c.query<{ version: number }>(`SELECT version FROM ${this.s}.objects WHERE key = $1`, [rec.key])).rows[0];
       if (cur && (rec.onlyIfUnknown || cur.version > rec.version)) return { committed: false, version: cur.version, entries: [] };
+      if (!await this.takeBackLease(c, rec.lease)) return { committed: false, fenced: true, version: cur?.version ?? 0, entries: [] };
       const now = this.now();
-      await c.query(`INSERT INTO ${this.s}.objects (key, version, deleted, size, sha256, content_type, metadata, updated_at)
-        VALUES ($1, $2, false, $3, $4, $5, $6, $7)
+      await c.query(`INSERT INTO ${this.s}.objects (key, version, deleted, size, sha256, content_type, metadata, updated_at, change_xid)
+        VALUES ($1, $2, false, $3, $4, $5, $6, $7, ${CURRENT_XID})
         ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, deleted = false, size = EXCLUDED.size, sha256 = EXCLUDED.sha256,
-          content_type = EXCLUDED.content_type, metadata = EXCLUDED.metadata, updated_at = EXCLUDED.updated_at`,
+          content_type = EXCLUDED.content_type, metadata = EXCLUDED.metadata, updated_at = EXCLUDED.updated_at, change_xid = EXCLUDED.change_xid`,
       [rec.key, rec.version, rec.size, rec.sha256 ?? null, rec.contentType ?? null, JSON.stringify(rec.metadata), rec.lastModified]);
       // One row per provider (the last mention wins), as ON CONFLICT may not touch a row twice.
       const acked = new Map(rec.acked.map((a) => [a.provider, a.etag ?? null]));
@@ -242,8 +355,8 @@ export class PostgresStateStore implements StateStore {
         WHERE r.key = $1 AND r.version < $2 AND NOT (r.provider = ANY($3::text[]))
           AND NOT EXISTS (SELECT 1 FROM ${this.s}.outbox o WHERE o.key = r.key AND o.provider = r.provider AND o.kind = 'delete' AND o.state = 'pending')
         ORDER BY r.provider`, [rec.key, rec.version, targets]);
-      const owed: NewEntry[] = [...new Set(rec.owed)].map((provider) => ({ kind: 'replicate', version: rec.version, provider, size: rec.size }));
-      for (const { provider } of others.rows) owed.push({ kind: 'delete', version: rec.version, provider, size: 0 });
+      const owed: NewEntry[] = [...new Set(rec.owed)].map((provider) => ({ kind: 'replicate', version: rec.version, provider, size: rec.size, priority: rec.priority }));
+      for (const { provider } of others.rows) owed.push({ kind: 'delete', version: rec.version, provider, size: 0, priority: rec.priority });
       return { committed: true, version: rec.version, entries: await this.insertEntries(c, rec.key, owed, now) };
     });
   }
@@ -252,10 +365,11 @@ export class PostgresStateStore implements StateStore {
     return this.tx('commitDelete', rec.key, async (c): Promise<CommitResult> => {
       const cur = (await c.query<{ version: number }>(`SELECT version FROM ${this.s}.objects WHERE key = $1`, [rec.key])).rows[0];
       if (cur && cur.version > rec.version) return { committed: false, version: cur.version, entries: [] };
+      if (!await this.takeBackLease(c, rec.lease, rec.keepLease)) return { committed: false, fenced: true, version: cur?.version ?? 0, entries: [] };
       const now = this.now();
-      await c.query(`INSERT INTO ${this.s}.objects (key, version, deleted, size, metadata, updated_at) VALUES ($1, $2, true, 0, '{}', $3)
+      await c.query(`INSERT INTO ${this.s}.objects (key, version, deleted, size, metadata, updated_at, change_xid) VALUES ($1, $2, true, 0, '{}', $3, ${CURRENT_XID})
         ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, deleted = true, size = 0, sha256 = NULL, content_type = NULL,
-          metadata = '{}', updated_at = EXCLUDED.updated_at`, [rec.key, rec.version, new Date(now)]);
+          metadata = '{}', updated_at = EXCLUDED.updated_at, change_xid = EXCLUDED.change_xid`, [rec.key, rec.version, new Date(now)]);
       await c.query(`DELETE FROM ${this.s}.outbox WHERE key = $1 AND state = 'pending'`, [rec.key]);
       const holders = (await c.query<{ provider: string }>(`SELECT provider FROM ${this.s}.replicas WHERE key = $1 ORDER BY provider`, [rec.key])).rows;
       const providers = new Set([...holders.map((h) => h.provider), ...rec.alsoOn]);
@@ -294,15 +408,44 @@ export class PostgresStateStore implements StateStore {
     return out;
   }
 
-  async claim(owner: string, limit: number, leaseMs: number): Promise<OutboxEntry[]> {
+  async claim(owner: string, limit: number, leaseMs: number, opts: ClaimOptions = {}): Promise<OutboxEntry[]> {
     const now = this.now();
-    // SKIP LOCKED: a row another claimer is leasing right now is passed over, not waited for; once
-    // that claim commits, the row's lease excludes it (rows changed since our snapshot are re-checked).
-    const rows = await this.query<OutboxRow>('claim', undefined, `UPDATE ${this.s}.outbox SET lease_owner = $1, lease_until = $2
-      WHERE id IN (SELECT id FROM ${this.s}.outbox WHERE state = 'pending' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
-        ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-      RETURNING ${OUTBOX_COLUMNS}`, [owner, new Date(now + leaseMs), new Date(now), limit]);
-    return rows.map(toEntry).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || a.id - b.id);
+    const allowed = (opts.classes ?? PRIORITY_CLASSES).map((c) => PRIORITY_RANK[c]);
+    const providers = opts.providers ? [...opts.providers] : null;
+    const due = `state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+      AND priority = ANY($2::smallint[]) AND ($3::text[] IS NULL OR provider = ANY($3::text[]))`;
+    const order = (rows: OutboxRow[]): OutboxEntry[] => rows.map(toEntry)
+      .sort((a, b) => PRIORITY_RANK[a.priority] - PRIORITY_RANK[b.priority] || a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || a.id - b.id);
+    const quotas = PRIORITY_CLASSES.map((c) => [c, opts.quota?.[c] ?? 0] as const).filter(([c, q]) => q > 0 && allowed.includes(PRIORITY_RANK[c]));
+    if (quotas.length === 0) {
+      // SKIP LOCKED: a row another claimer is leasing right now is passed over, not waited for; once
+      // that claim commits, the row's lease excludes it (rows changed since our snapshot are re-checked).
+      const rows = await this.query<OutboxRow>('claim', undefined, `UPDATE ${this.s}.outbox SET lease_owner = $4, lease_until = $5
+        WHERE id IN (SELECT id FROM ${this.s}.outbox WHERE ${due} ORDER BY priority, next_attempt_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
+        RETURNING ${OUTBOX_COLUMNS}`, [new Date(now), allowed, providers, owner, new Date(now + leaseMs), limit]);
+      return order(rows);
+    }
+    // Reserved slots per class first (oldest due first within each), then the rest, most urgent first;
+    // rows locked FOR UPDATE stay ours until the lease is written in the same transaction.
+    return this.tx('claim', undefined, async (c) => {
+      const ids: number[] = [];
+      for (const [cls, q] of quotas) {
+        const n = Math.min(q, limit - ids.length);
+        if (n <= 0) break;
+        const r = await c.query<{ id: number }>(`SELECT id FROM ${this.s}.outbox WHERE ${due} AND priority = $4
+          ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED`, [new Date(now), allowed, providers, PRIORITY_RANK[cls], n]);
+        ids.push(...r.rows.map((x) => Number(x.id)));
+      }
+      if (ids.length < limit) {
+        const r = await c.query<{ id: number }>(`SELECT id FROM ${this.s}.outbox WHERE ${due} AND NOT (id = ANY($4::bigint[]))
+          ORDER BY priority, next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED`, [new Date(now), allowed, providers, ids, limit - ids.length]);
+        ids.push(...r.rows.map((x) => Number(x.id)));
+      }
+      if (ids.length === 0) return [];
+      const rows = await c.query<OutboxRow>(`UPDATE ${this.s}.outbox SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3::bigint[])
+        RETURNING ${OUTBOX_COLUMNS}`, [owner, new Date(now + leaseMs), ids]);
+      return order(rows.rows);
+    });
   }
 
   async completeReplicate(e: OutboxEntry, etag?: string): Promise<boolean> {
@@ -370,30 +513,92 @@ export class PostgresStateStore implements StateStore {
   async backlog(): Promise<BacklogStats> {
     const now = this.now();
     // One statement: pending and dead counts from the same snapshot.
-    const rows = await this.query<{ provider: string; state: string; n: number; bytes: number; oldest: Date }>('backlog', undefined,
-      `SELECT provider, state, count(*) AS n, COALESCE(sum(size), 0)::bigint AS bytes, min(created_at) AS oldest
-       FROM ${this.s}.outbox GROUP BY provider, state`);
-    const stats: BacklogStats = { count: 0, bytes: 0, oldestAgeMs: 0, dead: 0, byProvider: {} };
-    let oldest = Infinity;
-    for (const r of rows) {
-      if (r.state === 'dead') {
-        stats.dead += r.n;
-        continue;
-      }
-      stats.count += r.n;
-      stats.bytes += r.bytes;
-      oldest = Math.min(oldest, r.oldest.getTime());
-      stats.byProvider[r.provider] = { count: r.n, bytes: r.bytes };
-    }
-    if (oldest !== Infinity) stats.oldestAgeMs = Math.max(0, now - oldest);
-    return stats;
+    const rows = await this.query<{ provider: string; state: string; priority: number; n: number; bytes: number; oldest: Date }>('backlog', undefined,
+      `SELECT provider, state, priority, count(*) AS n, COALESCE(sum(size), 0)::bigint AS bytes, min(created_at) AS oldest
+       FROM ${this.s}.outbox GROUP BY provider, state, priority`);
+    const dead = rows.filter((r) => r.state === 'dead').reduce((n, r) => n + Number(r.n), 0);
+    return backlogOf(rows.filter((r) => r.state !== 'dead').map((r) => ({ ...r, oldest: r.oldest.getTime() })), dead, now);
   }
 
   async pruneTombstones(olderThanMs: number): Promise<number> {
-    const res = await this.run('pruneTombstones', undefined, (db) => db.query(`DELETE FROM ${this.s}.objects o WHERE o.deleted AND o.updated_at < $1
-      AND NOT EXISTS (SELECT 1 FROM ${this.s}.outbox x WHERE x.key = o.key)
-      AND NOT EXISTS (SELECT 1 FROM ${this.s}.replicas r WHERE r.key = o.key)`, [new Date(this.now() - olderThanMs)]));
-    return res.rowCount ?? 0;
+    return this.tx('pruneTombstones', undefined, async (c) => {
+      const gone = await c.query<{ change_xid: number; key: string }>(`DELETE FROM ${this.s}.objects o WHERE o.deleted AND o.updated_at < $1
+        AND NOT EXISTS (SELECT 1 FROM ${this.s}.outbox x WHERE x.key = o.key)
+        AND NOT EXISTS (SELECT 1 FROM ${this.s}.replicas r WHERE r.key = o.key) RETURNING o.change_xid, o.key`, [new Date(this.now() - olderThanMs)]);
+      // A feed reader whose cursor is below a forgotten delete could miss it: such cursors reset.
+      let newest: { change_xid: number; key: string } | undefined;
+      for (const r of gone.rows) if (!newest || r.change_xid > newest.change_xid || (r.change_xid === newest.change_xid && compareKeys(r.key, newest.key) > 0)) newest = r;
+      if (newest) {
+        await c.query(`UPDATE ${this.s}.change_feed SET pruned_xid = $1, pruned_key = $2 WHERE id = 1 AND (pruned_xid, pruned_key) < ($1, $2::text COLLATE "C")`,
+          [newest.change_xid, newest.key]);
+      }
+      return gone.rows.length;
+    });
+  }
+
+  /**
+   * Pages through catalog changes in the order (writing transaction id, key).
+   *
+   * Why not by version: versions are handed out (by a sequence, when a writer takes its lease)
+   * before the writer commits, and transactions commit in any order, so a reader that saw
+   * version 11 may later find 10 committed below its cursor. Transaction ids have the same
+   * problem, which the snapshot solves: every transaction whose id is below the snapshot's xmin
+   * has ended (committed or rolled back), and every transaction still running or yet to start
+   * has an id ≥ xmin. So the feed returns only rows written by transactions below xmin: all of
+   * them are visible in the snapshot, and none can appear later below a cursor that never passes
+   * (xmin − 1, ∞). A row rewritten later moves up to its new transaction's position, so the feed
+   * is a compacted log. A long transaction anywhere in the cluster holds xmin back: the feed then
+   * lags (never skips) until it ends. The pruned position and the rows are read in one
+   * REPEATABLE READ snapshot, so a concurrent prune cannot slip between them.
+   */
+  async changesSince(cursor: string | undefined, opts: CatalogChangeOptions): Promise<CatalogChangePage> {
+    const after = cursor === undefined ? undefined : parseChangeCursor(cursor, this.kind);
+    return this.tx('changesSince', undefined, async (c): Promise<CatalogChangePage> => {
+      const feed = (await c.query<{ catalog: string; pruned_xid: number; pruned_key: string; xmin: number; xmax: number }>(
+        `SELECT catalog, pruned_xid, pruned_key, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
+          pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax FROM ${this.s}.change_feed WHERE id = 1`, [])).rows[0]!;
+      const head = formatChangeCursor({ kind: 'p', catalog: feed.catalog, xid: feed.xmin - 1 });
+      let from = { xid: -1, key: undefined as string | undefined };
+      if (after) {
+        const behindPruned = after.kind === 'p' && (after.xid < feed.pruned_xid
+          || (after.xid === feed.pruned_xid && after.key !== undefined && compareKeys(after.key, feed.pruned_key) < 0));
+        // Another catalog, a position this database never reached (restored from a backup), or deletes forgotten past it.
+        if (after.kind !== 'p' || after.catalog !== feed.catalog || after.xid >= feed.xmax || behindPruned) {
+          return { changes: [], cursor: head, more: false, reset: true };
+        }
+        from = { xid: after.xid, key: after.key };
+      }
+      const args: unknown[] = [feed.xmin, from.xid];
+      let where = `change_xid < $1 AND change_xid > $2`;
+      if (from.key !== undefined) {
+        args.push(from.key);
+        where = `change_xid < $1 AND (change_xid, key) > ($2, $${args.length}::text COLLATE "C")`;
+      }
+      if (opts.prefix) {
+        args.push(opts.prefix);
+        where += ` AND starts_with(key, $${args.length})`;
+      }
+      args.push(opts.limit + 1);
+      const rows = (await c.query<ChangeRow>(`SELECT key, version, deleted, size, sha256, change_xid FROM ${this.s}.objects
+        WHERE ${where} ORDER BY change_xid, key LIMIT $${args.length}`, args)).rows;
+      const more = rows.length > opts.limit;
+      if (more) rows.length = opts.limit;
+      const last = rows[rows.length - 1];
+      // Past the last row only when the page is full; else everything below xmin was delivered.
+      const next = more && last ? formatChangeCursor({ kind: 'p', catalog: feed.catalog, xid: last.change_xid, key: last.key })
+        : from.xid >= feed.xmin ? formatChangeCursor({ kind: 'p', catalog: feed.catalog, xid: from.xid, ...(from.key !== undefined ? { key: from.key } : {}) }) : head;
+      return { changes: rows.map(toChange), cursor: next, more, reset: false };
+    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  }
+
+  /**
+   * The pool and quoted schema, for modules keeping their own tables in this schema (src/jobs): one
+   * connection budget. Internal: its `pg` types are not part of the published declarations (a
+   * consumer need not install @types/pg).
+   * @internal
+   */
+  shared(): { pool: Pool; schema: string; lockSpace: number } {
+    return { pool: this.pool, schema: this.s, lockSpace: this.lockSpace };
   }
 
   /** Ends the pool (waiting for checked-out connections to be released). Idempotent. */
@@ -417,11 +622,11 @@ export class PostgresStateStore implements StateStore {
   /** Inserts entries for one key in one statement; returned in insertion (id) order. */
   private async insertEntries(c: Db, key: string, items: NewEntry[], now: number, lease?: { owner: string; until: number }): Promise<OutboxEntry[]> {
     if (items.length === 0) return [];
-    const res = await c.query<OutboxRow>(`INSERT INTO ${this.s}.outbox (kind, key, version, provider, size, created_at, next_attempt_at, lease_owner, lease_until)
-      SELECT k, $1, v, p, z, $2, $2, $3, $4 FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[]) WITH ORDINALITY AS u(k, v, p, z, n)
+    const res = await c.query<OutboxRow>(`INSERT INTO ${this.s}.outbox (kind, key, version, provider, size, created_at, next_attempt_at, lease_owner, lease_until, priority)
+      SELECT k, $1, v, p, z, $2, $2, $3, $4, r FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::smallint[]) WITH ORDINALITY AS u(k, v, p, z, r, n)
       ORDER BY n RETURNING ${OUTBOX_COLUMNS}`,
     [key, new Date(now), lease?.owner ?? null, lease ? new Date(lease.until) : null,
-      items.map((i) => i.kind), items.map((i) => i.version), items.map((i) => i.provider), items.map((i) => i.size)]);
+      items.map((i) => i.kind), items.map((i) => i.version), items.map((i) => i.provider), items.map((i) => i.size), items.map((i) => PRIORITY_RANK[i.priority ?? 'normal'])]);
     return res.rows.map(toEntry).sort((a, b) => a.id - b.id);
   }
 
@@ -456,7 +661,7 @@ export class PostgresStateStore implements StateStore {
    * Runs `fn` in one transaction on one pooled connection, holding the key's advisory lock when
    * a key is given. A transaction rolled back by a deadlock or serialization failure is run again.
    */
-  private async tx<T>(op: string, key: string | undefined, fn: (c: Db) => Promise<T>): Promise<T> {
+  private async tx<T>(op: string, key: string | undefined, fn: (c: Db) => Promise<T>, begin = 'BEGIN'): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       let client: PoolClient;
       try {
@@ -467,7 +672,7 @@ export class PostgresStateStore implements StateStore {
       let broken: Error | undefined;
       try {
         // The lock ids are numbers computed here, so BEGIN and the lock share one round trip.
-        await client.query(key === undefined ? 'BEGIN' : `BEGIN; SELECT pg_advisory_xact_lock(${this.lockSpace}, ${lockId(key)})`);
+        await client.query(key === undefined ? begin : `${begin}; SELECT pg_advisory_xact_lock(${this.lockSpace}, ${lockId(key)})`);
         const out = await fn(this.prepared(client));
         await client.query('COMMIT');
         return out;
@@ -486,6 +691,7 @@ export class PostgresStateStore implements StateStore {
     }
   }
 }
+redactInspection(PostgresStateStore);
 
 /**
  * A 32-bit advisory lock id for a key. Two keys sharing an id only serialize their commits, which
@@ -511,9 +717,15 @@ function toObject(row: ObjectRow): CatalogObject {
   return o;
 }
 
+function toChange(r: ChangeRow): CatalogChange {
+  const c: CatalogChange = { key: r.key, version: r.version, deleted: r.deleted, size: r.size };
+  if (r.sha256 !== null) c.sha256 = r.sha256;
+  return c;
+}
+
 function toEntry(r: OutboxRow): OutboxEntry {
   const e: OutboxEntry = {
-    id: r.id, kind: r.kind as OutboxKind, key: r.key, version: r.version, provider: r.provider, size: r.size, attempts: r.attempts,
+    id: r.id, kind: r.kind as OutboxKind, key: r.key, version: r.version, provider: r.provider, size: r.size, priority: priorityOfRank(Number(r.priority)), attempts: r.attempts,
     createdAt: r.created_at, nextAttemptAt: r.next_attempt_at, state: r.state as OutboxEntry['state'],
   };
   if (r.last_error !== null) e.lastError = r.last_error;

@@ -1,9 +1,14 @@
+import type { PriorityClass } from '../core/priority.js';
+
 /**
  * The router's durable state: the catalog (what exists, at which version, on which providers) and
  * the outbox (work owed to providers). Every mutation that matters for consistency happens in one
  * transaction, so a crash leaves either the old state or the new one, never a put recorded without
  * the replicas it still owes.
  */
+
+import type { CachedCopyState } from './cached-copies.js';
+import type { StoredBytes } from './stored-bytes.js';
 
 /** One object as the catalog knows it. */
 export interface CatalogObject {
@@ -46,6 +51,8 @@ export interface OutboxEntry {
   provider: string;
   /** Bytes to copy (0 for deletes). */
   size: number;
+  /** Priority class (see ClaimOptions): which entries a worker claims first. */
+  priority: PriorityClass;
   attempts: number;
   createdAt: Date;
   nextAttemptAt: Date;
@@ -69,11 +76,35 @@ export interface PutRecord {
   owed: string[];
   /** Commit only if the catalog has no row for the key at all (adoption of a pre-existing object). */
   onlyIfUnknown?: boolean;
+  /** Priority class of the entries this put owes (default `normal`). */
+  priority?: PriorityClass;
+  /**
+   * The writer's lease on the key ({@link StateStore.acquireWrite}): the commit happens only if the
+   * lease is still this writer's (`fenced: true` otherwise), and it releases the lease.
+   */
+  lease?: WriteLease;
 }
 
+/**
+ * A writer's exclusive right to change one key, across processes. `version` is its fencing number:
+ * the version the writer commits. A lease that expired and was taken over by another writer can no
+ * longer commit.
+ */
+export interface WriteLease {
+  key: string;
+  owner: string;
+  version: number;
+}
+
+export type LeaseAttempt =
+  | { granted: true; lease: WriteLease }
+  | { granted: false; /** Who holds it. */ holder: string; /** When it expires if not renewed (ms from now, ≥ 0). */ remainingMs: number };
+
 export interface CommitResult {
-  /** False when a newer version (or, with onlyIfUnknown, any row) was already recorded. */
+  /** False when a newer version (or, with onlyIfUnknown, any row) was already recorded, or the lease was lost. */
   committed: boolean;
+  /** The record carried a lease that is no longer the writer's (it expired and another writer took it). */
+  fenced?: boolean;
   /** The key's version after the call. */
   version: number;
   /** Outbox entries created. */
@@ -88,6 +119,24 @@ export interface DeleteRecord {
   /** Lease the created delete entries to this owner (the router tries them at once). */
   leaseOwner?: string;
   leaseMs?: number;
+  /** The writer's lease on the key, as in {@link PutRecord.lease}. */
+  lease?: WriteLease;
+  /** Check the lease but keep it held (the deleter still has providers to clear before another writer may start). */
+  keepLease?: boolean;
+}
+
+/** How a claim picks among due entries. Without options: most urgent class first, then oldest due. */
+export interface ClaimOptions {
+  /**
+   * Slots reserved per class: up to `quota[c]` entries of class `c` are taken first (oldest due
+   * first within the class), then the rest of `limit` from any allowed class, most urgent first.
+   * A weighted quota is how bulk keeps a guaranteed share while critical work is owed.
+   */
+  quota?: Partial<Record<PriorityClass, number>>;
+  /** Only entries of these classes (a metered link: critical only). Default: all. */
+  classes?: readonly PriorityClass[];
+  /** Only entries owed to these providers. Default: all. */
+  providers?: readonly string[];
 }
 
 export interface BacklogStats {
@@ -100,6 +149,8 @@ export interface BacklogStats {
   dead: number;
   /** Pending entries by provider. */
   byProvider: Record<string, { count: number; bytes: number }>;
+  /** Pending entries by priority class (every class present, zeros when empty). */
+  byClass: Record<PriorityClass, { count: number; bytes: number; oldestAgeMs: number }>;
 }
 
 export interface CatalogListOptions {
@@ -109,14 +160,60 @@ export interface CatalogListOptions {
   limit: number;
 }
 
+/** One key's newest catalog state, as the change feed reports it. */
+export interface CatalogChange {
+  key: string;
+  version: number;
+  deleted: boolean;
+  /** 0 for deletes. */
+  size: number;
+  sha256?: string;
+}
+
+export interface CatalogChangePage {
+  /** In commit order (oldest first); each key at most once. */
+  changes: CatalogChange[];
+  /** Opaque position to continue from (names the catalog it belongs to). */
+  cursor: string;
+  /** More changes are ready now. */
+  more: boolean;
+  /** The cursor given cannot be continued: relist, then continue from `cursor` (see core/change-feed.ts). */
+  reset: boolean;
+}
+
+export interface CatalogChangeOptions {
+  /** Most changes to return (≥ 1). */
+  limit: number;
+  /** Only keys starting with this. */
+  prefix?: string;
+}
+
 /**
  * Durable catalog + outbox. Implementations: SQLite (embedded, one host) and PostgreSQL (shared by
  * several router processes). All methods are atomic; keys compare in UTF-8 byte order.
  */
 export interface StateStore {
   readonly kind: string;
+  /** Copies left by reads and per-object access statistics (copy on read); absent in stores without them. */
+  readonly cachedCopies?: CachedCopyState;
+  /**
+   * Bytes each provider holds per placement prefix (the longest of `prefixes` a key starts with),
+   * base copies and copies left by reads apart: what the storage bill is made of.
+   */
+  storedBytes?(prefixes: readonly string[]): Promise<StoredBytes[]>;
   /** A new version stamp, larger than every stamp handed out before (also across restarts). */
   nextVersion(): Promise<number>;
+  /**
+   * Takes the write lease on `key` for `leaseMs` (on the store's clock; the database's for
+   * PostgreSQL), or takes over one that expired, handing out a new version stamp as its fencing
+   * number. Not granted while another owner's lease runs. Writers of one key in any number of
+   * processes serialize through it.
+   */
+  acquireWrite(key: string, owner: string, leaseMs: number): Promise<LeaseAttempt>;
+  /** Extends a lease still held; false when it was lost (expired and taken over, or released). */
+  renewWrite(lease: WriteLease, leaseMs: number): Promise<boolean>;
+  /** Gives a lease up; nothing happens if it is no longer held. A commit carrying the lease releases it too. */
+  releaseWrite(lease: WriteLease): Promise<void>;
   lookup(key: string): Promise<CatalogLookup>;
   /**
    * Records a put: the key's new version, which providers hold it, and in the SAME transaction one
@@ -135,8 +232,8 @@ export interface StateStore {
   /** Live objects in key order. */
   listObjects(opts: CatalogListOptions): Promise<CatalogObject[]>;
 
-  /** Leases up to `limit` due entries to `owner` for `leaseMs`; expired leases are taken over. */
-  claim(owner: string, limit: number, leaseMs: number): Promise<OutboxEntry[]>;
+  /** Leases up to `limit` due entries to `owner` for `leaseMs`; expired leases are taken over. See ClaimOptions for the order. */
+  claim(owner: string, limit: number, leaseMs: number, opts?: ClaimOptions): Promise<OutboxEntry[]>;
   /**
    * A replicate entry succeeded: `provider` now holds `version` (recorded only if that is still the
    * current version). Returns false if the entry had become obsolete (superseded or deleted while
@@ -156,7 +253,19 @@ export interface StateStore {
   /** Entries, for status pages and tests. */
   entries(filter?: { key?: string; state?: 'pending' | 'dead'; limit?: number }): Promise<OutboxEntry[]>;
   backlog(): Promise<BacklogStats>;
-  /** Forgets tombstones older than this (and with nothing owed), returning how many. */
+  /**
+   * Changes to the catalog after `cursor` (from the beginning when undefined), in commit order:
+   * the change feed behind the router's `changesSince` (contract in src/core/change-feed.ts).
+   * Positions are commit positions, not version stamps: a version is handed out when a writer
+   * takes its lease, long before it commits, so paging by version would skip a lower version
+   * committed after a higher one was read. A cursor older than the last pruned tombstone, from
+   * another catalog, or ahead of this one gives `reset`. A malformed cursor is InvalidArgument.
+   */
+  changesSince(cursor: string | undefined, opts: CatalogChangeOptions): Promise<CatalogChangePage>;
+  /**
+   * Forgets tombstones older than this (and with nothing owed), returning how many. Records the
+   * newest change position it forgot, so that change-feed cursors older than it reset.
+   */
   pruneTombstones(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
 }

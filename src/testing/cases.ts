@@ -1,5 +1,6 @@
+// Over 500 lines on purpose: the conformance suite's catalogue, one exported function per behaviour (CONVENTIONS 6), each independent of the others.
 import { Readable } from 'node:stream';
-import { expect } from 'vitest';
+import { expect } from './vitest.js';
 import { collect } from '../core/body.js';
 import { CloudmuxError, type ErrorCode } from '../core/errors.js';
 import { getBuffer, listAll } from '../core/helpers.js';
@@ -7,6 +8,7 @@ import { compareKeys } from '../core/keys.js';
 import { SHA256_KEY } from '../core/metadata.js';
 import type { BlobStore, ListItem } from '../core/types.js';
 import { generatedStream, pseudoRandomBytes, sha256Hex, sha256OfStream } from './data.js';
+import { partResetMidSend as partReset, type PartFaultHarness } from './part-reset.js';
 
 /** What every case gets: the store and a prefix no other case or run uses. */
 export interface CaseContext {
@@ -22,6 +24,8 @@ export interface CaseContext {
   corrupt?: (store: BlobStore, key: string) => Promise<void>;
   /** Calls `skip(reason)` to mark the case skipped with a reason (vitest's context.skip). */
   skip: (reason: string) => void;
+  /** For stores that declare `multipartPut`: a proxied twin whose part requests can be reset. */
+  partFaults?: PartFaultHarness;
 }
 
 export type ConformanceCase = (ctx: CaseContext) => Promise<void>;
@@ -221,6 +225,32 @@ export const invalidMetadataRejected: ConformanceCase = async ({ store, prefix }
   expect(await keysUnder(store, prefix)).toEqual([]);
 };
 
+/**
+ * Names starting `cloudmux_` record the digest and the encryption header: a caller's value must
+ * never stand in for them. Every write path refuses them with InvalidArgument and changes nothing.
+ */
+export const reservedMetadataRefused: ConformanceCase = async ({ store, prefix }) => {
+  const key = `${prefix}reserved`;
+  const fake = sha256Hex('not these bytes');
+  const reserved: Record<string, string>[] = [{ [SHA256_KEY]: fake }, { cloudmux_enc: '1' }, { ok: 'x', cloudmux_anything: 'y' }];
+  for (const metadata of reserved) await expectCode(store.put(key, 'x', { metadata }), 'InvalidArgument');
+  expect(await keysUnder(store, prefix)).toEqual([]);
+
+  const data = pseudoRandomBytes(1000, 'reserved');
+  const put = await store.put(key, data, { metadata: { color: 'blue' } });
+  for (const metadata of reserved) {
+    await expectCode(store.updateMetadata(key, { metadata }), 'InvalidArgument');
+    await expectCode(store.copy(key, `${prefix}copy`, { metadata }), 'InvalidArgument');
+  }
+  const head = await store.head(key);
+  expect(head.etag).toBe(put.etag);
+  expect(head.metadata.color).toBe('blue');
+  expect(head.checksums.sha256).toBe(sha256Hex(data));
+  for (const name of Object.keys(head.metadata)) if (name !== SHA256_KEY) expect(reserved.some((m) => name in m && m[name] === head.metadata[name])).toBe(false);
+  expect((await collect((await store.get(key, { verify: true })).body)).equals(data)).toBe(true);
+  expect(await keysUnder(store, prefix)).toEqual([key]);
+};
+
 export const etagChangesOnOverwrite: ConformanceCase = async ({ store, prefix }) => {
   const key = `${prefix}etag`;
   const a = await store.put(key, 'first');
@@ -286,6 +316,26 @@ export const deleteRemoves: ConformanceCase = async ({ store, prefix }) => {
   await store.delete(key);
   await expectCode(store.head(key), 'NotFound');
   await store.delete(key);
+};
+
+/** `delete` with `ifMatch` deletes only the version named, atomically; NotSupported without the capability. */
+export const conditionalDelete: ConformanceCase = async ({ store, prefix }) => {
+  const key = `${prefix}cd`;
+  const first = await store.put(key, 'v1');
+  if (!store.capabilities.conditionalDelete) {
+    await expectCode(store.delete(key, { ifMatch: first.etag }), 'NotSupported');
+    expect((await store.head(key)).etag).toBe(first.etag);
+    return;
+  }
+  const second = await store.put(key, 'v2, longer');
+  await expectCode(store.delete(key, { ifMatch: first.etag }), 'PreconditionFailed');
+  await expectCode(store.delete(key, { ifMatch: 'no-such-etag' }), 'PreconditionFailed');
+  expect((await getBuffer(store, key)).toString()).toBe('v2, longer');
+  await store.delete(key, { ifMatch: second.etag });
+  await expectCode(store.head(key), 'NotFound');
+  // Idempotent like any delete: the version named is gone either way.
+  await store.delete(key, { ifMatch: second.etag });
+  expect(await keysUnder(store, prefix)).toEqual([]);
 };
 
 export const deleteManyMix: ConformanceCase = async ({ store, prefix }) => {
@@ -582,6 +632,9 @@ export const toStringSafe: ConformanceCase = async ({ store }) => {
   }
 };
 
+/** A streamed multi-part put with one part reset mid-send succeeds without re-sending the other parts (`multipartPut` stores). */
+export const partResetMidSend: ConformanceCase = ({ store, prefix, partFaults }) => partReset(store, prefix, partFaults);
+
 /** Every case, by name. Harnesses refer to these names in `deviations`. */
 export const conformanceCases = {
   roundTripSizes,
@@ -591,11 +644,13 @@ export const conformanceCases = {
   invalidKeysRejected,
   metadataRoundTrip,
   invalidMetadataRejected,
+  reservedMetadataRefused,
   etagChangesOnOverwrite,
   ranges,
   suffixRanges,
   missingKeys,
   deleteRemoves,
+  conditionalDelete,
   deleteManyMix,
   conditionalPut,
   conditionalPutRace,
@@ -610,6 +665,7 @@ export const conformanceCases = {
   updateMetadataKeepsBytes,
   abortedPutLeavesNothing,
   failingBodyLeavesNothing,
+  partResetMidSend,
   expectedChecksumMismatch,
   overwriteWhileReading,
   verifiedReads,

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, it } from './vitest.js';
 import { removeAllUnder } from '../core/remove.js';
 import type { BlobStore } from '../core/types.js';
 import { conformanceCases, type CaseContext, type CaseName } from './cases.js';
+import type { PartFaultHarness } from './part-reset.js';
 
 export * from './cases.js';
 export * from './data.js';
+export type { PartFaultHarness, PartRequest } from './part-reset.js';
 
 export interface TestStoreOptions {
   /** Builds the store under test (once per describe block). */
@@ -22,6 +24,11 @@ export interface TestStoreOptions {
   memoryBudget?: number;
   /** Flips one stored byte of `key` behind the store's back (enables the corruption case). */
   corrupt?(store: BlobStore, key: string): Promise<void>;
+  /**
+   * Required for a store that declares `capabilities.multipartPut`: a proxied twin of it whose
+   * part requests can be reset (the partResetMidSend case).
+   */
+  partFaults?: PartFaultHarness;
   /** Only these cases (for focused runs). */
   only?: CaseName[];
   /** Leave objects behind after each case (for debugging). */
@@ -76,6 +83,7 @@ export function testStore(name: string, opts: TestStoreOptions): void {
           memoryBudget: opts.memoryBudget ?? 48 * 1024 * 1024,
           corrupt: opts.corrupt ? (s, k) => opts.corrupt!(s, k) : undefined,
           skip: (why) => vctx.skip(why),
+          ...(opts.partFaults ? { partFaults: opts.partFaults } : {}),
         };
         await fn(ctx);
       }, 180_000);

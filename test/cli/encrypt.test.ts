@@ -209,8 +209,8 @@ describe('cloudmux --encrypt-with / --decrypt', () => {
           /InvalidConfig.*cannot read key file .*nope\.json: ENOENT/],
         [['migrate', srcDir, s3('never'), '--encrypt-with', 'bad id', '--keyring', keyFile, '--no-journal'], NO_KEY_ENV, /--encrypt-with: key id "bad id" must match/],
         [['cp', join(dir.path, 'b.txt'), s3('never/a.txt'), '--encrypt-with', 'missing', '--keyring', keyFile], NO_KEY_ENV, /--encrypt-with missing: no such key/],
-        [['cp', s3('tree/notes/a.txt'), join(dir.path, 'never.txt'), '--encrypt-with', 'prod', '--keyring', keyFile], NO_KEY_ENV, /--encrypt-with applies to a store destination/],
-        [['cat', join(dir.path, 'b.txt'), '--decrypt', '--keyring', keyFile], NO_KEY_ENV, /--decrypt applies to a store object/],
+        [['cp', s3('tree/notes/a.txt'), join(dir.path, 'never.txt'), '--encrypt-with', 'missing', '--keyring', keyFile], NO_KEY_ENV, /--encrypt-with missing: no such key/],
+        [['cat', join(dir.path, 'b.txt'), '--decrypt', '--keyring', keyFile], NO_KEY_ENV, /--decrypt: .*b\.txt is not encrypted/],
       ];
       for (const [args, env, message] of cases) {
         const r = await run(args, env);

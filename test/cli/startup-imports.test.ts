@@ -46,10 +46,10 @@ afterAll(async () => {
   await dir.remove();
 });
 
-async function modulesLoadedBy(args: string[]): Promise<{ code: number | null; stderr: string; modules: string[] }> {
+async function modulesLoadedBy(args: string[], entry = BIN): Promise<{ code: number | null; stderr: string; modules: string[] }> {
   const log = join(dir.path, `modules-${Math.random().toString(36).slice(2)}.log`);
   writeFileSync(log, '');
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', pathToFileURL(hook).href, BIN, ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', pathToFileURL(hook).href, entry, ...args], {
     cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1', CLOUDMUX_MODULE_LOG: log },
   });
   let stderr = '';
@@ -67,6 +67,17 @@ function heavy(modules: string[]): string[] {
   const name = (m: string): string => /.*node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(m)?.[1] ?? /\/((?:src|providers)\/[^/]+)\//.exec(m)?.[1] ?? m;
   return [...new Set(modules.filter((m) => HEAVY.some((re) => re.test(m))).map(name))].sort();
 }
+
+describe('import \'cloudmux\'', () => {
+  it('loads no pino, prom-client or cloud SDK (the daemon is cloudmux/daemon, drivers are loaded by openStore)', async () => {
+    const entry = join(dir.path, 'import-cloudmux.mjs');
+    writeFileSync(entry, `import * as cloudmux from ${JSON.stringify(pathToFileURL(join(ROOT, 'src/index.ts')).href)};\nif (typeof cloudmux.openStore !== 'function') process.exit(3);\n`);
+    const r = await modulesLoadedBy([], entry);
+    expect(r.code, r.stderr).toBe(0);
+    const loaded = heavy(r.modules).filter((m) => /^(pino|prom-client|@aws-sdk\/|@azure\/|@google-cloud\/)/.test(m) || m === 'src/daemon');
+    expect(loaded).toEqual([]);
+  });
+});
 
 describe('cloudmux start-up', () => {
   it('--version, ls of a local directory and an unknown scheme load no SDK, config or replication code', async () => {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { Crc32c, HashingTransform, IntegrityError, MultiHasher, blocks, collect, digestBuffer, verifyingTransform, base64ToHex, hexToBase64 } from '../../src/core/index.js';
+import { Crc32c, HashingTransform, IntegrityError, MultiHasher, collect, digestBuffer, verifyingTransform, base64ToHex, hexToBase64 } from '../../src/core/index.js';
 
 describe('checksums', () => {
   it('CRC32C matches the standard check value', () => {
@@ -46,20 +46,4 @@ describe('checksums', () => {
     expect(base64ToHex('4waSgw==')).toBe('e3069283');
   });
 
-  it('re-chunks streams into exact blocks', async () => {
-    async function* src(): AsyncGenerator<Buffer> {
-      for (const n of [3, 10, 1, 0, 7, 2]) yield Buffer.alloc(n, n);
-    }
-    const out: number[] = [];
-    let all = Buffer.alloc(0);
-    for await (const b of blocks(src(), 5)) {
-      out.push(b.length);
-      all = Buffer.concat([all, b]);
-    }
-    expect(out).toEqual([5, 5, 5, 5, 3]);
-    expect(all.length).toBe(23);
-    const none: number[] = [];
-    for await (const b of blocks((async function* () {})(), 5)) none.push(b.length);
-    expect(none).toEqual([]);
-  });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, decodeMetadataValue, encodeMetadataValue, userMetadata, validateMetadata } from '../../src/core/index.js';
+import { systemMetadata } from '../../src/core/system-metadata.js';
 
 describe('portable metadata', () => {
   it('accepts C#-identifier-safe lower-case names and printable ASCII values', () => {
@@ -20,7 +21,9 @@ describe('portable metadata', () => {
   it('caps user metadata so cloudmux keys always fit in 2 KiB', () => {
     expect(() => validateMetadata({ big: 'x'.repeat(1400) })).not.toThrow();
     expect(() => validateMetadata({ big: 'x'.repeat(1410) })).toThrow(/bytes/);
-    expect(() => validateMetadata({ big: 'x'.repeat(1400), cloudmux_x: 'y'.repeat(700) })).toThrow(/2048/);
+    expect(() => validateMetadata(systemMetadata({ big: 'x'.repeat(1400), cloudmux_x: 'y'.repeat(700) }))).toThrow(/2048/);
+    // From a caller, reserved names are refused whatever their size.
+    expect(() => validateMetadata({ cloudmux_x: 'y' })).toThrow(/reserved/);
   });
 
   it('encodes any string as a portable value and back (RFC 2047 form)', () => {

@@ -18,6 +18,20 @@ describe('store URLs', () => {
     expect(splitObjectUrl('memory://m/k').key).toBe('k');
   });
 
+  it('keeps the key as typed: # is a character, ? starts the options, escapes decode once; never normalises', () => {
+    const hash = splitObjectUrl('s3://b/sp ace#frag?endpoint=http://127.0.0.1:9000&forcePathStyle=true');
+    expect(hash.key).toBe('sp ace#frag');
+    expect(hash.store.searchParams.get('endpoint')).toBe('http://127.0.0.1:9000');
+    expect(splitObjectUrl('memory://m/q%3F%2523').key).toBe('q?%23');
+    expect(parseStoreUrl('file:/tmp/a#b').href).toBe('file:///tmp/a%23b');
+    for (const bad of ['s3://b/a/../b', 's3://b/./x', 's3://b/a/%2e%2E/c', 's3://b/new\nline', 's3://b/a//b']) {
+      expect(() => parseStoreUrl(bad), bad).toThrow(expect.objectContaining({ code: 'InvalidKey' }));
+    }
+    expect(() => parseStoreUrl('memory://m/a%zz')).toThrow(/memory:\/\/m\/a%zz: malformed percent-escape/);
+    expect(() => parseStoreUrl('s3://b/k?endpoint=http://h/#x')).toThrow(/a # in its options/);
+    expect(redactUrl('s3://b/k#x?secretKey=abc')).toBe('s3://b/k#x?secretKey=***');
+  });
+
   it('rejects unknown schemes with InvalidConfig and never echoes secrets', async () => {
     const err = await openStore('ftp://user:hunter2@host/x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CloudmuxError);

@@ -115,7 +115,8 @@ state: { sqlite: { path: "${work}/state.db" } }
     const { config, problems } = await checkConfigFile(file('example.yaml', local), { AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_ACCESS_KEY: 'example' });
     expect(problems).toEqual([]);
     expect(config!.providers.map((p) => p.name)).toEqual(['aws', 'gcp', 'azure']);
-    expect(config!.daemon.scan).toEqual({ intervalMs: 60_000, batchSize: 500, compare: 'metadata', settleMs: 60_000 });
+    expect(config!.daemon.scan).toEqual({ intervalMs: 60_000, batchSize: 500, compare: 'metadata', settleMs: 60_000, ranges: 16, leaseMs: 300_000 });
+    expect(config!.daemon.tombstones).toEqual({ pruneIntervalMs: 3_600_000, retainMs: 604_800_000, leaderCheckMs: 5_000 });
     expect(config!.providers[2]!.options).toEqual({ accountKey: 'c2VjcmV0' });
   });
 });

@@ -109,6 +109,40 @@ describe('Daemon', () => {
     expect((await fetch(`http://${host}:${port}/status`, { method: 'POST' })).status).toBe(405);
   });
 
+  it('shows modelled spend per provider and per prefix in /status and /metrics', async () => {
+    // $0.02/GB-month everywhere; $5 per 1,000 writes and $0.4 per 1,000 reads, so requests show.
+    const prices = { storageGbMonth: 0.02, egressInternetGb: 0.09, egressToGb: {}, classAPer1k: 5, classBPer1k: 0.4 };
+    for (const p of setup.raw.providers as { prices?: unknown }[]) p.prices = prices;
+    writeFileSync(setup.configFile, stringify(setup.raw));
+    const d = await startDaemon();
+    await waitFor('ready', async () => (await get(d, '/readyz')).status === 200);
+    const app = await appRouter();
+    setup.b.down = true;
+    await app.put('critical-not/plain', Buffer.alloc(3000)); // policy '': on a now, owed to b
+    setup.b.down = false;
+    await app.put('critical/x', Buffer.alloc(1000)); // policy 'critical/': a and b at once
+    await waitFor('backlog drained', async () => ((await get(d, '/status')).json() as { backlog: { count: number } }).backlog.count === 0, 10_000);
+    type Line = { storagePerMonth: number; storedBytes: number; egress: number; requests: number };
+    const st = (await get(d, '/status')).json() as { spend: unknown };
+    const { spend } = st as { spend: { byProvider: Record<string, Line>; byPrefix: Record<string, Line>; total: Line } };
+    const GB = 2 ** 30;
+    expect(spend.byPrefix['critical/']).toMatchObject({ storedBytes: 2000, storagePerMonth: expect.closeTo((2000 / GB) * 0.02, 12) as unknown });
+    expect(spend.byPrefix['']!.storedBytes).toBe(6000);
+    // The daemon copied the '' object from a to b: a read at a ($0.0004) and a write at b ($0.005), egress a→b.
+    expect(spend.byPrefix['']!.requests).toBeCloseTo(0.0004 + 0.005, 12);
+    expect(spend.byPrefix['']!.egress).toBeCloseTo((3000 / GB) * 0.09, 12);
+    expect(spend.byProvider.a!.storedBytes).toBe(4000);
+    expect(spend.byProvider.b!.storedBytes).toBe(4000);
+    expect(spend.total.storagePerMonth).toBeCloseTo((8000 / GB) * 0.02, 12);
+    // Every provider operation the daemon made (probes, the copy) is priced per provider.
+    expect(spend.byProvider.b!.requests).toBeGreaterThan(0);
+    const metrics = (await get(d, '/metrics')).text;
+    expect(metric(metrics, 'cloudmux_modelled_storage_dollars_per_month{provider="a"}')).toBeCloseTo((4000 / GB) * 0.02, 12);
+    expect(metric(metrics, 'cloudmux_modelled_prefix_storage_dollars_per_month{prefix="critical/"}')).toBeCloseTo((2000 / GB) * 0.02, 12);
+    expect(metric(metrics, 'cloudmux_modelled_prefix_spend_dollars{prefix="",kind="requests"}')).toBeCloseTo(0.0054, 12);
+    expect(metric(metrics, 'cloudmux_modelled_spend_dollars{provider="b",kind="requests"}')).toBeGreaterThan(0);
+  });
+
   it('a provider going down shows in /readyz, /metrics and the log; back up, the backlog drains', async () => {
     const d = await startDaemon();
     await waitFor('ready', async () => (await get(d, '/readyz')).status === 200);

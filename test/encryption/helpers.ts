@@ -1,5 +1,6 @@
 import { bodyChunks, collect } from '../../src/core/body.js';
 import type { BlobStore, ObjectMeta } from '../../src/core/types.js';
+import { carriedMetadata } from '../../src/core/system-metadata.js';
 import { MemoryStore } from '../../providers/memory/index.js';
 import { EncryptedStore, LocalKeyring, generateKey, type EncryptedStoreOptions } from '../../src/layers/encryption/index.js';
 
@@ -24,9 +25,12 @@ export async function raw(inner: BlobStore, key: string): Promise<{ bytes: Buffe
   return { bytes: await collect(r.body), meta: r.meta };
 }
 
-/** Replaces an object's stored bytes and/or metadata behind the encryption layer. */
+/**
+ * Replaces an object's stored bytes and/or metadata behind the encryption layer, the way someone
+ * with write access to the provider could (reserved names included; the digest is the inner store's).
+ */
 export async function rewrite(inner: BlobStore, key: string, bytes: Buffer, metadata: Record<string, string>, contentType?: string): Promise<void> {
-  await inner.put(key, bytes, { metadata, contentType });
+  await inner.put(key, bytes, { metadata: carriedMetadata(metadata), contentType });
 }
 
 /**

@@ -42,7 +42,10 @@ describe('what the provider sees', () => {
 
   it('the caller sees plaintext size, plaintext digest and user metadata only', async () => {
     const { inner, store } = stack();
-    const put = await store.put('x', 'hello', { metadata: { a: '1', cloudmux_enc_kid: 'spoof' }, contentType: 'text/plain' });
+    // A caller's reserved name is refused, never silently dropped (issue 14): nothing is written.
+    await expect(store.put('x', 'hello', { metadata: { a: '1', cloudmux_enc_kid: 'spoof' } })).rejects.toMatchObject({ code: 'InvalidArgument' });
+    expect(await listAll(inner)).toEqual([]);
+    const put = await store.put('x', 'hello', { metadata: { a: '1' }, contentType: 'text/plain' });
     for (const m of [put, await store.head('x'), (await store.get('x')).meta]) {
       expect(m.size).toBe(5);
       expect(m.checksums).toEqual({ sha256: sha256Hex('hello') });

@@ -116,7 +116,9 @@ describe('tampering is detected, never returned as plaintext', () => {
       [{ [ENC_META.segmentSize]: 'x' }, 'IntegrityError'],
       [{ [ENC_META.plainSize]: String(PLAIN.byteLength - 1) }, 'IntegrityError'],
       [{ [ENC_META.digest]: Buffer.alloc(48).toString('base64') }, 'IntegrityError'],
-      [{ [ENC_META.version]: '2' }, 'NotSupported'],
+      // v2 is the vault format: a v1 key id under it is a malformed header.
+      [{ [ENC_META.version]: '2' }, 'IntegrityError'],
+      [{ [ENC_META.version]: '3' }, 'NotSupported'],
     ];
     for (const [patch, code] of cases) {
       await rewrite(inner, 'obj', bytes, { ...meta.metadata, ...patch });

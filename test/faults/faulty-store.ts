@@ -28,6 +28,14 @@ export interface FaultPlan {
    * caller gets a Transient error although the write landed. The ambiguous failure retries must cope with.
    */
   lostResponse?: number;
+  /**
+   * Probability per call that the inner call runs (the write lands) but its answer is held back
+   * for `slowResponseMs`: a stall after the fact. A caller that aborts meanwhile gets Aborted
+   * although the call did run (a caller giving up while the provider finishes).
+   */
+  slowResponse?: number;
+  /** How long a slow response is held, in ms: fixed, or uniform in [min, max]. Default [50, 500]. */
+  slowResponseMs?: number | [number, number];
   /** `retryAfterMs` of injected Throttled errors. Default 0. */
   retryAfterMs?: number;
   /** Added latency per call in ms: fixed, or uniform in [min, max]. Honours the call's signal. */
@@ -52,7 +60,7 @@ export interface FaultRecord {
   key?: string;
   range?: GetOptions['range'];
   ifMatch?: string;
-  /** What was injected: an ErrorCode, `lostResponse`, `resetBody@<byte>`, `truncateBody@<byte>`, `corruptBody@<byte>`, `resetListing@<item>`. */
+  /** What was injected: an ErrorCode, `lostResponse`, `slowResponse@<ms>`, `outage`, `resetBody@<byte>`, `truncateBody@<byte>`, `corruptBody@<byte>`, `resetListing@<item>`. */
   fault?: string;
 }
 
@@ -89,6 +97,7 @@ export class FaultyStore extends ForwardingStore {
   private random: () => number = seededRandom(1);
   private calls = 0;
   private faults = 0;
+  private down: ErrorCode | undefined;
 
   constructor(inner: BlobStore, plan: FaultPlan = {}) {
     super(inner);
@@ -105,6 +114,15 @@ export class FaultyStore extends ForwardingStore {
   /** Stops injecting anything. */
   heal(): this {
     return this.setPlan({});
+  }
+
+  /**
+   * A whole-provider outage: from now until `outage(false)`, every call (whatever the plan's `ops`)
+   * fails with `code` before reaching the inner store. The plan and its PRNG are left as they are.
+   */
+  outage(on: boolean, code: ErrorCode = 'Transient'): this {
+    this.down = on ? code : undefined;
+    return this;
   }
 
   /** Faults injected so far. */
@@ -126,20 +144,18 @@ export class FaultyStore extends ForwardingStore {
 
   /** Records the call, waits the added latency, and throws the fault due before the inner call, if any. */
   private async before(op: StoreOp, key: string | undefined, signal: AbortSignal | undefined, extra: Partial<FaultRecord> = {}): Promise<FaultRecord | undefined> {
+    if (this.down) {
+      const rec: FaultRecord = { n: ++this.calls, op, ...(key === undefined ? {} : { key }), ...extra };
+      this.log.push(rec);
+      const e = this.error(this.down, rec);
+      rec.fault = 'outage';
+      throw e;
+    }
     if (!(this.plan.ops ?? ALL_OPS).includes(op)) return undefined;
     const rec: FaultRecord = { n: ++this.calls, op, ...(key === undefined ? {} : { key }), ...extra };
     this.log.push(rec);
     const latency = this.plan.latencyMs;
-    if (latency !== undefined) {
-      const ms = typeof latency === 'number' ? latency : latency[0] + this.random() * (latency[1] - latency[0]);
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(resolve, ms);
-        signal?.addEventListener('abort', () => {
-          clearTimeout(t);
-          reject(new AbortedError('aborted during injected latency', { provider: this.provider, key }));
-        }, { once: true });
-      });
-    }
+    if (latency !== undefined) await this.sleep(this.draw(latency), signal, key, 'aborted during injected latency');
     const scripted = this.plan.failCalls?.[rec.n];
     if (scripted && (this.plan.maxFaults === undefined || this.faults < this.plan.maxFaults)) throw this.error(scripted, rec);
     for (const [code, p] of Object.entries(this.plan.errorRates ?? {}) as [ErrorCode, number][]) {
@@ -148,9 +164,34 @@ export class FaultyStore extends ForwardingStore {
     return rec;
   }
 
+  private draw(ms: number | [number, number]): number {
+    return typeof ms === 'number' ? ms : ms[0] + this.random() * (ms[1] - ms[0]);
+  }
+
+  private sleep(ms: number, signal: AbortSignal | undefined, key: string | undefined, why: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const aborted = (): void => {
+        clearTimeout(t);
+        reject(new AbortedError(why, { provider: this.provider, key }));
+      };
+      const t = setTimeout(() => {
+        signal?.removeEventListener('abort', aborted);
+        resolve();
+      }, ms);
+      if (signal?.aborted) aborted();
+      else signal?.addEventListener('abort', aborted, { once: true });
+    });
+  }
+
   private async around<T>(op: StoreOp, key: string | undefined, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
     const rec = await this.before(op, key, signal);
     const value = await fn();
+    if (rec && this.chance(this.plan.slowResponse)) {
+      this.faults++;
+      const ms = this.draw(this.plan.slowResponseMs ?? [50, 500]);
+      rec.fault = `slowResponse@${Math.round(ms)}`;
+      await this.sleep(ms, signal, key, `aborted while the response was held back (call ${rec.n}, ${op}): the call did run`);
+    }
     if (rec && this.chance(this.plan.lostResponse)) {
       this.faults++;
       rec.fault = 'lostResponse';

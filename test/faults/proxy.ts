@@ -36,6 +36,8 @@ export interface FaultProxyOptions {
   rate?: number;
   /** Relative weights of the faults drawn at random. Default: all equal. */
   weights?: Partial<Record<ProxyFault, number>>;
+  /** Decides the fault of each request (undefined: fall through to `script` and `rate`; null: none). Wins over both. */
+  decide?(req: ProxyRequestInfo, n: number): ProxyFault | null | undefined;
   /** Faults for given request numbers (1-based, over all requests); `null` forces none. Wins over `rate`. */
   script?: Record<number, ProxyFault | null>;
   /** Only requests this accepts are faulted (all are logged). Default: all. */
@@ -65,6 +67,12 @@ export interface ProxyLogEntry {
   range?: string;
   /** The If-Match header, if any. */
   ifMatch?: string;
+  /** The Content-Range header, if any (GCS resumable chunks: `bytes 0-262143/*`). */
+  contentRange?: string;
+  /** The server-side copy source header, if any (S3 `x-amz-copy-source`, Azure `x-ms-copy-source`). */
+  copySource?: string;
+  /** The request's Content-Length (bytes it carried). */
+  bodyBytes?: number;
   fault?: ProxyFault;
   /** Status sent to the client (undefined when the connection was dropped before one). */
   status?: number;
@@ -144,6 +152,8 @@ export class FaultProxy {
   }
 
   private pick(n: number, info: ProxyRequestInfo): ProxyFault | undefined {
+    const decided = this.options.decide?.(info, n);
+    if (decided !== undefined) return decided ?? undefined;
     const scripted = this.options.script?.[n];
     if (scripted !== undefined) return scripted ?? undefined;
     if (!this.options.rate || (this.options.match && !this.options.match(info))) return undefined;
@@ -168,6 +178,10 @@ export class FaultProxy {
     const range = req.headers.range ?? req.headers['x-ms-range'];
     if (typeof range === 'string') entry.range = range;
     if (typeof req.headers['if-match'] === 'string') entry.ifMatch = req.headers['if-match'];
+    if (typeof req.headers['content-range'] === 'string') entry.contentRange = req.headers['content-range'];
+    const copySource = req.headers['x-amz-copy-source'] ?? req.headers['x-ms-copy-source'];
+    if (typeof copySource === 'string') entry.copySource = copySource;
+    if (req.headers['content-length'] !== undefined) entry.bodyBytes = Number(req.headers['content-length']);
     this.log.push(entry);
     if (n > (this.options.maxRequests ?? 10_000)) {
       req.resume();

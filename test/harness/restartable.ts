@@ -39,7 +39,7 @@ export async function ownS3rver(opts: { bucket?: string } = {}): Promise<OwnEmul
       ...process.env,
       NODE_OPTIONS: [process.env.NODE_OPTIONS, '--openssl-legacy-provider'].filter(Boolean).join(' '),
     });
-    await waitForPort(port, 30_000);
+    await waitForPort(port, 90_000);
   };
   await start();
   return {
@@ -70,7 +70,7 @@ export async function ownAzurite(opts: { container?: string } = {}): Promise<Own
     proc = spawnManaged(resolve('node_modules/.bin/azurite-blob'), [
       '--skipApiVersionCheck', '--disableTelemetry', '--silent', '--location', dir.path, '--blobHost', '127.0.0.1', '--blobPort', String(port),
     ]);
-    await waitForPort(port, 30_000);
+    await waitForPort(port, 90_000);
     // Azurite saves its index every few seconds; a SIGKILL soon after start loses even the
     // container, which a real account never would. Make sure it exists after every start.
     await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(container).createIfNotExists();

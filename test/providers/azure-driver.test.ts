@@ -4,7 +4,6 @@ import { BlobServiceClient, ContainerSASPermissions, StorageSharedKeyCredential,
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AzureStore, createAzureStore, mapAzureError, parseConnectionString, resolveAzureConfig } from '../../providers/azure/index.js';
-import { BlockPool, pooledBlocks } from '../../src/core/body.js';
 import { mergeServerOrder, utf8Order, type Named } from '../../providers/azure/list-order.js';
 import { collect } from '../../src/core/body.js';
 import { CloudmuxError, isRetryable } from '../../src/core/errors.js';
@@ -200,31 +199,6 @@ describe('azure list order (UTF-16 server order to UTF-8 byte order)', () => {
   it('merges a hierarchy page (prefixes and blobs arrive apart) into server order', () => {
     const merged = mergeServerOrder([{ name: 'd/a' }, { name: 'd/c' }], [{ name: 'd/b/' }, { name: 'd/e/' }]);
     expect(merged.map((e) => e.name)).toEqual(['d/a', 'd/b/', 'd/c', 'd/e/']);
-  });
-});
-
-describe('azure block chunking', () => {
-  it('cuts any chunking into blocks of the requested (growing) sizes, reusing returned buffers', async () => {
-    await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 23 }), { maxLength: 30 }), async (sizes) => {
-      const input = sizes.map((n, i) => Buffer.alloc(n, i + 1));
-      const pool = new BlockPool();
-      const out: Buffer[] = [];
-      for await (const block of pooledBlocks((async function* () {
-        yield* input;
-      })(), (i) => (i < 2 ? 4 : 7), pool)) {
-        out.push(Buffer.from(block)); // copy, then hand the buffer back as the uploader does
-        pool.give(block);
-      }
-      const total = input.reduce((n, b) => n + b.length, 0);
-      const expectedSizes: number[] = [];
-      for (let left = total, i = 0; left > 0; i++) {
-        const size = i < 2 ? 4 : 7;
-        expectedSizes.push(Math.min(size, left));
-        left -= size;
-      }
-      expect(out.map((b) => b.length)).toEqual(expectedSizes);
-      expect(Buffer.concat(out).equals(Buffer.concat(input))).toBe(true);
-    }), { numRuns: 200 });
   });
 });
 

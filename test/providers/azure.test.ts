@@ -5,6 +5,7 @@ import { collect } from '../../src/core/body.js';
 import type { BlobStore } from '../../src/core/index.js';
 import { testStore, type CaseName } from '../../src/testing/index.js';
 import { AZURITE_ACCOUNT, AZURITE_DEVIATIONS } from '../harness/azure.js';
+import { partFaultHarness } from '../harness/part-faults.js';
 
 /**
  * The conformance suite against the Azure endpoint the harness points at: Azurite by default (or
@@ -35,15 +36,30 @@ async function corruptBlob(store: BlobStore, key: string): Promise<void> {
   await blob.commitBlockList([id], { metadata: props.metadata, blobHTTPHeaders: { blobContentMD5: props.contentMD5, blobContentType: props.contentType } });
 }
 
+const azuritePrefix = `prefixed-${randomBytes(3).toString('hex')}`;
+
+/** 1 MiB blocks through a fault proxy in front of the connection string's blob endpoint. */
+function azurePartFaults(cs: string) {
+  const endpoint = new URL(parseConnectionString(cs).blobEndpoint!);
+  return partFaultHarness('azure', endpoint.origin, 4 * 1024 * 1024 + 1000, (proxyUrl) => createAzureStore({
+    connectionString: cs.replace(/BlobEndpoint=[^;]+/i, `BlobEndpoint=${proxyUrl}${endpoint.pathname}`),
+    container: process.env.AZURE_CONTAINER ?? 'cloudmux-test',
+    prefix: azuritePrefix,
+    blockSize: 1024 * 1024,
+    singleShotThreshold: 1024 * 1024,
+  }));
+}
+
 if (connectionString) {
   testStore(onAzurite ? 'azure (azurite)' : 'azure (connection string)', {
     create: () => createAzureStore({
       connectionString,
       container: process.env.AZURE_CONTAINER ?? 'cloudmux-test',
-      prefix: `prefixed-${randomBytes(3).toString('hex')}`,
+      prefix: azuritePrefix,
     }),
     deviations: onAzurite ? (AZURITE_DEVIATIONS as Partial<Record<CaseName, string>>) : undefined,
     corrupt: corruptBlob,
+    partFaults: azurePartFaults(connectionString),
   });
 }
 

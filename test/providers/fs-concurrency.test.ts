@@ -101,7 +101,7 @@ for (const layout of ['plain', 'escaped'] as FsLayout[]) describe(`fs (layout=${
     const store = new FsStore({ root, layout });
     const body = (await getBuffer(store, 'race/key', { verify: true })).toString();
     expect(body).toBe(`writer ${results.findIndex((r) => r.ok)}`);
-  }, 60_000);
+  }, 180_000); // Spawning ten tsx processes takes most of a minute on a loaded 2-core box.
 
   it('compare-and-swap increments from four processes lose nothing', async () => {
     const store = new FsStore({ root, layout });
@@ -109,7 +109,7 @@ for (const layout of ['plain', 'escaped'] as FsLayout[]) describe(`fs (layout=${
     const results = await contend(4, root, 'counter', layout);
     expect(results.every((r) => r.ok), JSON.stringify(results)).toBe(true);
     expect((await getBuffer(store, 'counter')).toString()).toBe('20');
-  }, 60_000);
+  }, 180_000); // Spawning ten tsx processes takes most of a minute on a loaded 2-core box.
 });
 
 for (const layout of ['plain', 'escaped'] as FsLayout[]) describe(`fs (layout=${layout}): overwrites, reads and deletes interleaved in one process`, () => {
@@ -163,7 +163,7 @@ for (const layout of ['plain', 'escaped'] as FsLayout[]) describe(`fs (layout=${
     }
     expect(reads).toBeGreaterThan(0);
     expect(reads + missing).toBe(180);
-  }, 60_000);
+  }, 180_000); // Spawning ten tsx processes takes most of a minute on a loaded 2-core box.
 
   it('concurrent updateMetadata and put never pair metadata with the wrong bytes', async () => {
     const store = new FsStore({ root, fsync: false, layout });
@@ -179,5 +179,5 @@ for (const layout of ['plain', 'escaped'] as FsLayout[]) describe(`fs (layout=${
     await Promise.all(ops);
     const { meta, body } = await store.get('um', { verify: true });
     expect(meta.checksums.sha256).toBe(sha256Hex(await collect(body)));
-  }, 60_000);
+  }, 180_000); // Spawning ten tsx processes takes most of a minute on a loaded 2-core box.
 });

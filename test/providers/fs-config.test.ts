@@ -63,7 +63,7 @@ describe('fs: construction from URLs and options', () => {
 
   it('presign is NotSupported and capabilities say so', async () => {
     const store = new FsStore({ root: join(base, 'caps') });
-    expect(store.capabilities).toEqual({ conditionalPut: true, versioning: false, nativeChecksums: [], presign: false, streaming: true });
+    expect(store.capabilities).toEqual({ conditionalPut: true, conditionalDelete: true, versioning: false, nativeChecksums: [], presign: false, streaming: true });
     await expectCode(store.presign('k', { method: 'GET', expiresIn: 60 }), 'NotSupported');
   });
 });

@@ -1,25 +1,19 @@
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FsStore } from '../../providers/fs/index.js';
 import type { FsLayout } from '../../providers/fs/config.js';
 import type { BlobStore } from '../../src/core/index.js';
 import { testStore, type CaseName } from '../../src/testing/index.js';
+import { rotUnnoticed } from './fs-disk.js';
 
-/** Flips one byte of the data file in place, as a failing disk would (same inode, same size). */
+/**
+ * A stored byte flipped behind the store's back so that no stat can tell (see fs-disk.ts): the
+ * sidecar still believed, a verified read must fail. (A visible rewrite is another matter: the
+ * store notices it and recomputes, see fs-rewrite.test.ts.)
+ */
 async function corrupt(store: BlobStore, key: string): Promise<void> {
-  const path = await (store as FsStore).dataPath(key);
-  const fh = await open(path, 'r+');
-  try {
-    const { size } = await fh.stat();
-    const at = size >> 1;
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, at);
-    b[0]! ^= 0x01;
-    await fh.write(b, 0, 1, at);
-  } finally {
-    await fh.close();
-  }
+  await rotUnnoticed(store as FsStore, key);
 }
 
 /**

@@ -4,11 +4,13 @@ import { Readable } from 'node:stream';
 import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GcsStore, fromUrl, mapGcsError } from '../../providers/gcs/index.js';
-import { CloudmuxError, collect, getBuffer, listAll, SHA256_KEY } from '../../src/core/index.js';
+import { CloudmuxError, Crc32c, collect, getBuffer, listAll, SHA256_KEY } from '../../src/core/index.js';
 import { openStore } from '../../src/registry.js';
 import { expectCode } from '../../src/testing/index.js';
 import { generatedStream, sha256Hex } from '../../src/testing/data.js';
 import { startStaleConnectionServer, type StaleConnectionServer } from '../harness/stale-connection-server.js';
+import { FaultProxy } from '../faults/proxy.js';
+import { partOf } from '../harness/part-faults.js';
 
 /**
  * GCS-specific behaviour beyond the conformance suite: configuration, the error mapper, the
@@ -219,6 +221,49 @@ describe('against the test server', () => {
     expect(meta.size).toBe(2 * 1024 * 1024 + 10);
     const read = await getBuffer(s, key, { verify: true });
     expect(read.byteLength).toBe(meta.size);
+  });
+
+  // In this file (not gcs-resumable.test.ts): its session PUTs would take the server-wide faults other cases here set.
+  it('uploadPart and completeUpload make one attempt each (their caller\'s part engine owns re-sends); a re-send resumes from what the session holds', async (ctx) => {
+    needsServer(ctx);
+    const CHUNK = 256 * 1024;
+    const data = randomBytes(3 * CHUNK + 1000);
+    const part = (n: number): Buffer => data.subarray((n - 1) * CHUNK, Math.min(data.byteLength, n * CHUNK));
+    let resetNext = 0;
+    const proxy = await FaultProxy.start({
+      upstream: endpoint!,
+      decide: (info) => {
+        const contentRange = typeof info.headers['content-range'] === 'string' ? info.headers['content-range'] : undefined;
+        if (partOf('gcs', { method: info.method, path: info.path, ...(contentRange ? { contentRange } : {}) }) === undefined || resetNext === 0) return null;
+        resetNext--;
+        return 'resetRequest';
+      },
+    });
+    try {
+      const s = new GcsStore({ bucket, apiEndpoint: proxy.url, projectId: 'test-project', prefix: run, chunkSize: CHUNK, singleRequestThreshold: CHUNK });
+      const handle = await s.startUpload('one-attempt', { size: data.byteLength, partSize: CHUNK });
+      const chunkRequests = (): number => proxy.log.filter((e) => partOf('gcs', e) !== undefined).length;
+      await s.uploadPart(handle, 1, part(1));
+      resetNext = 1;
+      let before = chunkRequests();
+      await expect(s.uploadPart(handle, 2, part(2))).rejects.toMatchObject({ code: 'Transient', retryable: true });
+      expect(chunkRequests() - before, 'one chunk request: no re-send inside uploadPart').toBe(1);
+      before = chunkRequests();
+      await s.uploadPart(handle, 2, part(2));
+      await s.uploadPart(handle, 3, part(3));
+      expect(chunkRequests() - before).toBe(2);
+      const parts = [1, 2, 3, 4].map((n) => ({ partNumber: n, size: part(n).byteLength }));
+      const done = { checksums: { sha256: sha256Hex(data), crc32c: new Crc32c().update(data).hex() }, lastPart: part(4) };
+      resetNext = 1;
+      before = chunkRequests();
+      await expect(s.completeUpload(handle, parts, done)).rejects.toMatchObject({ code: 'Transient', retryable: true });
+      expect(chunkRequests() - before, 'one final chunk request: no re-send inside completeUpload').toBe(1);
+      expect((await s.completeUpload(handle, parts, done)).size).toBe(data.byteLength);
+      expect((await getBuffer(s, 'one-attempt', { verify: true })).equals(data)).toBe(true);
+      await s.close();
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('with chunkRetries 0 a dropped connection fails the put as Transient and writes nothing', async (ctx) => {

@@ -3,6 +3,7 @@ import { it } from 'vitest';
 import { GcsStore } from '../../providers/gcs/index.js';
 import type { BlobStore } from '../../src/core/index.js';
 import { testStore } from '../../src/testing/index.js';
+import { partFaultHarness } from '../harness/part-faults.js';
 
 /**
  * The conformance suite against the GCS test server started by the harness (or whatever
@@ -43,6 +44,10 @@ if (endpoint) {
     // Two 8 MiB chunks (one in flight, one filling) measure at 21-30 MiB: freed chunks are
     // accounted late by V8's concurrent array-buffer sweeper.
     memoryBudget: 40 * 1024 * 1024,
+    // 256 KiB chunks: a little over 1 MiB makes five, the last held for the commit.
+    partFaults: partFaultHarness('gcs', endpoint, 1024 * 1024 + 1000, (proxyUrl) => new GcsStore({
+      bucket, apiEndpoint: proxyUrl, projectId: 'test-project', credentials: signingCredentials(), chunkSize: 256 * 1024, singleRequestThreshold: 256 * 1024,
+    })),
     ...(controls
       ? {
           corrupt: async (_store: BlobStore, key: string) => {

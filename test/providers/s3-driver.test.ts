@@ -95,7 +95,7 @@ describe('mapS3Error', () => {
     [sdk('BadDigest', 400), 'IntegrityError', false],
     [sdk('NotImplemented', 501), 'NotSupported', false],
     [sdk('EntityTooSmall', 400), 'InvalidArgument', false],
-    [Object.assign(new Error('This operation was aborted'), { name: 'AbortError' }), 'Aborted', false],
+    [Object.assign(new Error('This operation was aborted'), { name: 'AbortError' }), 'Transient', true], // nobody aborted: a cut connection
   ];
   it.each(cases.map(([e, code, retryable]) => [(e as Error).name, code, retryable, e] as const))('%s → %s (retryable %s)', (_name, code, retryable, e) => {
     const m = mapS3Error(e, ctx);

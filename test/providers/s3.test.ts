@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { S3Store } from '../../providers/s3/index.js';
 import type { BlobStore } from '../../src/core/index.js';
 import { testStore } from '../../src/testing/index.js';
+import { partFaultHarness } from '../harness/part-faults.js';
 import { S3RVER_DEVIATIONS, S3RVER_MARK, emulatorOptions, s3rverObjectPath } from '../harness/s3.js';
 
 /**
@@ -31,6 +32,8 @@ if (process.env.S3_ENDPOINT) {
     create: () => new S3Store(emulatorOptions({ prefix: storePrefix })),
     deviations: applyDeviations ? S3RVER_DEVIATIONS : undefined,
     corrupt: onS3rver ? corruptOnS3rver : undefined,
+    // 5 MiB parts (S3's minimum), four in flight: 16 MiB make four parts.
+    partFaults: partFaultHarness('s3', process.env.S3_ENDPOINT, 16 * 1024 * 1024, (endpoint) => new S3Store(emulatorOptions({ endpoint, prefix: storePrefix, partSize: 5 * 1024 * 1024 }))),
   });
 }
 

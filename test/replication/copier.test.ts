@@ -49,23 +49,27 @@ describe('copyObject', () => {
     expect((await s.head('k2')).metadata.a).toBe('1');
   });
 
-  it('uses a destination\'s copyFromStore when it accepts the source, and streams when it declines', async () => {
+  it('uses a destination\'s declared copyFromStore when it can copy from the source, and streams when it cannot', async () => {
     const src = new MemoryStore();
     const inner = new MemoryStore();
     await src.put('k', 'server side please');
     let accepted = true;
     const calls: string[] = [];
     const dst = overrideStore(inner, {
-      copyFromStore: async (source: BlobStore, srcKey: string, dstKey: string, _opts: CopyOptions): Promise<ObjectMeta | undefined> => {
+      capabilities: { ...inner.capabilities, copyFromStore: true },
+      canCopyFrom: (source: BlobStore) => accepted && source === src,
+      copyFromStore: async (source: BlobStore, srcKey: string, dstKey: string, _opts?: CopyOptions): Promise<ObjectMeta> => {
         calls.push(`${srcKey}->${dstKey}`);
-        if (!accepted) return undefined;
         return inner.put(dstKey, await getBuffer(source, srcKey));
       },
     });
     expect((await copyObject(src, 'k', dst, 'd1')).serverSide).toBe(true);
     accepted = false;
     expect((await copyObject(src, 'k', dst, 'd2')).serverSide).toBe(false);
-    expect(calls).toEqual(['k->d1', 'k->d2']);
+    expect(calls).toEqual(['k->d1']);
+    // Declared off, the method is not used even where it exists (capabilities are declared, not detected).
+    const undeclared = overrideStore(inner, { canCopyFrom: () => true, copyFromStore: () => Promise.reject(new Error('must not be called')) });
+    expect((await copyObject(src, 'k', undeclared, 'd3')).serverSide).toBe(false);
     expect(await getBuffer(inner, 'd2').then(String)).toBe('server side please');
   });
 

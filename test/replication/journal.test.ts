@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MigrationJournal } from '../../src/replication/journal.js';
+import { JOURNAL_VERSION, MigrationJournal } from '../../src/replication/journal.js';
 import { openSqlite, type SqlDatabase } from '../../src/state/sqlite-driver.js';
 
 const pair = { src: 's3://a', dst: 'az://b' };
@@ -193,5 +193,22 @@ describe('migration journal: file format', () => {
     j.verified('b', { size: 5, srcEtag: 'e-b', dstEtag: 'd-b', verifiedBy: 'md5', copied: true });
     expect(j.lookup('b')).toMatchObject({ state: 'verified', copies: 2 });
     expect(j.events().map((e) => `${e.run}:${e.key}:${e.event}`)).toEqual(['1:a:copy-start', '1:a:verified', '1:b:copy-start', '2:b:copy-start', '2:b:verified']);
+  });
+});
+
+describe('migration journal: format version', () => {
+  it('records version 1, and refuses a journal a newer cloudmux wrote without touching it', () => {
+    const path = journalPath();
+    MigrationJournal.open(path, pair).close();
+    const raw = openSqlite(path);
+    expect(raw.prepare<[], { value: string }>("SELECT value FROM meta WHERE name = 'version'").get()?.value).toBe(String(JOURNAL_VERSION));
+    raw.prepare("UPDATE meta SET value = ? WHERE name = 'version'").run(String(JOURNAL_VERSION + 1));
+    const runs = (): number => raw.prepare<[], { n: number }>('SELECT count(*) AS n FROM runs').get()!.n;
+    const before = runs();
+    expect(() => MigrationJournal.open(path, pair)).toThrow(expect.objectContaining({
+      code: 'InvalidConfig', message: `--journal ${path} is journal version ${JOURNAL_VERSION + 1}, newer than this cloudmux understands (${JOURNAL_VERSION})`,
+    }));
+    expect(runs()).toBe(before);
+    raw.close();
   });
 });

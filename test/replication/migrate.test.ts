@@ -180,6 +180,38 @@ describe('migrate', () => {
     }
   });
 
+  it('a resumed run copies objects rewritten or created behind its cursor while the killed run went on', async () => {
+    const src = new MemoryStore();
+    const dst = new MemoryStore();
+    for (const k of ['a', 'b', 'c', 'd', 'e', 'f']) await src.put(k, `${k} one`);
+    const path = journalPath();
+    const ctl = new AbortController();
+    const first = await migrate(src, dst, {
+      concurrency: 1, journal: path, signal: ctl.signal,
+      onEvent: (e) => {
+        if (e.type === 'object' && e.key === 'd') ctl.abort();
+      },
+    });
+    expect(first.incomplete).toBe('aborted');
+    // While that run went on (after it had passed them), another writer rewrote "a" at the same
+    // size and created "b2": both lie behind the cursor the next run resumes after.
+    await src.put('a', 'A ONE');
+    await src.put('b2', 'new');
+    const second = await migrate(src, dst, { concurrency: 1, journal: path });
+    expect(second.resumedAfter).toBeDefined();
+    expect(second.incomplete).toBeUndefined();
+    expect((await getBuffer(dst, 'a')).toString()).toBe('A ONE');
+    expect((await getBuffer(dst, 'b2')).toString()).toBe('new');
+    expect(treesMatch(await verifyTrees(src, dst, { download: true }))).toBe(true);
+    // What the journal proves verified is not copied again.
+    const j = MigrationJournal.open(path, { src: src.toString(), dst: dst.toString() }, JSON.stringify({ include: [], exclude: [] }));
+    try {
+      expectNoVerifiedRecopy(j);
+    } finally {
+      j.close();
+    }
+  });
+
   it('copies an object again when its source changed after a verified copy', async () => {
     const src = new MemoryStore();
     const dst = new MemoryStore();

@@ -18,7 +18,7 @@ describe('config', () => {
   it('loads the example config with list prices and env references resolved', async () => {
     const cfg = await loadConfig('config/cloudmux.example.yaml', { env: { AZURE_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true' } });
     expect(cfg.providers.map((p) => p.name)).toEqual(['aws', 'gcp', 'azure']);
-    expect(cfg.providers[0]!.prices).toEqual({ storageGbMonth: 0.023, egressInternetGb: 0.09, egressToGb: {}, classAPer1k: 0.005, classBPer1k: 0.0004 });
+    expect(cfg.providers[0]!.prices).toEqual({ storageGbMonth: 0.023, egressInternetGb: 0.09, egressToGb: {}, classAPer1k: 0.005, classBPer1k: 0.0004, egressInterRegionGb: 0.02 });
     expect(cfg.providers[1]!.prices.egressToGb).toEqual({ aws: 0.12 });
     expect(cfg.providers[2]!.prices.storageGbMonth).toBe(0.0208);
     expect(cfg.providers[2]!.options!.connectionString).toBe('UseDevelopmentStorage=true');
@@ -61,6 +61,30 @@ policies:
     expect(cross).toContain('providers[1].name: duplicate provider name "a"');
     expect(cross).toContain('policies[0].writeQuorum: writeQuorum 3 is more than replicas 2');
     expect(cross).toContain('policies[0].pin[0]: unknown provider "nope"');
+    // The daemon's chunk GC names a provider and keeps at least an hour of grace.
+    const gc = problems(() => parseConfig({
+      providers: [{ name: 'a', url: 'memory://a' }],
+      daemon: { chunkGc: [{ provider: 'b' }, { provider: 'a', graceMs: 1000, chunkPrefix: 'chunks' }] },
+    }));
+    expect(gc).toContain('daemon.chunkGc[1].graceMs');
+    expect(gc).toContain('daemon.chunkGc[1].chunkPrefix: must end with /');
+    const ok = parseConfig({ providers: [{ name: 'a', url: 'memory://a' }], daemon: { chunkGc: [{ provider: 'a' }] } });
+    expect(ok.daemon.chunkGc).toEqual([{ provider: 'a', intervalMs: 86_400_000, graceMs: 86_400_000 }]);
+    expect(problems(() => parseConfig({ providers: [{ name: 'a', url: 'memory://a' }], daemon: { chunkGc: [{ provider: 'b' }] } }))).toContain('daemon.chunkGc[0].provider: unknown provider "b"');
+  });
+
+  it('reads version 1 (or none) and refuses a newer config version by name, before looking at its keys', () => {
+    const base = { providers: [{ name: 'm', url: 'memory://' }] };
+    expect(parseConfig({ ...base, version: 1 }).providers).toHaveLength(1);
+    expect(parseConfig(base).providers).toHaveLength(1);
+    let err: unknown;
+    try {
+      parseConfig({ ...base, version: 2, somethingNew: true }, { source: 'cloudmux.yaml' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CloudmuxError);
+    expect(err).toMatchObject({ code: 'InvalidConfig', message: 'cloudmux.yaml is config version 2, newer than this cloudmux understands (1); upgrade cloudmux' });
   });
 
   it('rejects literal secrets and unknown keys, and reports unset env vars by path', () => {

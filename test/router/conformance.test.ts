@@ -3,8 +3,8 @@ import { routerFixture, type Fixture } from './fixture.js';
 import type { BlobStore } from '../../src/core/types.js';
 
 // The router is a BlobStore like any other: the whole suite runs over it (two memory providers,
-// N=2, W=1). Conditional puts and presigning are declared missing (see Router's contract), so
-// those cases check NotSupported.
+// N=2, W=1). Conditional puts and deletes are checked against the catalog version; presigning
+// is declared missing (see Router's contract), so that case checks NotSupported.
 const fixtures = new Map<BlobStore, Fixture>();
 
 testStore('router (memory x2, N=2 W=1)', {

@@ -20,6 +20,9 @@ const router = new Router({
   state: new SqliteStateStore({ path: stateDb!, durability: 'full' }),
   policies: [{ replicas: 2, writeQuorum: 1 }],
   health: { probeIntervalMs: 0 },
+  // The worker's copies hang holding their keys' write leases when the process is killed: short
+  // leases let the restarted worker take them over soon, as the short outbox leases below do.
+  writeLeaseMs: 1_000,
 });
 for (let i = 0; i < count; i++) {
   await router.put(`crash/k${i}`, pseudoRandomBytes(10_000 + i, `crash-${i}`));

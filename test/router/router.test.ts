@@ -6,6 +6,7 @@ import { CloudmuxError } from '../../src/core/errors.js';
 import type { BlobStore } from '../../src/core/types.js';
 import { BreakerStore } from '../../src/layers/breaker.js';
 import { ReplicationWorker } from '../../src/replication/worker.js';
+import { Router } from '../../src/router/router.js';
 import { FLAT, routerFixture, type Fixture } from './fixture.js';
 
 const fixtures: Fixture[] = [];
@@ -165,6 +166,20 @@ describe('router: reads', () => {
     expect((await listAll(f.router)).map((i) => (i.type === 'object' ? i.key : i.prefix))).toEqual(['old/file']);
   });
 
+  it('a conditional create that meets a copy outside the catalog adopts it: the key it says exists is listed and in the change feed', async () => {
+    const f = await fixture({ providers: ['a', 'b'], policies: [{ replicas: 2, writeQuorum: 2 }] });
+    // What a put leaves when every provider's answer was lost: bytes on a provider, no catalog row.
+    await f.memory.b!.put('orphan', 'landed');
+    expect(await code(f.router.put('orphan', 'again', { ifNoneMatch: '*' }))).toBe('AlreadyExists');
+    expect((await listAll(f.router)).map((i) => (i.type === 'object' ? i.key : i.prefix))).toEqual(['orphan']);
+    const feed = await f.router.changesSince(undefined);
+    expect(feed.changes.map((c) => c.key)).toEqual(['orphan']);
+    const meta = await f.router.head('orphan');
+    expect(await code(f.router.put('orphan', 'stale etag', { ifMatch: 'cmx-999999' }))).toBe('PreconditionFailed');
+    await f.router.put('orphan', 'replaced', { ifMatch: meta.etag });
+    expect((await getBuffer(f.router, 'orphan')).toString()).toBe('replaced');
+  });
+
   it('cost routing: reads go to the cheaper replica, move when its breaker opens and come back when it closes', async () => {
     let breaker: BreakerStore | undefined;
     const f = await fixture({
@@ -239,6 +254,46 @@ describe('router: deletes and listing', () => {
     await f.worker.drain({ timeoutMs: 10_000 });
     expect((await getBuffer(f.memory.b!, 'k')).toString()).toBe('v2');
     expect((await getBuffer(f.router, 'k')).toString()).toBe('v2');
+  });
+
+  it('delete ifMatch: only the catalog version named is deleted, on every provider; a stale etag deletes nothing', async () => {
+    const f = await fixture({ providers: ['a', 'b'], policies: [{ replicas: 2, writeQuorum: 2 }] });
+    expect(f.router.capabilities.conditionalDelete).toBe(true);
+    const v1 = await f.router.put('k', 'v1');
+    const v2 = await f.router.put('k', 'v2');
+    expect(await code(f.router.delete('k', { ifMatch: v1.etag }))).toBe('PreconditionFailed');
+    expect((await getBuffer(f.router, 'k')).toString()).toBe('v2');
+    expect((await getBuffer(f.memory.a!, 'k')).toString()).toBe('v2');
+    expect((await getBuffer(f.memory.b!, 'k')).toString()).toBe('v2');
+    await f.router.delete('k', { ifMatch: v2.etag });
+    expect(await code(f.router.head('k'))).toBe('NotFound');
+    expect(await code(f.memory.a!.head('k'))).toBe('NotFound');
+    expect(await code(f.memory.b!.head('k'))).toBe('NotFound');
+    // Idempotent: the version named is gone either way.
+    expect(await code(f.router.delete('k', { ifMatch: v2.etag }))).toBe('ok');
+    expect(await code(f.router.delete('never', { ifMatch: 'cmx-1' }))).toBe('ok');
+  });
+
+  it('delete ifMatch against a writer that got in first: the put wins, nothing is deleted', async () => {
+    const f = await fixture({ providers: ['a'] });
+    const seen = await f.router.put('k', 'seen');
+    // Two routers over one catalog: the other one's put lands between our look and our delete.
+    const other = new Router({ providers: [{ name: 'a', store: f.memory.a! }], state: f.state, closeResources: false, health: { probeIntervalMs: 0 } });
+    await other.put('k', 'written meanwhile', { ifMatch: seen.etag });
+    expect(await code(f.router.delete('k', { ifMatch: seen.etag }))).toBe('PreconditionFailed');
+    expect((await getBuffer(f.router, 'k')).toString()).toBe('written meanwhile');
+    await other.close();
+  });
+
+  it('delete ifMatch of a key only on a provider (not in the catalog): no etag can name it, nothing is deleted', async () => {
+    const f = await fixture({ providers: ['a'] });
+    await f.memory.a!.put('outside', 'x');
+    expect(await code(f.router.delete('outside', { ifMatch: 'cmx-1' }))).toBe('PreconditionFailed');
+    expect(await code(f.memory.a!.head('outside'))).toBe('ok');
+    // Once read through the router it has an etag, and a delete naming it works.
+    const meta = await f.router.head('outside');
+    await f.router.delete('outside', { ifMatch: meta.etag });
+    expect(await code(f.memory.a!.head('outside'))).toBe('NotFound');
   });
 
   it('lists from the catalog in byte order with prefix, delimiter and startAfter', async () => {

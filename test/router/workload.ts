@@ -87,7 +87,8 @@ export async function runOutageWorkload(w: OutageWorkload): Promise<{ puts: numb
         try {
           await one(i);
         } catch (e) {
-          failures.push(`op ${i}: ${(e as Error).message}`);
+          const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+          failures.push(`op ${i}: ${(e as Error).message}${cause ? ` (cause: ${cause.code ?? ''} ${cause.message ?? String(cause)})` : ''}`);
         }
       }
     }));

@@ -13,7 +13,20 @@ const schemas = new PgSchemas();
 beforeAll(requirePostgres);
 afterEach(() => schemas.dropAll());
 
-stateStoreCases('postgres', (clock) => schemas.open(clock ? { now: clock } : {}));
+stateStoreCases('postgres', (clock) => schemas.open(clock ? { now: clock } : {}), feedCaughtUp);
+
+/**
+ * Waits until every change committed so far in the store's schema is below the cluster's
+ * transaction horizon (what the feed may deliver); other tests' open transactions hold it back.
+ */
+async function feedCaughtUp(s: StateStore): Promise<void> {
+  const schema = s.toString().match(/schema (\S+)\)/)![1]!;
+  for (let i = 0; i < 1200; i++) {
+    const [row] = await schemas.sql<{ ok: boolean }>(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > COALESCE((SELECT max(change_xid) FROM "${schema}".objects), 0) AS ok`);
+    if (row?.ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 function rec(key: string, version: number, acked: string[], owed: string[] = [], size = 10): PutRecord {
   return { key, version, size, sha256: `sha-${version}`, metadata: {}, lastModified: new Date(), acked: acked.map((provider) => ({ provider, version })), owed };
@@ -112,7 +125,40 @@ describe('postgres state: several processes on one database', () => {
     expect(await again.nextVersion()).toBeGreaterThan(v);
     expect((await again.lookup('k')).state).toBe('live');
     expect((await again.backlog()).count).toBe(1);
-    expect(await schemas.sql(`SELECT version FROM "${schema}".schema_version`)).toEqual([{ version: 1 }]);
+    expect(await schemas.sql(`SELECT version FROM "${schema}".schema_version`)).toEqual([{ version: 10 }]);
+  });
+
+  it('a schema-2 catalog gains the change feed on open; its rows are delivered first', async () => {
+    const schema = schemas.name();
+    const a = await schemas.open({ schema });
+    const v = await a.nextVersion();
+    await a.commitPut(rec('old', v, ['a']));
+    await a.close();
+    await schemas.sql(`DROP TRIGGER stamp_change ON "${schema}".objects; DROP FUNCTION "${schema}".stamp_change();
+      DROP INDEX "${schema}".objects_change; ALTER TABLE "${schema}".objects DROP COLUMN change_xid; DROP TABLE "${schema}".change_feed;
+      DROP TABLE "${schema}".migration_upload_parts, "${schema}".migration_uploads, "${schema}".migration_claims, "${schema}".migration_objects, "${schema}".migration_ranges, "${schema}".migration_workers,
+        "${schema}".migration_jobs, "${schema}".scan_ranges, "${schema}".leaders, "${schema}".rate_buckets;
+      DROP INDEX "${schema}".outbox_class_due; ALTER TABLE "${schema}".outbox DROP COLUMN priority;
+      UPDATE "${schema}".schema_version SET version = 2`);
+    const b = await schemas.open({ schema });
+    await b.commitPut(rec('new', await b.nextVersion(), ['a']));
+    await feedCaughtUp(b);
+    const page = await b.changesSince(undefined, { limit: 10 });
+    expect(page.changes.map((c) => c.key)).toEqual(['old', 'new']);
+  });
+
+  it('rows written by an older cloudmux still running (no change position) are delivered', async () => {
+    const s = await schemas.open();
+    const schema = s.toString().match(/schema (\S+)\)/)![1]!;
+    await s.commitPut(rec('k', await s.nextVersion(), ['a']));
+    await feedCaughtUp(s);
+    const seen = await s.changesSince(undefined, { limit: 10 });
+    // What a schema-2 router writes: no change_xid (insert) or leaves it as it was (update).
+    await schemas.sql(`INSERT INTO "${schema}".objects (key, version, deleted, size, metadata, updated_at) VALUES ('old-insert', 1000, false, 1, '{}', now())`);
+    await schemas.sql(`UPDATE "${schema}".objects SET version = 1001 WHERE key = 'k'`);
+    await feedCaughtUp(s);
+    const next = await s.changesSince(seen.cursor, { limit: 10 });
+    expect(next.changes.map((c) => `${c.key}@${c.version}`).sort()).toEqual(['k@1001', 'old-insert@1000']);
   });
 
   it('refuses a schema written by a newer cloudmux', async () => {
@@ -129,7 +175,7 @@ describe('postgres state: several processes on one database', () => {
     const schema = s.toString().match(/schema (\S+)\)/)![1]!;
     const cols = await schemas.sql<{ table_name: string; collation_name: string | null }>(
       "SELECT table_name, collation_name FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'key' ORDER BY table_name", [schema]);
-    expect(cols).toEqual([{ table_name: 'objects', collation_name: 'C' }, { table_name: 'outbox', collation_name: 'C' }, { table_name: 'replicas', collation_name: 'C' }]);
+    expect(cols).toEqual([{ table_name: 'access_stats', collation_name: 'C' }, { table_name: 'cached_copies', collation_name: 'C' }, { table_name: 'migration_claims', collation_name: 'C' }, { table_name: 'migration_objects', collation_name: 'C' }, { table_name: 'migration_upload_parts', collation_name: 'C' }, { table_name: 'migration_uploads', collation_name: 'C' }, { table_name: 'objects', collation_name: 'C' }, { table_name: 'outbox', collation_name: 'C' }, { table_name: 'replicas', collation_name: 'C' }, { table_name: 'write_leases', collation_name: 'C' }]);
     // Case and non-BMP characters, where linguistic and UTF-16 orders both differ from byte order.
     for (const k of ['a', 'B', '\u{10000}', '\uFFFD', '\u00E9', 'e']) await s.commitPut(rec(k, await s.nextVersion(), ['x']));
     expect((await s.listObjects({ limit: 10 })).map((o) => o.key)).toEqual(['B', 'a', 'e', '\u00E9', '\uFFFD', '\u{10000}']);

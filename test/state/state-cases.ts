@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareKeys } from '../../src/core/keys.js';
-import type { PutRecord, StateStore } from '../../src/state/types.js';
+import { isCloudmuxError } from '../../src/core/errors.js';
+import type { CatalogChange, CatalogChangeOptions, CatalogChangePage, PutRecord, StateStore } from '../../src/state/types.js';
 
 /** A controllable clock (ms). */
 export function testClock(start = 1_700_000_000_000): { now: () => number; advance(ms: number): void } {
@@ -16,8 +17,37 @@ function rec(key: string, version: number, acked: string[], owed: string[] = [],
  * The StateStore contract, run against each implementation. `fresh` returns an empty store
  * (optionally on a test clock).
  */
-export function stateStoreCases(name: string, fresh: (clock?: () => number) => Promise<StateStore>): void {
+export function stateStoreCases(name: string, fresh: (clock?: () => number) => Promise<StateStore>, caughtUp: (s: StateStore) => Promise<void> = async () => {}): void {
   describe(`state store contract: ${name}`, () => {
+    it('priority classes: a claim takes critical first, reserved quota slots give bulk its share, classes and providers filter', async () => {
+      const clock = testClock();
+      const s = await fresh(clock.now);
+      const put = async (key: string, priority: 'critical' | 'normal' | 'bulk', owed = ['b']): Promise<void> => {
+        const v = await s.nextVersion();
+        await s.commitPut({ ...rec(key, v, ['a'], owed), priority });
+        clock.advance(1);
+      };
+      for (let i = 0; i < 5; i++) await put(`bulk-${i}`, 'bulk');
+      await put('normal-0', 'normal');
+      await put('crit-0', 'critical', ['b', 'c']);
+      await put('crit-1', 'critical');
+      const stats = await s.backlog();
+      expect(stats.byClass.bulk).toMatchObject({ count: 5, bytes: 50 });
+      expect(stats.byClass.critical.count).toBe(3);
+      expect(stats.byClass.critical.oldestAgeMs).toBe(2);
+      expect(stats.byClass.bulk.oldestAgeMs).toBe(8);
+      // Without options: most urgent first, oldest first within a class.
+      const first = await s.claim('w', 3, 60_000);
+      expect(first.map((e) => `${e.key}>${e.provider}:${e.priority}`)).toEqual(['crit-0>b:critical', 'crit-0>c:critical', 'crit-1>b:critical']);
+      // A quota reserves slots: one bulk slot among two, though normal is more urgent.
+      const second = await s.claim('w', 2, 60_000, { quota: { bulk: 1 } });
+      expect(second.map((e) => e.key)).toEqual(['normal-0', 'bulk-0']);
+      // Class filter (a metered link: critical only) and provider filter.
+      expect(await s.claim('w', 5, 60_000, { classes: ['critical'] })).toEqual([]);
+      expect(await s.claim('w', 5, 60_000, { providers: ['c'] })).toEqual([]);
+      expect((await s.claim('w', 5, 60_000, { providers: ['b'], classes: ['bulk'] })).map((e) => e.key)).toEqual(['bulk-1', 'bulk-2', 'bulk-3', 'bulk-4']);
+    });
+
     it('hands out strictly increasing versions, also concurrently', async () => {
       const s = await fresh();
       const vs = await Promise.all(Array.from({ length: 50 }, () => s.nextVersion()));
@@ -189,7 +219,109 @@ export function stateStoreCases(name: string, fresh: (clock?: () => number) => P
       clock.advance(2000);
       await s.commitPut(rec('k2', await s.nextVersion(), ['a'], ['b', 'c'], 50));
       clock.advance(500);
-      expect(await s.backlog()).toEqual({ count: 3, bytes: 200, oldestAgeMs: 2500, dead: 0, byProvider: { b: { count: 2, bytes: 150 }, c: { count: 1, bytes: 50 } } });
+      expect(await s.backlog()).toEqual({ count: 3, bytes: 200, oldestAgeMs: 2500, dead: 0, byProvider: { b: { count: 2, bytes: 150 }, c: { count: 1, bytes: 50 } },
+        byClass: { critical: { count: 0, bytes: 0, oldestAgeMs: 0 }, normal: { count: 3, bytes: 200, oldestAgeMs: 2500 }, bulk: { count: 0, bytes: 0, oldestAgeMs: 0 } } });
+    });
+  });
+
+  describe(`state store change feed: ${name}`, () => {
+    const brief = (cs: CatalogChange[]): string[] => cs.map((c) => `${c.key}@${c.version}${c.deleted ? ' deleted' : ''}`);
+    // A change is delivered once no older transaction is still running (PostgreSQL, whose
+    // horizon is cluster-wide: other tests' open transactions delay it); the cases assert exact
+    // pages, so they read once the feed has caught up with what they committed.
+    const feed = async (st: StateStore, cursor: string | undefined, opts: CatalogChangeOptions): Promise<CatalogChangePage> => {
+      await caughtUp(st);
+      return st.changesSince(cursor, opts);
+    };
+
+    it('pages puts and deletes in commit order; the cursor continues where the last page ended', async () => {
+      const s = await fresh();
+      const [v1, v2, v3, v4] = [await s.nextVersion(), await s.nextVersion(), await s.nextVersion(), await s.nextVersion()];
+      await s.commitPut(rec('k1', v1, ['a'], [], 11));
+      await s.commitPut(rec('k2', v2, ['a']));
+      await s.commitPut(rec('k3', v3, ['a']));
+      await s.commitDelete({ key: 'k2', version: v4, alsoOn: [] });
+      const p1 = await feed(s, undefined, { limit: 2 });
+      expect(p1).toMatchObject({ more: true, reset: false });
+      expect(brief(p1.changes)).toEqual([`k1@${v1}`, `k3@${v3}`]);
+      expect(p1.changes[0]).toEqual({ key: 'k1', version: v1, deleted: false, size: 11, sha256: `sha-${v1}` });
+      const p2 = await feed(s, p1.cursor, { limit: 2 });
+      expect(p2).toMatchObject({ more: false, reset: false });
+      expect(p2.changes).toEqual([{ key: 'k2', version: v4, deleted: true, size: 0 }]);
+      const p3 = await feed(s, p2.cursor, { limit: 2 });
+      expect(p3).toMatchObject({ changes: [], more: false, reset: false });
+      // Nothing new: the cursor stays usable (and does not go back).
+      const v5 = await s.nextVersion();
+      await s.commitPut(rec('k1', v5, ['a']));
+      const p4 = await feed(s, p3.cursor, { limit: 10 });
+      expect(brief(p4.changes)).toEqual([`k1@${v5}`]);
+    });
+
+    it('delivers a lower version committed after a higher one was read (versions are not commit order)', async () => {
+      const s = await fresh();
+      const low = await s.nextVersion();
+      const high = await s.nextVersion();
+      await s.commitPut(rec('late', high, ['a']));
+      const seen = await feed(s, undefined, { limit: 100 });
+      expect(brief(seen.changes)).toEqual([`late@${high}`]);
+      // The writer holding the lower stamp commits only now.
+      await s.commitPut(rec('slow', low, ['a']));
+      const next = await feed(s, seen.cursor, { limit: 100 });
+      expect(brief(next.changes)).toEqual([`slow@${low}`]);
+    });
+
+    it('is a compacted log: a key rewritten between two reads appears once, newest state; refused commits add nothing', async () => {
+      const s = await fresh();
+      const start = await feed(s, undefined, { limit: 10 });
+      const vs = [await s.nextVersion(), await s.nextVersion(), await s.nextVersion()];
+      for (const v of vs) await s.commitPut(rec('k', v, ['a']));
+      expect((await s.commitPut(rec('k', vs[0]!, ['b']))).committed).toBe(false);
+      const page = await feed(s, start.cursor, { limit: 10 });
+      expect(brief(page.changes)).toEqual([`k@${vs[2]}`]);
+    });
+
+    it('filters by prefix and still advances past other keys', async () => {
+      const s = await fresh();
+      for (const k of ['p/a', 'q/a', 'p/b', 'q/b']) await s.commitPut(rec(k, await s.nextVersion(), ['a']));
+      const page = await feed(s, undefined, { limit: 10, prefix: 'p/' });
+      expect(page.changes.map((c) => c.key)).toEqual(['p/a', 'p/b']);
+      await s.commitPut(rec('q/c', await s.nextVersion(), ['a']));
+      await s.commitPut(rec('p/\u{1F600}', await s.nextVersion(), ['a']));
+      const next = await feed(s, page.cursor, { limit: 10, prefix: 'p/' });
+      expect(next.changes.map((c) => c.key)).toEqual(['p/\u{1F600}']);
+    });
+
+    it('a cursor behind forgotten tombstones resets; one past them, or a fresh start, does not', async () => {
+      const clock = testClock();
+      const s = await fresh(clock.now);
+      await s.commitPut(rec('keep', await s.nextVersion(), ['a']));
+      const before = await feed(s, undefined, { limit: 10 });
+      await s.commitDelete({ key: 'gone', version: await s.nextVersion(), alsoOn: [] });
+      const after = await feed(s, before.cursor, { limit: 10 });
+      expect(brief(after.changes)).toEqual([expect.stringMatching(/^gone@\d+ deleted$/)]);
+      clock.advance(10_000);
+      expect(await s.pruneTombstones(5_000)).toBe(1);
+      const reset = await feed(s, before.cursor, { limit: 10 });
+      expect(reset).toMatchObject({ changes: [], more: false, reset: true });
+      // The reset page's cursor is current: after relisting, the caller continues from it.
+      await s.commitPut(rec('new', await s.nextVersion(), ['a']));
+      expect(brief((await feed(s, reset.cursor, { limit: 10 })).changes)).toEqual([expect.stringMatching(/^new@/)]);
+      expect(await feed(s, after.cursor, { limit: 10 })).toMatchObject({ reset: false });
+      const fromStart = await feed(s, undefined, { limit: 10 });
+      expect(fromStart.reset).toBe(false);
+      expect(fromStart.changes.map((c) => c.key)).toEqual(['keep', 'new']);
+    });
+
+    it('refuses a malformed cursor (InvalidArgument) and resets on a cursor of another catalog', async () => {
+      const s = await fresh();
+      const other = await fresh();
+      await s.commitPut(rec('k', await s.nextVersion(), ['a']));
+      for (const bad of ['', 'garbage', 'cmxc1.s.zz.1', 'cmxc1.p.0123456789abcdef0123456789abcdef.-1', 'cmxc1.p.0123456789abcdef0123456789abcdef.5.!!']) {
+        const err = await feed(s, bad, { limit: 10 }).catch((e: unknown) => e);
+        expect(isCloudmuxError(err, 'InvalidArgument'), bad).toBe(true);
+      }
+      const foreign = (await feed(other, undefined, { limit: 10 })).cursor;
+      expect(await feed(s, foreign, { limit: 10 })).toMatchObject({ changes: [], reset: true });
     });
   });
 }

@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ByteRange } from '../../core/types.js';
 import { UsageError } from '../errors.js';
 import { addEncryptionOptions, decryptingObjectStore, type EncryptionFlags } from '../encryption-flags.js';
-import { localSize, openLocalRead, parseLocation, storeFor } from '../locations.js';
+import { localEncryptedSource, openLocalRead, parseLocation, readableLocalFile, storeFor } from '../locations.js';
 
 function intOption(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -23,16 +23,16 @@ export function register(program: Command): void {
     .option('--no-verify', 'do not check the SHA-256 while streaming (whole-object reads)');
   addEncryptionOptions(cmd, { decrypt: 'decrypt the object (written with --encrypt-with); ranges decrypt only the segments they cover' });
   cmd.action(async (arg: string, opts: { offset?: string; count?: string; tail?: string; verify: boolean } & EncryptionFlags) => {
-    const loc = parseLocation(arg);
+    let loc = parseLocation(arg);
     const offset = intOption('--offset', opts.offset);
     const count = intOption('--count', opts.count);
     const tail = intOption('--tail', opts.tail);
     if (tail !== undefined && (offset !== undefined || count !== undefined)) throw new UsageError('--tail cannot be combined with --offset/--count');
     if (loc.kind === 'stdio') throw new UsageError('cat reads an object or a file, not -');
-    if (opts.decrypt && loc.kind !== 'object') throw new UsageError('--decrypt applies to a store object, not a local file');
+    // An encrypted local file is an object of its fs store, whose metadata holds the header.
+    if (opts.decrypt && loc.kind === 'local') loc = await localEncryptedSource(loc, 'cat');
     if (loc.kind === 'local') {
-      const size = await localSize(loc.path);
-      if (size === undefined) throw new UsageError(`${loc.path} is not a readable file`);
+      const size = await readableLocalFile(loc, 'cat');
       const start = tail !== undefined ? Math.max(0, size - tail) : offset ?? 0;
       const end = count !== undefined ? start + count - 1 : undefined;
       if (count === 0) return;

@@ -5,9 +5,14 @@ import type { RotateProgress, RotateReport } from '../../layers/encryption/index
 import { cliProgress } from '../cli-progress.js';
 import { EXIT, UsageError } from '../errors.js';
 import { formatDuration } from '../progress.js';
+import { openVaultFor, registerDeviceCommands } from './keys-devices.js';
 
 interface RotateFlags {
-  to: string;
+  to?: string;
+  /** Rotate onto the current epoch of the vault this identity belongs to. */
+  identity?: string;
+  passphraseFile?: string;
+  vault?: string;
   keyring?: string;
   concurrency: string;
   json?: boolean;
@@ -26,13 +31,23 @@ export async function rotateCommand(urlArg: string, flags: RotateFlags, io: { ou
   let storeUrl = url;
   let prefix = '';
   if (url.protocol !== 'file:') ({ store: storeUrl, key: prefix } = splitObjectUrl(url));
+  if ((flags.to === undefined) === (flags.identity === undefined)) throw new UsageError('give either --to <key-id> (a keyring key) or --identity <file> (the vault\'s current epoch)');
   const keyring = await loadKeyring({ file: flags.keyring });
-  const { EncryptedStore, rotateAll } = await import('../../layers/encryption/index.js');
-  const store = new EncryptedStore(await openStore(storeUrl), { keyring, keyId: flags.to });
+  const { EncryptedStore, ChainKeyring, rotateAll } = await import('../../layers/encryption/index.js');
+  const inner = await openStore(storeUrl);
+  let store: InstanceType<typeof EncryptedStore>;
+  if (flags.identity) {
+    const vault = await openVaultFor(storeUrl.toString(), { identity: flags.identity, passphraseFile: flags.passphraseFile, vault: flags.vault ?? 'default' });
+    flags.to = vault.writeKeyIdNow;
+    store = new EncryptedStore(inner, { keyring: new ChainKeyring([vault, keyring]), keyId: flags.to });
+  } else {
+    store = new EncryptedStore(inner, { keyring, keyId: flags.to! });
+  }
+  const to = flags.to!;
   const started = Date.now();
   const display = createDisplay(io.tty ?? (err as NodeJS.WriteStream).isTTY === true, flags.json === true, err);
   try {
-    const report = await rotateAll(store, flags.to, { prefix: prefix || undefined, concurrency, onProgress: display.update });
+    const report = await rotateAll(store, to, { prefix: prefix || undefined, concurrency, onProgress: display.update });
     display.stop();
     const seconds = (Date.now() - started) / 1000;
     if (flags.json) {
@@ -96,7 +111,7 @@ function createDisplay(tty: boolean, json: boolean, err: NodeJS.WritableStream):
 }
 
 export function register(program: Command): void {
-  const keys = program.command('keys').description('client-side encryption keys: generate new ones, rotate objects onto one');
+  const keys = program.command('keys').description('client-side encryption keys: generate new ones, rotate objects onto one; device identities and vaults');
   keys
     .command('generate')
     .description('print a new 256-bit key with its id, in key-file form (JSON: id → base64); save it, e.g. `> keys.json`')
@@ -109,11 +124,15 @@ export function register(program: Command): void {
     .command('rotate')
     .description('re-wrap the data key of every object under a URL onto another key: metadata only, no data rewritten; re-run to resume')
     .argument('<url>', 'store URL with an optional prefix: s3://bucket/dir/, gs://…, az://acct/container/…, memory://name/…')
-    .requiredOption('--to <key-id>', 'the key id objects should end up on')
+    .option('--to <key-id>', 'the key id objects should end up on')
+    .option('--identity <file>', 'instead of --to: this device\'s identity; objects end up on its vault\'s current epoch (after a revocation)')
+    .option('--passphrase-file <file>', 'file whose first line is the identity\'s passphrase (default $CLOUDMUX_PASSPHRASE)')
+    .option('--vault <name>', 'vault name within the store', 'default')
     .option('--keyring <file>', 'key file (JSON of id → base64 key); CLOUDMUX_KEY_<ID> variables are read as well')
     .option('--concurrency <n>', 'objects in flight', '8')
     .option('--json', 'print the summary as one JSON line')
     .action(async (url: string, flags: RotateFlags) => {
       await rotateCommand(url, flags);
     });
+  registerDeviceCommands(keys);
 }

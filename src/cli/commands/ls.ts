@@ -22,7 +22,8 @@ export function register(program: Command): void {
         prefix = split.key;
       }
       if (prefix && !prefix.endsWith('/') && !opts.recursive) prefix += '/';
-      const store = await openStore(storeUrl);
+      // Listing never writes: a local directory is opened read-only, and a missing one is NotFound (exit 1), not created.
+      const store = await openStore(storeUrl, url.protocol === 'file:' ? { readOnly: true, createRoot: false } : undefined);
       try {
         for await (const item of store.list({ prefix, delimiter: opts.recursive ? undefined : '/' })) {
           if (opts.json) {

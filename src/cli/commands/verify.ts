@@ -1,14 +1,15 @@
 import type { Command } from 'commander';
 import type { VerifyOutcome } from '../../replication/verify.js';
 import { EXIT } from '../errors.js';
-import { addEncryptionOptions, decryptingSide, type EncryptionFlags, type TreeSide } from '../encryption-flags.js';
+import { addEncryptionOptions, decryptingSide, type TreeSide } from '../encryption-flags.js';
+import { addChunkedOption, chunkedStore, holdsChunks, type ChunkedFlags } from '../chunked-flags.js';
 import { formatDuration } from '../progress.js';
 import { CHECKSUM_MODES, openSide, parseChecksumMode, parsePositiveInt } from './migrate.js';
 
 /** rclone check's --combined markers, so scripts written for it read ours. */
 const MARK: Record<VerifyOutcome, string> = { match: '=', 'only-in-a': '-', 'only-in-b': '+', differ: '*', error: '!' };
 
-interface VerifyFlags extends EncryptionFlags {
+interface VerifyFlags extends ChunkedFlags {
   decryptB?: boolean;
   include: string[];
   exclude: string[];
@@ -38,16 +39,28 @@ export function register(program: Command): void {
     .option('--json', 'JSON lines: one per difference (and match with --matching), then a summary')
     .option('--decrypt-b', 'read <b> through decryption (a tree written with --encrypt-with): compares plaintext with plaintext');
   addEncryptionOptions(cmd, { decrypt: 'read <a> through decryption (a tree written with --encrypt-with): compares plaintext with plaintext' });
+  addChunkedOption(cmd);
+  cmd.option('--no-chunked', 'compare the stored objects of a chunked tree (manifests and chunks) as they are');
   cmd.action(async (aArg: string, bArg: string, flags: VerifyFlags) => {
     const checksum = parseChecksumMode(flags.checksum);
     const concurrency = parsePositiveInt(flags.concurrency ?? '16', '--concurrency');
-    const rawA = await openSide(aArg, '<a>', flags.config);
-    const rawB = await openSide(bArg, '<b>', flags.config);
+    const rawA = await openSide(aArg, '<a>', flags.config, {}, true, true);
+    const rawB = await openSide(bArg, '<b>', flags.config, {}, true, true);
     let a: TreeSide;
     let b: TreeSide;
     try {
       a = await decryptingSide(rawA, '<a>', flags);
       b = await decryptingSide(rawB, '<b>', { ...flags, decrypt: flags.decryptB });
+      // Chunked trees compare as the objects their manifests describe; without --chunked or
+      // --no-chunked, a side holding chunks (.cmx-chunks/) is read as one, and the user is told.
+      const chunked = async (side: TreeSide, label: string): Promise<boolean> => {
+        if (flags.chunked !== undefined) return flags.chunked;
+        if (!(await holdsChunks(side.store))) return false;
+        process.stderr.write(`${label} ${side.name} holds a chunked tree (.cmx-chunks/): comparing the objects its manifests describe (--no-chunked compares the stored objects)\n`);
+        return true;
+      };
+      a = { ...a, store: await chunkedStore(a.store, { ...flags, chunked: await chunked(a, '<a>') }) };
+      b = { ...b, store: await chunkedStore(b.store, { ...flags, chunked: await chunked(b, '<b>'), decrypt: flags.decryptB }) };
     } catch (e) {
       await Promise.allSettled([rawA.store.close(), rawB.store.close()]);
       throw e;

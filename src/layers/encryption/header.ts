@@ -1,6 +1,16 @@
 import { IntegrityError, NotSupportedError } from '../../core/errors.js';
 import { checkSegmentSize, FORMAT_VERSION, NONCE_PREFIX_BYTES, TAG_BYTES } from './format.js';
 import { KEY_ID_PATTERN } from './keyring.js';
+import { VAULT_WRAPPED_DEK_BYTES } from './recipient-wrap.js';
+import { VAULT_FORMAT_VERSION, VAULT_KEY_ID_PATTERN } from './vault.js';
+
+/** Object format versions this cloudmux reads: v1 (keyring KEKs) and v2 (vault recipients, same body). */
+export const READABLE_VERSIONS: readonly number[] = [FORMAT_VERSION, VAULT_FORMAT_VERSION];
+
+/** The format an object wrapped under `keyId` is written in: v2 for vault epoch keys, else v1. */
+export function formatVersionFor(keyId: string): number {
+  return VAULT_KEY_ID_PATTERN.test(keyId) ? VAULT_FORMAT_VERSION : FORMAT_VERSION;
+}
 
 /** Metadata names of the encryption header (all under cloudmux's reserved `cloudmux_` room). */
 export const ENC_META = {
@@ -72,13 +82,16 @@ export function parseHeader(metadata: Record<string, string>, where: { provider?
   };
   if (!DECIMAL.test(v)) bad(ENC_META.version);
   const version = Number(v);
-  if (version !== FORMAT_VERSION) {
-    throw new NotSupportedError(`object uses encryption format v${version}; this cloudmux reads v${FORMAT_VERSION}`, where);
+  if (!READABLE_VERSIONS.includes(version)) {
+    throw new NotSupportedError(`object uses encryption format v${version}; this cloudmux reads v${READABLE_VERSIONS.join(' and v')}`, where);
   }
   const keyId = metadata[ENC_META.keyId];
   if (keyId === undefined || !KEY_ID_PATTERN.test(keyId)) bad(ENC_META.keyId);
+  // v2 wraps to a vault epoch and names it; a v1 header must not borrow a vault key id or vice versa.
+  if (formatVersionFor(keyId!) !== version) bad(ENC_META.keyId);
   const wrapped = metadata[ENC_META.wrappedKey];
   if (!wrapped || !B64.test(wrapped)) bad(ENC_META.wrappedKey);
+  if (version === VAULT_FORMAT_VERSION && Buffer.from(wrapped!, 'base64').byteLength !== VAULT_WRAPPED_DEK_BYTES) bad(ENC_META.wrappedKey);
   const iv = metadata[ENC_META.noncePrefix];
   if (!iv || !B64.test(iv)) bad(ENC_META.noncePrefix);
   const noncePrefix = Buffer.from(iv!, 'base64');

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { inspect } from 'node:util';
 import { AccessDeniedError, CloudmuxError, IntegrityError, InvalidConfigError, ProviderError } from '../../core/errors.js';
+import { redactInspection } from '../../core/redact.js';
 
 /**
  * What a wrapped data key is bound to. A keyring must refuse to unwrap under a different context,
@@ -132,14 +132,6 @@ export class LocalKeyring implements Keyring {
     return `LocalKeyring(${this.keyIds.join(', ')})`;
   }
 
-  toJSON(): string {
-    return this.toString();
-  }
-
-  [inspect.custom](): string {
-    return this.toString();
-  }
-
   private wrappingKey(keyId: string, context: WrapContext): Buffer {
     const kek = this.#keys.get(keyId);
     if (!kek) throw missingKey(keyId);
@@ -147,6 +139,7 @@ export class LocalKeyring implements Keyring {
     return Buffer.from(hkdfSync('sha256', kek, Buffer.from(context.noncePrefix, 'base64'), info, 32));
   }
 }
+redactInspection(LocalKeyring);
 
 function decodeKey(id: string, value: Uint8Array | string, source: string): Buffer {
   if (!KEY_ID_PATTERN.test(id)) throw new InvalidConfigError(`${source}: key id ${JSON.stringify(id.slice(0, 80))} must match ${KEY_ID_PATTERN.source}`);
@@ -213,6 +206,7 @@ export class KmsKeyring implements Keyring {
     }
   }
 }
+redactInspection(KmsKeyring);
 
 function kmsContext(c: WrapContext): Record<string, string> {
   return { cloudmux_enc: String(c.formatVersion), cloudmux_key_id: c.keyId, cloudmux_nonce: c.noncePrefix };
@@ -251,6 +245,7 @@ export class ChainKeyring implements Keyring {
     return undefined;
   }
 }
+redactInspection(ChainKeyring);
 
 /**
  * The usual keyring of the CLI and daemon: a key file (if given) first, then `CLOUDMUX_KEY_*`

@@ -1,5 +1,6 @@
 import { throwIfAborted } from '../../core/errors.js';
 import type { EncryptedStore } from './store.js';
+import { VAULT_PREFIX } from './vault.js';
 
 export interface RotateProgress {
   /** Objects listed so far. */
@@ -42,7 +43,8 @@ export async function rotateAll(store: EncryptedStore, toKeyId: string, opts: Ro
     for (;;) {
       const r = await listing.next();
       if (r.done) return undefined;
-      if (r.value.type === 'object') {
+      // Membership records are not encrypted objects: not rotated, not counted.
+      if (r.value.type === 'object' && !r.value.key.startsWith(VAULT_PREFIX)) {
         report.listed++;
         return r.value.key;
       }

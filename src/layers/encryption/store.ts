@@ -1,3 +1,4 @@
+// Over 500 lines: the EncryptedStore layer with its ranged decrypt stream; split left for later (issue 15 ran out of time) — candidate: the decrypt window, shared with chunked/chunk-reader.ts as one core byte window.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { bodyBytes, bodyChunks, holdErrors, isReplayableBody } from '../../core/body.js';
@@ -7,25 +8,34 @@ import {
   throwIfAborted,
 } from '../../core/errors.js';
 import { validateKey } from '../../core/keys.js';
-import { RESERVED_PREFIX, RESERVED_METADATA_BYTES, SHA256_KEY, validateMetadata } from '../../core/metadata.js';
+import { changeFeed, type ChangePage, type ChangesSinceOptions } from '../../core/change-feed.js';
+import { RESERVED_METADATA_BYTES, SHA256_KEY, carriedReservedMetadata, validateMetadata } from '../../core/metadata.js';
+import { systemMetadata } from '../../core/system-metadata.js';
+import { pinnedMetadataUpdate } from '../pinned-metadata-update.js';
 import { resolveRange } from '../../core/range.js';
 import type {
   BlobStore, Body, ByteRange, Capabilities, ChecksumAlgorithm, Checksums, CopyOptions, DeleteManyResult, GetOptions, GetResult,
-  ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
+  ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, SignalOptions, DeleteOptions, UpdateMetadataOptions,
 } from '../../core/types.js';
 import { checkGet, checkCopy } from '../../core/validate.js';
 import {
-  DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, SegmentDecryptor, SegmentEncryptor, TAG_BYTES, checkSegmentSize, cipherSize,
+  DEFAULT_SEGMENT_SIZE, SegmentDecryptor, SegmentEncryptor, TAG_BYTES, checkSegmentSize, cipherSize,
   newDataKey, newNoncePrefix, openDigest, plainSize, sealDigest, segmentSpan,
 } from './format.js';
-import { headerToMetadata, isEncryptionMetaName, parseHeader, type EncryptionHeader } from './header.js';
+import { formatVersionFor, headerToMetadata, isEncryptionMetaName, parseHeader, type EncryptionHeader } from './header.js';
+import { VAULT_PREFIX } from './vault.js';
 import { checkKeyId, type Keyring, type WrapContext } from './keyring.js';
+import { redactInspection } from '../../core/redact.js';
 
 export interface EncryptedStoreOptions {
   /** Where key-encryption keys come from. */
   keyring: Keyring;
-  /** Key id new objects are encrypted under. Objects under other ids stay readable while the keyring has them. */
-  keyId: string;
+  /**
+   * Key id new objects are encrypted under, or a function asked before each put (a {@link Vault}'s
+   * `writeKeyId`, which follows revocations). A vault epoch key id writes format v2, any other v1.
+   * Objects under other ids stay readable while the keyring has them.
+   */
+  keyId: string | (() => string | Promise<string>);
   /** Plaintext bytes per segment for new objects (default 64 KiB). Readers take it from each object. */
   segmentSize?: number;
   /**
@@ -74,13 +84,13 @@ export class EncryptedStore implements BlobStore {
   readonly provider: string;
   readonly capabilities: Capabilities;
   private readonly keyring: Keyring;
-  private readonly keyId: string;
+  private readonly keyId: string | (() => string | Promise<string>);
   private readonly segmentSize: number;
   private readonly allowPlaintext: boolean;
   private readonly recordStreamDigest: boolean;
 
   constructor(readonly inner: BlobStore, options: EncryptedStoreOptions) {
-    checkKeyId(options.keyId);
+    if (typeof options.keyId === 'string') checkKeyId(options.keyId);
     this.segmentSize = options.segmentSize ?? DEFAULT_SEGMENT_SIZE;
     checkSegmentSize(this.segmentSize);
     this.keyring = options.keyring;
@@ -89,7 +99,7 @@ export class EncryptedStore implements BlobStore {
     this.recordStreamDigest = options.recordStreamDigest ?? true;
     this.provider = inner.provider;
     // Parts would reach the provider as plaintext: resumable uploads are not passed through.
-    this.capabilities = { ...inner.capabilities, presign: false, nativeChecksums: [], resumableUpload: false };
+    this.capabilities = { ...inner.capabilities, presign: false, nativeChecksums: [], resumableUpload: false, copyFromStore: false };
   }
 
   async put(key: string, body: Body, opts: PutOptions = {}): Promise<ObjectMeta> {
@@ -97,16 +107,18 @@ export class EncryptedStore implements BlobStore {
     validateMetadata(opts.metadata, this.provider, key);
     throwIfAborted(opts.signal, { provider: this.provider, key });
     const algorithms = extraAlgorithms(opts.expect);
+    const keyId = typeof this.keyId === 'string' ? this.keyId : await this.keyId();
+    checkKeyId(keyId);
     const dek = newDataKey();
     const noncePrefix = newNoncePrefix();
     const header: EncryptionHeader = {
-      version: FORMAT_VERSION,
-      keyId: this.keyId,
-      wrappedKey: Buffer.from(await this.keyring.wrap(this.keyId, dek, wrapContext(this.keyId, noncePrefix))),
+      version: formatVersionFor(keyId),
+      keyId,
+      wrappedKey: Buffer.from(await this.keyring.wrap(keyId, dek, wrapContext(keyId, noncePrefix))),
       noncePrefix,
       segmentSize: this.segmentSize,
     };
-    const base = { ...keepUserMetadata(opts.metadata) };
+    const base = { ...opts.metadata };
     const innerOpts: PutOptions = { contentType: opts.contentType, ifNoneMatch: opts.ifNoneMatch, ifMatch: opts.ifMatch, signal: opts.signal };
 
     if (isReplayableBody(body)) {
@@ -155,7 +167,7 @@ export class EncryptedStore implements BlobStore {
     if (this.recordStreamDigest) {
       try {
         const updated = await this.inner.updateMetadata(key, {
-          metadata: { ...meta.metadata, ...headerToMetadata(header) },
+          metadata: this.withHeader(meta.metadata, header, key),
           contentType: meta.contentType,
           ifMatch: meta.etag,
           signal: opts.signal,
@@ -266,7 +278,7 @@ export class EncryptedStore implements BlobStore {
     return this.describe(await this.inner.head(key, opts), key);
   }
 
-  async delete(key: string, opts?: SignalOptions): Promise<void> {
+  async delete(key: string, opts?: DeleteOptions): Promise<void> {
     return this.inner.delete(key, opts);
   }
 
@@ -276,6 +288,8 @@ export class EncryptedStore implements BlobStore {
 
   async *list(opts: ListOptions = {}): AsyncGenerator<ListItem> {
     for await (const item of this.inner.list(opts)) {
+      // Membership records are the vault's, stored in the clear beside the objects.
+      if ((item.type === 'prefix' ? item.prefix : item.key).startsWith(VAULT_PREFIX)) continue;
       if (item.type === 'prefix') {
         yield item;
         continue;
@@ -293,7 +307,7 @@ export class EncryptedStore implements BlobStore {
       // decrypts as is.
       return this.describe(await this.inner.copy(src, dst, opts), dst);
     }
-    const replacement = keepUserMetadata(opts.metadata);
+    const replacement = opts.metadata;
     for (let attempt = 1; ; attempt++) {
       const source = await this.inner.head(src, { signal: opts.signal });
       if (opts.sourceIfMatch !== undefined && opts.sourceIfMatch !== source.etag) {
@@ -302,7 +316,7 @@ export class EncryptedStore implements BlobStore {
       try {
         const meta = await this.inner.copy(src, dst, {
           ...opts,
-          metadata: { ...replacement, ...reservedMetadata(source.metadata) },
+          metadata: systemMetadata({ ...replacement, ...carriedReservedMetadata(source.metadata) }),
           sourceIfMatch: source.etag,
         });
         return await this.describe(meta, dst);
@@ -317,26 +331,9 @@ export class EncryptedStore implements BlobStore {
     validateKey(key, this.provider);
     validateMetadata(opts.metadata, this.provider, key);
     throwIfAborted(opts.signal, { provider: this.provider, key });
-    const replacement = keepUserMetadata(opts.metadata);
-    for (let attempt = 1; ; attempt++) {
-      const current = await this.inner.head(key, { signal: opts.signal });
-      if (opts.ifMatch !== undefined && opts.ifMatch !== current.etag) {
-        throw new PreconditionFailedError(`etag is ${current.etag}, not ${opts.ifMatch}`, { provider: this.provider, key });
-      }
-      try {
-        // Pinned to the etag just read, so a concurrent overwrite never gets the old header.
-        const meta = await this.inner.updateMetadata(key, {
-          metadata: { ...replacement, ...reservedMetadata(current.metadata) },
-          contentType: opts.contentType,
-          ifMatch: current.etag,
-          signal: opts.signal,
-        });
-        return await this.describe(meta, key);
-      } catch (e) {
-        if (attempt < RACE_ATTEMPTS && opts.ifMatch === undefined && isCloudmuxError(e, 'PreconditionFailed')) continue;
-        throw e;
-      }
-    }
+    // Pinned to the etag just read, so a concurrent overwrite never gets the old header.
+    const meta = await pinnedMetadataUpdate(this.inner, key, opts, this.provider, RACE_ATTEMPTS);
+    return await this.describe(meta, key);
   }
 
   /**
@@ -359,6 +356,7 @@ export class EncryptedStore implements BlobStore {
       const dek = await this.unwrap(header, key);
       const rewrapped: EncryptionHeader = {
         ...header,
+        version: formatVersionFor(toKeyId),
         keyId: toKeyId,
         wrappedKey: Buffer.from(await this.keyring.wrap(toKeyId, dek, wrapContext(toKeyId, header.noncePrefix))),
       };
@@ -389,6 +387,16 @@ export class EncryptedStore implements BlobStore {
     throw new NotSupportedError('an encrypted store cannot presign URLs: the bearer would get or put ciphertext', { provider: this.provider, key });
   }
 
+  /**
+   * The inner store's change feed (with `capabilities.changeFeed`): keys, versions and etags are
+   * the inner store's, sizes and digests are of ciphertext and so left out (`head` gives the
+   * plaintext ones).
+   */
+  async changesSince(cursor: string | undefined, opts?: ChangesSinceOptions): Promise<ChangePage> {
+    const page = await changeFeed(this.inner).changesSince(cursor, opts);
+    return { ...page, changes: page.changes.map(({ size: _size, sha256: _sha, ...rest }) => rest) };
+  }
+
   async close(): Promise<void> {
     await this.inner.close();
   }
@@ -408,17 +416,21 @@ export class EncryptedStore implements BlobStore {
     }
   }
 
-  /** User metadata (minus reserved names) plus the header, checked against the reserved budget. */
+  /**
+   * `base` (user metadata, or stored metadata being rewritten) with `header` in place of any
+   * header it had and without `cloudmux_sha256` (the inner store's to write), checked against the
+   * reserved budget and marked as cloudmux's own for the inner store.
+   */
   private withHeader(base: Record<string, string>, header: EncryptionHeader, key: string): Record<string, string> {
     const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(base)) if (!isEncryptionMetaName(k)) out[k] = v;
+    for (const [k, v] of Object.entries(base)) if (!isEncryptionMetaName(k) && k !== SHA256_KEY) out[k] = v;
     const h = headerToMetadata(header);
     let reserved = SHA256_KEY.length + 64;
     for (const [k, v] of Object.entries(h)) reserved += k.length + v.length;
     if (reserved > RESERVED_METADATA_BYTES) {
       throw new InvalidArgumentError(`encryption header needs ${reserved} bytes of metadata; cloudmux reserves ${RESERVED_METADATA_BYTES} (is the wrapped key from the keyring too large?)`, { provider: this.provider, key });
     }
-    return Object.assign(out, h);
+    return systemMetadata(Object.assign(out, h));
   }
 
   private header(meta: ObjectMeta, key: string): EncryptionHeader | undefined {
@@ -440,7 +452,7 @@ export class EncryptedStore implements BlobStore {
 
   private async unwrap(header: EncryptionHeader, key: string): Promise<Buffer> {
     try {
-      return Buffer.from(await this.keyring.unwrap(header.keyId, header.wrappedKey, wrapContext(header.keyId, header.noncePrefix)));
+      return Buffer.from(await this.keyring.unwrap(header.keyId, header.wrappedKey, wrapContext(header.keyId, header.noncePrefix, header.version)));
     } catch (e) {
       // Keyring errors know the key id, not the object: say which object needed it.
       if (e instanceof CloudmuxError && e.key === undefined) throw new CloudmuxError(e.code, e.message, { provider: this.provider, key, cause: e });
@@ -495,6 +507,7 @@ export class EncryptedStore implements BlobStore {
     return this.inner.get(key, { range, ifMatch: etag, signal: opts.signal });
   }
 }
+redactInspection(EncryptedStore);
 
 // ----------------------------------------------------------------------------------------------
 
@@ -505,22 +518,8 @@ function extraAlgorithms(expect: PutOptions['expect']): ChecksumAlgorithm[] {
   return out;
 }
 
-function wrapContext(keyId: string, noncePrefix: Buffer): WrapContext {
-  return { formatVersion: FORMAT_VERSION, keyId, noncePrefix: noncePrefix.toString('base64') };
-}
-
-/** Caller metadata without names cloudmux reserves (the header and digest are the layer's to write). */
-function keepUserMetadata(metadata: Record<string, string> | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(metadata ?? {})) if (!k.startsWith(RESERVED_PREFIX)) out[k] = v;
-  return out;
-}
-
-/** cloudmux's own entries of stored metadata (header, inner digest), carried across rewrites. */
-function reservedMetadata(metadata: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(metadata)) if (k.startsWith(RESERVED_PREFIX)) out[k] = v;
-  return out;
+function wrapContext(keyId: string, noncePrefix: Buffer, version = formatVersionFor(keyId)): WrapContext {
+  return { formatVersion: version, keyId, noncePrefix: noncePrefix.toString('base64') };
 }
 
 /**

@@ -536,7 +536,7 @@ export async function startGcsTestServer(opts: GcsTestServerOptions = {}): Promi
         await drain(body);
         if (total !== undefined && total === session.hasher.bytes) return await finishSession(res, base, session, req);
         if (total !== undefined && total < session.hasher.bytes) throw new ApiError(400, 'invalid', `The upload already has ${session.hasher.bytes} bytes, more than ${total}.`);
-        return sendIncomplete(res, session);
+        return sendIncomplete(req, res, session);
       }
       const start = Number(data![1]);
       const end = data![2] === '*' ? undefined : Number(data![2]);
@@ -570,16 +570,23 @@ export async function startGcsTestServer(opts: GcsTestServerOptions = {}): Promi
       if ((total !== undefined && session.hasher.bytes === total) || (total === undefined && end === undefined)) {
         return await finishSession(res, base, session, req);
       }
-      return sendIncomplete(res, session);
+      return sendIncomplete(req, res, session);
     } finally {
       session.busy = false;
     }
   }
 
-  function sendIncomplete(res: ServerResponse, session: UploadSession): void {
+  /**
+   * "Resume Incomplete": 308 with the persisted Range. A client that sends `X-GUploader-No-308: yes`
+   * (Google's Go client, so rclone; HTTP stacks that follow any 308 as a redirect) gets what GCS
+   * sends it instead: 200 with `X-Http-Status-Code-Override: 308` and the same Range.
+   */
+  function sendIncomplete(req: IncomingMessage, res: ServerResponse, session: UploadSession): void {
     const headers: Record<string, string> = { 'Content-Length': '0' };
     if (session.hasher.bytes > 0) headers.Range = `bytes=0-${session.hasher.bytes - 1}`;
-    res.writeHead(308, headers);
+    if (headerString(req, 'x-guploader-no-308')?.toLowerCase() === 'yes') {
+      res.writeHead(200, { ...headers, 'X-Http-Status-Code-Override': '308' });
+    } else res.writeHead(308, headers);
     res.end();
   }
 
