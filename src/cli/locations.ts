@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { openStore, parseStoreUrl, splitObjectUrl } from '../registry.js';
 import type { BlobStore } from '../core/types.js';
+import { RetryStore } from '../layers/retry.js';
 import { UsageError } from './errors.js';
 
 /**
@@ -35,6 +36,18 @@ export function parseLocation(arg: string): Location {
   return { kind: 'object', storeUrl: store, key, display: arg };
 }
 
+/**
+ * Opens a store for a one-shot command (cp, cat, rm, ls), behind the retry layer: a 500 or 503
+ * the provider asks to be retried ("We encountered an internal error. Please try again.") is
+ * retried with backoff, as the SDK CLIs and rclone do, rather than failing the command. Six
+ * retries within a minute: a CLI user would rather see the error than wait out the library's
+ * default three-minute budget. migrate and sync have their own per-object retries and open
+ * their stores themselves.
+ */
+export async function openCliStore(url: URL, options?: Record<string, unknown>): Promise<BlobStore> {
+  return new RetryStore(await openStore(url, options), { retries: 6, budgetMs: 60_000 });
+}
+
 const opened = new Map<string, Promise<BlobStore>>();
 
 /** Opens (once per process) the store an object location lives in. */
@@ -42,7 +55,7 @@ export function storeFor(loc: { storeUrl: URL }): Promise<BlobStore> {
   const k = loc.storeUrl.href;
   let s = opened.get(k);
   if (!s) {
-    s = openStore(loc.storeUrl);
+    s = openCliStore(loc.storeUrl);
     opened.set(k, s);
   }
   return s;

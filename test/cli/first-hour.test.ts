@@ -8,6 +8,7 @@ import { listAll } from '../../src/core/index.js';
 import { generateKey } from '../../src/layers/encryption/index.js';
 import { openStore } from '../../src/registry.js';
 import { pseudoRandomBytes } from '../../src/testing/data.js';
+import { FaultProxy } from '../faults/proxy.js';
 import { tempDir } from '../harness/emulator.js';
 import { runCli, type CliRun } from './run-cli.js';
 
@@ -189,6 +190,41 @@ describe('issue 16: the CLI a new user meets', () => {
       expect(await readFile(join(out, 'two.txt'), 'utf8')).toBe('two');
       const rm = await run(['rm', '-r', url]);
       expect(rm.code, rm.err + rm.out.toString()).toBe(0);
+    });
+
+    it('cp, cat, ls and rm -r retry a 503 the provider asks to be retried (S3 emulator behind a fault proxy)', async (ctx) => {
+      if (!endpoint || !bucket) return ctx.skip(NO_S3);
+      // Each kind of request fails once with a retryable answer, then passes. Before, a one-shot
+      // command failed on the first one (CI met s3rver's DeleteObjects InternalError this way).
+      const failedOnce = new Set<string>();
+      const proxy = await FaultProxy.start({
+        upstream: endpoint,
+        decide: (req) => {
+          const kind = `${req.method} ${req.path.includes('?delete') ? 'delete' : req.path.includes('list-type') ? 'list' : 'object'}`;
+          if (failedOnce.has(kind)) return null;
+          failedOnce.add(kind);
+          return 'slowDown';
+        },
+      });
+      try {
+        const q = `endpoint=${proxy.url}&forcePathStyle=true&region=us-east-1`;
+        const base = `s3://${bucket}/${s3Prefix}/retried`;
+        expect((await run(['cp', hello, `${base}/a.txt?${q}`])).code).toBe(0);
+        expect((await run(['cp', hello, `${base}/sub/b.txt?${q}`])).code).toBe(0);
+        const cat = await run(['cat', `${base}/a.txt?${q}`]);
+        expect(cat.code, cat.err).toBe(0);
+        expect(cat.out.toString()).toBe('hello, world\n');
+        const ls = await run(['ls', '-R', `${base}/?${q}`]);
+        expect(ls.code, ls.err).toBe(0);
+        expect(ls.out.toString()).toMatch(/sub\/b\.txt/);
+        const rm = await run(['rm', '-r', `${base}/?${q}`]);
+        expect(rm.code, rm.err + rm.out.toString()).toBe(0);
+        expect(await keys(`s3://${bucket}/${s3Prefix}/retried?endpoint=${encodeURIComponent(endpoint)}&forcePathStyle=true&region=us-east-1`)).toEqual([]);
+        // Every kind of request met its fault: the commands passed by retrying, not by luck.
+        expect(proxy.log.filter((e) => e.fault === 'slowDown').length).toBeGreaterThanOrEqual(4);
+      } finally {
+        await proxy.close();
+      }
     });
   });
 

@@ -24,6 +24,7 @@ export const S3RVER_DEVIATIONS: Partial<Record<CaseName, string>> = {
 export const S3RVER_DRIVER_DEVIATIONS = {
   contentMd5: 's3rver never checks a request\'s Content-MD5 (no BadDigest), so a body that does not match the MD5 it was sent with is stored; S3 and MinIO refuse it',
   conditionalDelete: 's3rver ignores If-Match on DeleteObject and deletes whatever is there (checked in delete-source.test.ts); the driver declares `conditionalDelete` off on custom endpoints (its default), so a delete with ifMatch is NotSupported there and migrate --delete-source re-checks by head right before an unconditional delete (a one-round-trip window)',
+  deleteObjectsRace: 's3rver deletes the keys of one DeleteObjects request concurrently and then removes the directories left empty; two keys under one otherwise empty directory race on that clean-up (ENOENT) and the whole request fails with a 500 InternalError although the objects are gone. It is retryable, and the CLI retries it (first-hour.test.ts); S3 and MinIO do not do this',
   multipartEtag: 's3rver stores a completed multipart upload as one plain object whose ETag is the MD5 of the whole content, without the `-N` suffix S3 and MinIO give multipart ETags; the driver then (correctly, for what it sees) reports that MD5',
 } as const;
 

@@ -3,6 +3,7 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Body } from '../../core/types.js';
+import { reopenable } from '../../layers/reopenable-body.js';
 import { UsageError } from '../errors.js';
 import { addEncryptionOptions, decryptingObjectStore, encryptingStore } from '../encryption-flags.js';
 import { addChunkedOption, chunkedStore, chunkedTotals, type ChunkedFlags } from '../chunked-flags.js';
@@ -52,7 +53,9 @@ export async function copyOne(srcArg: string, dstArg: string, opts: { contentTyp
       body = process.stdin;
     } else if (src.kind === 'local') {
       size = await readableLocalFile(src, 'cp');
-      body = openLocalRead(src.path);
+      // Re-opened on a retry (a 503 after part of the body was sent); stdin cannot be.
+      const path = src.path;
+      body = reopenable(() => openLocalRead(path));
     } else {
       // Store to store: the copier copies server-side where it can, else streams with the
       // digest checked on both ends.

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { openStore, splitObjectUrl, parseStoreUrl } from '../../registry.js';
+import { splitObjectUrl, parseStoreUrl } from '../../registry.js';
+import { openCliStore } from '../locations.js';
 
 export function register(program: Command): void {
   program
@@ -23,7 +24,7 @@ export function register(program: Command): void {
       }
       if (prefix && !prefix.endsWith('/') && !opts.recursive) prefix += '/';
       // Listing never writes: a local directory is opened read-only, and a missing one is NotFound (exit 1), not created.
-      const store = await openStore(storeUrl, url.protocol === 'file:' ? { readOnly: true, createRoot: false } : undefined);
+      const store = await openCliStore(storeUrl, url.protocol === 'file:' ? { readOnly: true, createRoot: false } : undefined);
       try {
         for await (const item of store.list({ prefix, delimiter: opts.recursive ? undefined : '/' })) {
           if (opts.json) {
