@@ -10,6 +10,9 @@
  *
  *   npx tsx bench/migrate.ts [smallCount=2000] [largeCount=4] [largeMiB=64] [--repeat=N]
  *
+ * `--cpu-prof=DIR` writes a V8 CPU profile of each cloudmux run into DIR (open it in Chrome
+ * DevTools, or summarise it with `npx tsx bench/profile-summary.ts FILE`).
+ *
  * `--repeat=N` runs both tools N times, alternating which goes first, and reports the range and
  * the per-round ratio (each round's two runs share the box's load of the moment). Before the
  * first round each tool copies a tenth of the small objects, untimed, to warm the emulators.
@@ -142,6 +145,7 @@ function median(xs: number[]): number {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  const cpuProf = args.find((a) => a.startsWith('--cpu-prof='))?.slice('--cpu-prof='.length);
   const repeat = Math.max(1, Number(args.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length) ?? 1));
   const [smallCount = 2000, largeCount = 4, largeMiB = 64] = args.filter((a) => !a.startsWith('--')).map(Number);
   const emulators = (await Promise.all([startS3(), startAzure()])).filter((e) => e !== undefined);
@@ -175,7 +179,7 @@ async function main(): Promise<void> {
     const emulatorCpu = (): number => emulators.reduce((a, e) => a + cpuSecondsOf(e.pid), 0);
     const rate = (m: Measured): string => `${m.seconds.toFixed(2)} s, ${(totalBytes / MiB / m.seconds).toFixed(1)} MiB/s, peak RSS ${m.peakRssMiB.toFixed(0)} MiB, CPU ${m.cpuSeconds.toFixed(1)} s (+ emulators ${m.emulatorCpuSeconds!.toFixed(1)} s)`;
     const tools: Record<Tool, (dst: string, round: number | string, filter?: string) => Promise<Measured>> = {
-      cloudmux: (dst, round, filter) => measure(process.execPath, [...entry, 'migrate', srcUrl, azUrl(dst),
+      cloudmux: (dst, round, filter) => measure(process.execPath, [...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', resolve(cpuProf)] : []), ...entry, 'migrate', srcUrl, azUrl(dst),
         '--concurrency', '16', '--journal', join(work, `journal-${round}.sqlite`), '--json', ...(filter ? ['--include', filter] : [])], childEnv),
       // --fast-list: rclone's delimited walk misses nested keys on s3rver.
       rclone: (dst, _round, filter) => measure('rclone', ['copy', '--transfers', '16', '--fast-list', ...(filter ? ['--include', filter] : []),

@@ -46,13 +46,13 @@ export async function putBlocks(s: AzureStore, key: string, source: PartSource, 
   const signal = opts.signal;
   const name = s.blobName(key);
   const uploadId = randomBytes(8).toString('hex');
-  const { lastNumber } = await uploadParts<Buffer, void>(source, (part) => putBlock(s, key, blockId(uploadId, part.number - 1), part.bytes, part.prepared, part.signal), {
+  const { lastNumber } = await uploadParts<Buffer | undefined, void>(source, (part) => putBlock(s, key, blockId(uploadId, part.number - 1), part.bytes, part.prepared, part.signal), {
     concurrency: s.config.uploadConcurrency,
     backoff: STAGE_BACKOFF,
     signal,
     maxParts: MAX_BLOCKS,
     tooManyParts: () => new InvalidArgumentError(`body exceeds Azure's ${MAX_BLOCKS} blocks per blob (opts.size was ${opts.size ?? 'not given'}); give the real size or a larger blockSize`, { provider: PROVIDER, key }),
-    prepare: ({ bytes }) => md5Bytes(bytes),
+    prepare: ({ bytes }) => (s.config.blockMd5 ? md5Bytes(bytes) : undefined),
   });
   throwIfAborted(signal, { provider: PROVIDER, key });
   const checksums = hasher.digest();
@@ -71,12 +71,15 @@ export async function putBlocks(s: AzureStore, key: string, source: PartSource, 
   return writtenMeta(s, key, source.bytes, contentType, metadata, checksums, res);
 }
 
-/** One Put Block with its transactional MD5 (Azure refuses a block whose bytes do not hash to it). */
-export async function putBlock(s: AzureStore, key: string, id: string, block: Buffer, md5: Buffer, signal: AbortSignal | undefined): Promise<void> {
+/**
+ * One Put Block, with its transactional MD5 when given (Azure refuses a block whose bytes do not
+ * hash to it); see `blockMd5` for when it is given.
+ */
+export async function putBlock(s: AzureStore, key: string, id: string, block: Buffer, md5: Buffer | undefined, signal: AbortSignal | undefined): Promise<void> {
   const name = s.blobName(key);
   try {
-    if (s.data) await s.data.putBlock(name, id, block, md5.toString('base64'), signal);
-    else await s.container.getBlockBlobClient(name).stageBlock(id, block, block.byteLength, { transactionalContentMD5: md5, abortSignal: signal });
+    if (s.data) await s.data.putBlock(name, id, block, md5?.toString('base64'), signal);
+    else await s.container.getBlockBlobClient(name).stageBlock(id, block, block.byteLength, { ...(md5 ? { transactionalContentMD5: md5 } : {}), abortSignal: signal });
   } catch (e) {
     throw s.mapError(e, key, signal);
   }

@@ -164,9 +164,9 @@ export class AzureDataClient {
     return { etag: header(res.headers, 'etag'), lastModified: date(header(res.headers, 'last-modified')), versionId: header(res.headers, 'x-ms-version-id') };
   }
 
-  /** Put Block with its transactional MD5 (base64). */
-  async putBlock(blobName: string, blockId: string, body: Buffer, md5: string, signal?: AbortSignal): Promise<void> {
-    const headers = ['content-type', 'application/octet-stream', 'content-md5', md5];
+  /** Put Block, with its transactional MD5 (base64) when given. */
+  async putBlock(blobName: string, blockId: string, body: Buffer, md5: string | undefined, signal?: AbortSignal): Promise<void> {
+    const headers = ['content-type', 'application/octet-stream', ...(md5 !== undefined ? ['content-md5', md5] : [])];
     await drained(await this.send('PUT', this.blobPath(blobName), [['comp', 'block'], ['blockid', blockId]], headers, body, signal));
   }
 

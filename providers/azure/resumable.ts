@@ -42,13 +42,13 @@ export async function startUpload(s: AzureStore, key: string, opts: StartUploadO
   return encodeHandle(PROVIDER, { ...handle });
 }
 
-/** Put Block with its transactional MD5; one attempt (the caller's part engine retries in place). */
+/** Put Block (with its transactional MD5 where `blockMd5` says); one attempt (the caller's part engine retries in place). */
 export async function uploadPart(s: AzureStore, handle: UploadHandle, partNumber: number, bytes: Uint8Array, opts: UploadPartOptions = {}): Promise<UploadedPart> {
   const h = uploadHandle(s, handle);
   checkPart(h, partNumber, bytes.byteLength, PROVIDER, h.key);
   throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  await putBlock(s, h.key, blockId(h.uploadId, partNumber), buf, md5Bytes(buf), opts.signal);
+  await putBlock(s, h.key, blockId(h.uploadId, partNumber), buf, s.config.blockMd5 ? md5Bytes(buf) : undefined, opts.signal);
   return { partNumber, size: bytes.byteLength };
 }
 

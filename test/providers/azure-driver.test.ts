@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, request, type Server } from 'node:http';
+import { Readable } from 'node:stream';
 import { BlobServiceClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { rollup } from '../../src/core/listing.js';
 import type { ListItem } from '../../src/core/types.js';
 import { openStore } from '../../src/registry.js';
 import { expectCode, generatedStream, pseudoRandomBytes, sha256Hex } from '../../src/testing/index.js';
+import { FaultProxy } from '../faults/proxy.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY } from '../harness/azure.js';
 
 const KEY = AZURITE_KEY;
@@ -233,6 +235,54 @@ describe.runIf(connectionString)('azure driver on the harness endpoint', () => {
     expect(props.metadata).toEqual({ owner: 'me', cloudmux_sha256: gen.sha256() });
     expect(props.contentType).toBe('application/x-staged');
     expect(meta).toMatchObject({ size: 3 * MiB + 123, etag: props.etag!.replaceAll('"', ''), checksums: { sha256: gen.sha256(), md5: Buffer.from(props.contentMD5!).toString('hex') } });
+  });
+
+  it('blockMd5: staged blocks carry a transactional MD5 over http (auto) or when asked; never sends none, and the blob still verifies', async () => {
+    const blobEndpoint = process.env.AZURITE_BLOB_ENDPOINT;
+    if (!blobEndpoint) return; // a preset connection string (docker-compose, real Azure): the proxy needs the emulator's address
+    const upstream = new URL(blobEndpoint);
+    const md5OfBlocks: (string | undefined)[] = [];
+    const proxy = await FaultProxy.start({
+      upstream: upstream.origin,
+      decide: (req) => {
+        if (req.method === 'PUT' && /[?&]comp=block(&|$)/.test(req.path)) md5OfBlocks.push(req.headers['content-md5'] as string | undefined);
+        return null;
+      },
+    });
+    const through = (blockMd5?: 'auto' | 'always' | 'never'): AzureStore => createAzureStore({
+      connectionString, endpoint: `${proxy.url}${upstream.pathname.replace(/\/+$/, '')}`, container: containerName,
+      prefix: `${run}/block-md5`, blockSize: MiB, singleShotThreshold: MiB, ...(blockMd5 ? { blockMd5 } : {})
+    });
+    try {
+      const data = pseudoRandomBytes(2 * MiB + 5, 'block-md5');
+      for (const [mode, sent] of [[undefined, true], ['always', true], ['never', false]] as const) {
+        md5OfBlocks.length = 0;
+        const s = through(mode);
+        try {
+          const meta = await s.put(`obj-${mode ?? 'auto'}`, Readable.from([data.subarray(0, MiB), data.subarray(MiB)]));
+          expect(meta.checksums.sha256).toBe(sha256Hex(data));
+          expect(sha256Hex(await getBuffer(s, `obj-${mode ?? 'auto'}`, { verify: true }))).toBe(sha256Hex(data));
+          // Resumable uploads (migrate's large objects) follow the same rule.
+          const h = await s.startUpload(`res-${mode ?? 'auto'}`, { size: data.byteLength, partSize: MiB });
+          await s.uploadPart(h, 1, data.subarray(0, MiB));
+          expect(md5OfBlocks).toHaveLength(4);
+          for (const m of md5OfBlocks) expect(m !== undefined, `${mode ?? 'auto'}: ${String(m)}`).toBe(sent);
+          if (sent) expect(md5OfBlocks[0]).toBe(createHash('md5').update(data.subarray(0, MiB)).digest('base64'));
+        } finally {
+          await s.close();
+        }
+      }
+    } finally {
+      await proxy.close();
+    }
+    // The rule itself: auto is on over http, off over https; a bad value is InvalidConfig.
+    const cfg = (endpoint: string, blockMd5?: string): ReturnType<typeof resolveAzureConfig> =>
+      resolveAzureConfig(undefined, { endpoint, accountKey: AZURITE_KEY, account: AZURITE_ACCOUNT, container: 'ccc', ...(blockMd5 ? { blockMd5: blockMd5 as 'auto' } : {}) }, {});
+    expect(cfg('http://127.0.0.1:1/devstoreaccount1').blockMd5).toBe(true);
+    expect(cfg('https://acct.blob.core.windows.net').blockMd5).toBe(false);
+    expect(cfg('https://acct.blob.core.windows.net', 'always').blockMd5).toBe(true);
+    expect(cfg('http://127.0.0.1:1/devstoreaccount1', 'never').blockMd5).toBe(false);
+    expect(() => cfg('https://acct.blob.core.windows.net', 'sometimes')).toThrow(/blockMd5 must be auto, always or never/);
   });
 
   it('puts a small stream in one Put Blob (no blocks staged)', async () => {
