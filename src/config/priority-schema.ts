@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { parseByteSize } from '../core/byte-size.js';
+import { BYTE_SIZE_EXAMPLES, parseByteSize } from '../core/byte-size.js';
 import { PRIORITY_CLASSES } from '../core/priority.js';
 
 /** A size in bytes: a number, or `512K`, `100M`, `1G` (binary multiples). */
 export const sizeSchema = z.union([z.number(), z.string()]).transform((v, ctx) => {
   const n = parseByteSize(v);
   if (n === undefined) {
-    ctx.addIssue({ code: 'custom', message: 'expected a size such as 512K, 100M or 1G, or a number of bytes' });
+    ctx.addIssue({ code: 'custom', message: `expected ${BYTE_SIZE_EXAMPLES}` });
     return z.NEVER;
   }
   return n;

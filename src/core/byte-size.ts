@@ -9,5 +9,9 @@ export function parseByteSize(text: string | number): number | undefined {
   if (typeof text === 'number') return Number.isSafeInteger(text) && text >= 0 ? text : undefined;
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
   if (!m) return undefined;
-  return Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  const n = Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
+
+/** What every size error says was expected (one wording for the CLI, config and --bwlimit). */
+export const BYTE_SIZE_EXAMPLES = 'a size such as 512K, 50M, 1.5GiB or a number of bytes';

@@ -1,3 +1,4 @@
+import { BYTE_SIZE_EXAMPLES, parseByteSize } from '../core/byte-size.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { TokenBucket } from './token-bucket.js';
 
@@ -14,8 +15,6 @@ export interface BandwidthSlot {
   minute: number;
   limit: BandwidthLimit;
 }
-
-const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
 /**
  * `--bwlimit` as rclone takes it: a rate (`10M`), `off`, separate upload and download rates
@@ -120,9 +119,8 @@ function parseLimit(text: string, spec: string): BandwidthLimit {
 /** `1M` → 1048576 bytes/s; `off` → undefined. */
 function parseRate(text: string, spec: string): number | undefined {
   if (text.toLowerCase() === 'off') return undefined;
-  const m = /^(\d+(?:\.\d+)?)([kmgt]?)(i?b)?$/i.exec(text);
-  if (!m) throw bad(spec, `rate ${JSON.stringify(text)} is not a size such as 512K, 10M or 1G, nor off`);
-  const n = Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  const n = parseByteSize(text);
+  if (n === undefined) throw bad(spec, `rate ${JSON.stringify(text)} is not ${BYTE_SIZE_EXAMPLES}, nor off`);
   if (!(n > 0)) throw bad(spec, `rate ${JSON.stringify(text)} must be above 0 (use off for no limit)`);
   return n;
 }

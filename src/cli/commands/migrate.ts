@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { BYTE_SIZE_EXAMPLES, parseByteSize } from '../../core/byte-size.js';
 import { isCloudmuxError } from '../../core/errors.js';
 import type { BlobStore } from '../../core/types.js';
 import { openStore, parseStoreUrl, redactUrl } from '../../registry.js';
@@ -13,12 +14,10 @@ import { addChunkedOption, chunkedStore, chunkedTotals, type ChunkedFlags } from
 import { addEncryptionOptions, decryptingSide, encryptingSide, type TreeSide } from '../encryption-flags.js';
 import { addJobOptions, checkJobFlags, registerStatus, runJobMigration, type JobFlags } from './migrate-job.js';
 
-/** `50M` → 52428800 (binary multiples, like rclone's --bwlimit); plain numbers are bytes. */
+/** `50M` → 52428800: core/byte-size.ts's reading (binary multiples, as --bwlimit and the config read them). */
 export function parseSize(value: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
-  if (!m) throw new UsageError(`${flag}: expected a size such as 512K, 50M or 1G, got ${JSON.stringify(value)}`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  const n = Math.floor(Number(m[1]) * mult);
+  const n = parseByteSize(value);
+  if (n === undefined) throw new UsageError(`${flag}: expected ${BYTE_SIZE_EXAMPLES}, got ${JSON.stringify(value)}`);
   if (!(n > 0)) throw new UsageError(`${flag}: must be positive, got ${JSON.stringify(value)}`);
   return n;
 }
