@@ -13,6 +13,10 @@
  * `--cpu-prof=DIR` writes a V8 CPU profile of each cloudmux run into DIR (open it in Chrome
  * DevTools, or summarise it with `npx tsx bench/profile-summary.ts FILE`).
  *
+ * `--https` serves Azurite over TLS (a self-signed certificate both tools are told to trust), as
+ * every real cloud endpoint is: cloudmux then sends no per-block MD5 (`blockMd5: auto`, TLS
+ * protects the bytes in transit), and both tools pay for TLS.
+ *
  * `--repeat=N` runs both tools N times, alternating which goes first, and reports the range and
  * the per-round ratio (each round's two runs share the box's load of the moment). Before the
  * first round each tool copies a tenth of the small objects, untimed, to warm the emulators.
@@ -30,7 +34,7 @@ import type { BlobStore } from '../src/core/index.js';
 import { removeAllUnder } from '../src/core/remove.js';
 import { openStore } from '../src/registry.js';
 import { treesMatch, verifyTrees } from '../src/replication/verify.js';
-import { startAzure } from '../test/harness/azure.js';
+import { selfSignedCertificate, startAzure } from '../test/harness/azure.js';
 import { startS3 } from '../test/harness/s3.js';
 
 const MiB = 1024 * 1024;
@@ -148,7 +152,23 @@ async function main(): Promise<void> {
   const cpuProf = args.find((a) => a.startsWith('--cpu-prof='))?.slice('--cpu-prof='.length);
   const repeat = Math.max(1, Number(args.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length) ?? 1));
   const [smallCount = 2000, largeCount = 4, largeMiB = 64] = args.filter((a) => !a.startsWith('--')).map(Number);
-  const emulators = (await Promise.all([startS3(), startAzure()])).filter((e) => e !== undefined);
+  const https = args.includes('--https');
+  let tls: { cert: string; key: string } | undefined;
+  if (https) {
+    // Node reads NODE_EXTRA_CA_CERTS only at start-up: make the certificate, then run again with it.
+    if (!process.env.CLOUDMUX_BENCH_TLS_DIR) {
+      const dir = mkdtempSync(join(tmpdir(), 'cloudmux-bench-tls-'));
+      const made = selfSignedCertificate(dir);
+      const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+        stdio: 'inherit', env: { ...process.env, CLOUDMUX_BENCH_TLS_DIR: dir, NODE_EXTRA_CA_CERTS: made.cert },
+      });
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(again.status ?? 1);
+    }
+    const dir = process.env.CLOUDMUX_BENCH_TLS_DIR;
+    tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+  }
+  const emulators = (await Promise.all([startS3(), startAzure(tls ? { tls } : {})])).filter((e) => e !== undefined);
   for (const e of emulators) Object.assign(process.env, e.env);
   const env = process.env;
   const run = `bench-migrate-${randomUUID().slice(0, 8)}`;
@@ -169,7 +189,7 @@ async function main(): Promise<void> {
     await pool(specs, 16, async (s) => {
       await src.put(s.key, randomBytes(s.size));
     });
-    console.log(`dataset: ${smallCount} objects of 1-256 KiB + ${largeCount} of ${largeMiB} MiB = ${(totalBytes / MiB).toFixed(0)} MiB on s3rver (seeded in ${((Date.now() - seedStart) / 1000).toFixed(1)} s)`);
+    console.log(`dataset: ${smallCount} objects of 1-256 KiB + ${largeCount} of ${largeMiB} MiB = ${(totalBytes / MiB).toFixed(0)} MiB on s3rver${https ? ', Azurite over https' : ''} (seeded in ${((Date.now() - seedStart) / 1000).toFixed(1)} s)`);
 
     const childEnv = { ...env, NODE_OPTIONS: '', NODE_NO_WARNINGS: '1' };
     const entry = cliEntry(work);
@@ -183,7 +203,7 @@ async function main(): Promise<void> {
         '--concurrency', '16', '--journal', join(work, `journal-${round}.sqlite`), '--json', ...(filter ? ['--include', filter] : [])], childEnv),
       // --fast-list: rclone's delimited walk misses nested keys on s3rver.
       rclone: (dst, _round, filter) => measure('rclone', ['copy', '--transfers', '16', '--fast-list', ...(filter ? ['--include', filter] : []),
-        `src:${env.S3_BUCKET}/${run}/src`, `dst:${container}/${run}/${dst}`], rcloneEnv(env, container)),
+        ...(tls ? ['--ca-cert', tls.cert] : []), `src:${env.S3_BUCKET}/${run}/src`, `dst:${container}/${run}/${dst}`], rcloneEnv(env, container)),
     };
     // Untimed warm-up of both emulators (their JIT, Azurite's container state) and both tools'
     // paths, on a tenth of the small objects: otherwise whoever runs first in round 1 pays for it.

@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { freePort, spawnManaged, tempDir, waitForPort, type Emulator } from './emulator.js';
@@ -20,18 +22,32 @@ export const AZURE_TEST_CONTAINER = 'cloudmux-test';
  */
 export const AZURITE_DEVIATIONS: Record<string, string> = {};
 
-/** A connection string for Azurite listening on `endpoint` (`http://127.0.0.1:port/devstoreaccount1`). */
+/** A connection string for Azurite listening on `endpoint` (`http://127.0.0.1:port/devstoreaccount1`, or https). */
 export function azuriteConnectionString(endpoint: string): string {
-  return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`;
+  const protocol = endpoint.startsWith('https:') ? 'https' : 'http';
+  return `DefaultEndpointsProtocol=${protocol};AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`;
 }
 
 /**
- * Starts azurite-blob on a free loopback port with its workspace in a temp dir, creates the test
+ * A self-signed certificate for 127.0.0.1 (openssl), for an emulator served over TLS. Clients
+ * trust it through NODE_EXTRA_CA_CERTS (read by Node at start-up only) or rclone's --ca-cert.
+ */
+export function selfSignedCertificate(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl could not make a certificate: ${r.error?.message ?? r.stderr}`);
+  return { cert, key };
+}
+
+/**
+ * Starts azurite-blob (over TLS with `tls`) on a free loopback port with its workspace in a temp dir, creates the test
  * container, and exports AZURE_STORAGE_CONNECTION_STRING and AZURE_CONTAINER. Leaves an instance
  * alone when AZURE_STORAGE_CONNECTION_STRING is already set (docker-compose, real Azure); then
  * only the container is ensured.
  */
-export async function startAzure(): Promise<Emulator | undefined> {
+export async function startAzure(opts: { tls?: { cert: string; key: string } } = {}): Promise<Emulator | undefined> {
   const container = process.env.AZURE_CONTAINER ?? AZURE_TEST_CONTAINER;
   const preset = process.env.AZURE_STORAGE_CONNECTION_STRING;
   if (preset) {
@@ -45,6 +61,7 @@ export async function startAzure(): Promise<Emulator | undefined> {
   const proc = spawnManaged(fileURLToPath(new URL('../../node_modules/.bin/azurite-blob', import.meta.url)), [
     '--skipApiVersionCheck', '--disableTelemetry', '--silent',
     '--location', dir.path, '--blobHost', '127.0.0.1', '--blobPort', String(port),
+    ...(opts.tls ? ['--cert', opts.tls.cert, '--key', opts.tls.key] : []),
   ]);
   const stop = async (): Promise<void> => {
     await proc.stop();
@@ -52,7 +69,7 @@ export async function startAzure(): Promise<Emulator | undefined> {
   };
   try {
     await waitForPort(port);
-    const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+    const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
     const connectionString = azuriteConnectionString(endpoint);
     await ensureContainer(connectionString, container);
     return {
