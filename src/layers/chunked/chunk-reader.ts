@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { collect, holdErrors } from '../../core/body.js';
+import { ByteWindow } from '../../core/byte-window.js';
 import { IntegrityError, abortedError, isCloudmuxError } from '../../core/errors.js';
 import type { BlobStore } from '../../core/types.js';
 import type { ChunkIdScheme } from './chunk-ids.js';
@@ -68,23 +69,16 @@ export function readChunks(ctx: ChunkReaderContext, ids: ChunkIdScheme, key: str
       }
     };
     const hash = plan.expectSha256 ? createHash('sha256') : undefined;
-    let skip = plan.skip;
-    let left = plan.length;
+    const window = new ByteWindow(plan.skip, plan.length);
     try {
       fill();
-      while (queue.length > 0 && left > 0) {
-        let bytes = await queue.shift()!;
+      while (queue.length > 0 && !window.done) {
+        const bytes = window.take(await queue.shift()!);
         fill();
-        if (skip > 0) {
-          bytes = bytes.subarray(skip);
-          skip = 0;
-        }
-        if (bytes.byteLength > left) bytes = bytes.subarray(0, left);
-        left -= bytes.byteLength;
         hash?.update(bytes);
         if (bytes.byteLength > 0) yield bytes;
       }
-      if (left !== 0) throw new IntegrityError(`chunked object ${key}: ${left} bytes missing`, { provider: ctx.provider, key });
+      if (!window.done) throw new IntegrityError(`chunked object ${key}: ${window.remaining} bytes missing`, { provider: ctx.provider, key });
       if (hash && hash.digest('hex') !== plan.expectSha256) {
         throw new IntegrityError(`chunked object ${key}: SHA-256 of the whole does not match the manifest`, { provider: ctx.provider, key });
       }

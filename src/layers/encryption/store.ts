@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { bodyBytes, bodyChunks, holdErrors, isReplayableBody } from '../../core/body.js';
+import { ByteWindow } from '../../core/byte-window.js';
 import { MultiHasher, checksumMismatches } from '../../core/checksums.js';
 import {
   AccessDeniedError, CloudmuxError, IntegrityError, InvalidArgumentError, NotSupportedError, PreconditionFailedError, isCloudmuxError,
@@ -567,44 +568,21 @@ function decryptStream(source: Readable, o: DecryptStreamOptions): Readable {
       firstSegment: o.firstSegment, lastSegment: o.lastSegment, provider: o.provider, key: o.key,
     });
     const hash = o.expectSha256 ? createHash('sha256') : undefined;
-    let cipherSkip = o.cipherSkip;
-    let cipherLeft = o.cipherLength;
-    let plainSkip = o.plainSkip;
-    let plainLeft = o.plainLength;
+    const cipher = new ByteWindow(o.cipherSkip, o.cipherLength);
+    const plain = new ByteWindow(o.plainSkip, o.plainLength);
     const fail = (m: string): CloudmuxError => new IntegrityError(`encrypted object: ${m}`, { provider: o.provider, key: o.key });
     for await (const raw of source) {
-      let c = raw as Buffer;
-      if (cipherSkip > 0) {
-        if (c.byteLength <= cipherSkip) {
-          cipherSkip -= c.byteLength;
-          continue;
-        }
-        c = c.subarray(cipherSkip);
-        cipherSkip = 0;
-      }
-      if (c.byteLength > cipherLeft) {
-        if (o.strictEnd) throw fail('more stored bytes than the object size');
-        c = c.subarray(0, cipherLeft);
-      }
-      cipherLeft -= c.byteLength;
-      for (let p of dec.update(c)) {
-        if (plainSkip > 0) {
-          if (p.byteLength <= plainSkip) {
-            plainSkip -= p.byteLength;
-            continue;
-          }
-          p = p.subarray(plainSkip);
-          plainSkip = 0;
-        }
-        if (p.byteLength > plainLeft) p = p.subarray(0, plainLeft);
-        plainLeft -= p.byteLength;
+      const c = cipher.take(raw as Buffer);
+      if (cipher.overflowed && o.strictEnd) throw fail('more stored bytes than the object size');
+      for (const segment of dec.update(c)) {
+        const p = plain.take(segment);
         hash?.update(p);
         if (p.byteLength > 0) yield p;
       }
-      if (cipherLeft === 0 && !o.strictEnd) break;
+      if (cipher.done && !o.strictEnd) break;
     }
     dec.final();
-    if (plainLeft !== 0) throw fail(`${plainLeft} plaintext bytes missing`);
+    if (!plain.done) throw fail(`${plain.remaining} plaintext bytes missing`);
     if (hash && hash.digest('hex') !== o.expectSha256) throw fail('plaintext SHA-256 does not match the recorded digest');
   }
   return holdErrors(Readable.from(run(), { objectMode: false }));
