@@ -4,11 +4,12 @@ import type { Checksums } from '../../src/core/index.js';
 
 /**
  * What to send with one request body so the server rejects corrupted bytes: S3's flexible
- * SHA-256 where the endpoint supports it, else Content-MD5, which every S3-compatible checks.
+ * SHA-256 where the endpoint supports it, else Content-MD5, which every S3-compatible checks
+ * (unless `md5` is false: a multipart part over TLS, see `partMd5`).
  */
-export function bodyChecksumHeaders(body: Uint8Array, flexible: boolean): { ChecksumSHA256?: string; ContentMD5?: string } {
+export function bodyChecksumHeaders(body: Uint8Array, flexible: boolean, md5 = true): { ChecksumSHA256?: string; ContentMD5?: string } {
   if (flexible) return { ChecksumSHA256: createHash('sha256').update(body).digest('base64') };
-  return { ContentMD5: createHash('md5').update(body).digest('base64') };
+  return md5 ? { ContentMD5: createHash('md5').update(body).digest('base64') } : {};
 }
 
 interface NativeChecksumFields {

@@ -55,6 +55,17 @@ export interface S3StoreOptions {
    * Content-MD5 per request instead.
    */
   flexibleChecksums?: boolean;
+  /**
+   * Without flexible checksums (custom endpoints): whether each multipart part carries a
+   * Content-MD5 the server checks on arrival. `auto` (default): only over plain `http:` (or with a
+   * caller's own `client`, whose endpoint is not known here), where
+   * nothing else protects the bytes in transit; over `https:` TLS already authenticates every
+   * byte, and MD5 (about 0.5 GB/s per core, the slowest hash we compute) would cap the upload
+   * rate for no added protection. The object still records `cloudmux_sha256`, computed from the
+   * bytes sent. `always`: also over TLS (a TLS-terminating proxy on the way); `never`: not even
+   * over http. Single-part puts keep their Content-MD5 (it is also the object's ETag check).
+   */
+  partMd5?: 'auto' | 'always' | 'never';
   /** Objects larger than this are copied with UploadPartCopy (default and maximum 5 GiB). */
   multipartCopyThreshold?: number;
   /**
@@ -89,6 +100,8 @@ export interface ResolvedS3Options {
   conditionalPut: boolean;
   conditionalDelete: boolean;
   flexibleChecksums: boolean;
+  /** Multipart parts carry Content-MD5 (partMd5 resolved; false with flexible checksums, which send SHA-256 instead). */
+  partMd5: boolean;
   multipartCopyThreshold: number;
   isAws: boolean;
   fastReads: boolean;
@@ -144,12 +157,21 @@ export function resolveOptions(o: S3StoreOptions): ResolvedS3Options {
     conditionalPut: o.conditionalPut ?? isAws,
     conditionalDelete: o.conditionalDelete ?? isAws,
     flexibleChecksums: o.flexibleChecksums ?? isAws,
+    partMd5: resolvePartMd5(o.partMd5, o.endpoint, o.client !== undefined),
     multipartCopyThreshold,
     isAws,
     fastReads: o.fastReads ?? true,
     etagMd5: o.etagMd5 ?? true,
     client: o.client,
   });
+}
+
+function resolvePartMd5(mode: S3StoreOptions['partMd5'], endpoint: string | undefined, ownClient: boolean): boolean {
+  // A caller's own client hides its endpoint: the transport is unknown, so the check stays.
+  if (mode === undefined || mode === 'auto') return endpoint === undefined ? ownClient : /^http:/i.test(endpoint);
+  if (mode === 'always') return true;
+  if (mode === 'never') return false;
+  throw new InvalidConfigError(`s3: partMd5 must be auto, always or never, got ${JSON.stringify(mode)}`, { provider: 's3' });
 }
 
 /** `a/b` and `a/b/` both mean "everything under a/b/". */
@@ -175,7 +197,7 @@ function int(v: string | null, name: string): number | undefined {
 
 /**
  * `s3://bucket/optional/prefix?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&forcePathStyle=true`
- * plus `conditionalPut`, `conditionalDelete`, `flexibleChecksums`, `partSize`, `queueSize`, `fastReads`, `etagMd5`. Credentials are never read
+ * plus `conditionalPut`, `conditionalDelete`, `flexibleChecksums`, `partSize`, `queueSize`, `fastReads`, `etagMd5`, `partMd5`. Credentials are never read
  * from the URL (user info is rejected); they come from `options.credentials` or the SDK chain.
  * Explicit `options` win over URL parameters.
  */
@@ -183,7 +205,7 @@ export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}):
   if (url.protocol !== 's3:') throw new InvalidConfigError(`s3: expected an s3:// URL, got ${url.protocol}`, { provider: 's3' });
   if (url.username || url.password) throw new InvalidConfigError('s3: credentials do not belong in the URL; use the SDK credential chain or options.credentials', { provider: 's3' });
   const q = url.searchParams;
-  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'conditionalDelete', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads', 'etagMd5']);
+  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'conditionalDelete', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads', 'etagMd5', 'partMd5']);
   for (const k of q.keys()) if (!known.has(k)) throw new InvalidConfigError(`s3: unknown URL parameter ${JSON.stringify(k)}; known: ${[...known].join(', ')}`, { provider: 's3' });
   const fromUrl: S3StoreOptions = {
     bucket: url.hostname,
@@ -198,6 +220,7 @@ export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}):
     queueSize: int(q.get('queueSize'), 'queueSize'),
     fastReads: bool(q.get('fastReads')),
     etagMd5: bool(q.get('etagMd5')),
+    partMd5: (q.get('partMd5') ?? undefined) as S3StoreOptions['partMd5'],
   };
   const merged: Record<string, unknown> = { ...fromUrl };
   for (const [k, v] of Object.entries(options)) if (v !== undefined) merged[k] = v;

@@ -115,8 +115,9 @@ export async function sendParts(s: S3Store, key: string, fullKey: string, upload
     signal,
     maxParts: S3_LIMITS.maxParts,
     tooManyParts: () => new InvalidArgumentError(`body exceeds ${S3_LIMITS.maxParts} parts of ${partSize} bytes; pass opts.size or a larger partSize`, { provider: PROVIDER, key }),
-    // Content-MD5 (or the flexible SHA-256) of each part, once: S3 refuses a part whose bytes do not hash to it.
-    prepare: ({ bytes }) => bodyChecksumHeaders(bytes, flexible),
+    // Content-MD5 (or the flexible SHA-256) of each part, once: S3 refuses a part whose bytes do
+    // not hash to it. Over TLS a custom endpoint gets no MD5 (partMd5: auto).
+    prepare: ({ bytes }) => bodyChecksumHeaders(bytes, flexible, s.resolved.partMd5),
   });
   return [...sent.keys()].sort((a, b) => a - b).map((n) => sent.get(n)!);
 }

@@ -62,7 +62,7 @@ export async function uploadPart(s: S3Store, handle: UploadHandle, partNumber: n
   const given = opts.checksums;
   const integrity = flexible && given?.sha256 ? { ChecksumSHA256: hexToBase64(given.sha256) }
     : !flexible && given?.md5 ? { ContentMD5: hexToBase64(given.md5) }
-      : bodyChecksumHeaders(bytes, flexible);
+      : bodyChecksumHeaders(bytes, flexible, s.resolved.partMd5);
   try {
     const r = await s.client.send(new UploadPartCommand({
       Bucket: s.resolved.bucket, Key: s.full(h.key), UploadId: h.uploadId, PartNumber: partNumber,

@@ -31,7 +31,8 @@ import { redactInspection } from '../../src/core/redact.js';
  *   in bounded memory (≈ (queueSize + 1) × partSize); a failed or aborted multipart upload is
  *   aborted so no parts stay billed.
  * - Every write stores `cloudmux_sha256`; each request body also carries a checksum the server
- *   verifies (x-amz-checksum-sha256 on AWS, Content-MD5 on custom endpoints).
+ *   verifies (x-amz-checksum-sha256 on AWS, Content-MD5 on custom endpoints; over TLS a custom
+ *   endpoint's multipart parts go without it, see `partMd5`).
  * - SDK retries are off (maxAttempts 1): the retry layer owns retries. Below it, a safe request
  *   that meets a pooled connection the server had closed is sent once more (transport.ts).
  * - Conditional writes are a declared capability (on for AWS, off for custom endpoints unless set).

@@ -6,6 +6,7 @@ import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store, fromUrl, mapS3Error, type S3StoreOptions } from '../../providers/s3/index.js';
 import { md5FromEtag } from '../../providers/s3/checksums.js';
+import { optionsFromUrl, resolveOptions } from '../../providers/s3/config.js';
 import { openStore } from '../../src/registry.js';
 import { CloudmuxError, SHA256_KEY, collect, getBuffer, listAll } from '../../src/core/index.js';
 import { expectCode, generatedStream, pseudoRandomBytes, sha256Hex } from '../../src/testing/index.js';
@@ -43,6 +44,13 @@ describe('s3 config', () => {
     expect(minio.options.region).toBeDefined();
     const r2 = new S3Store({ bucket: 'b-r2', endpoint: 'https://acct.r2.cloudflarestorage.com', conditionalPut: true });
     expect(r2.capabilities.conditionalPut).toBe(true);
+    // Part Content-MD5: over plain http only, unless asked (flexible checksums send SHA-256 instead).
+    expect(resolveOptions({ bucket: 'b-minio', endpoint: 'http://localhost:9000' }).partMd5).toBe(true);
+    expect(resolveOptions({ bucket: 'b-r2', endpoint: 'https://acct.r2.cloudflarestorage.com' }).partMd5).toBe(false);
+    expect(resolveOptions({ bucket: 'b-r2', endpoint: 'https://acct.r2.cloudflarestorage.com', partMd5: 'always' }).partMd5).toBe(true);
+    expect(resolveOptions({ bucket: 'b-minio', endpoint: 'http://localhost:9000', partMd5: 'never' }).partMd5).toBe(false);
+    expect(() => resolveOptions({ bucket: 'b-minio', endpoint: 'http://localhost:9000', partMd5: 'sometimes' as 'auto' })).toThrow(/partMd5 must be auto, always or never/);
+    expect(resolveOptions(optionsFromUrl(new URL('s3://b-minio?endpoint=https%3A%2F%2Fminio.example%3A9000&partMd5=always'))).partMd5).toBe(true);
   });
 
   it('rejects credentials in URLs, unknown parameters, bad buckets and part sizes with InvalidConfig, never echoing secrets', () => {
@@ -374,6 +382,26 @@ describe.runIf(hasEndpoint)('s3 driver against the harness endpoint (needs S3_EN
     expect(head.size).toBe(12 * MiB + 17);
     expect((await collect((await s.get('mp/one', { verify: true })).body)).byteLength).toBe(12 * MiB + 17);
     await s.close();
+  });
+
+  it('partMd5: parts carry Content-MD5 over http (auto) or when asked; never sends none, and the object still verifies', async () => {
+    for (const [mode, sent] of [[undefined, true], ['always', true], ['never', false]] as const) {
+      const { client, calls } = recordingClient();
+      const s = open({ client, partSize: 5 * MiB, queueSize: 2, ...(mode ? { partMd5: mode } : {}) });
+      const gen = generatedStream(10 * MiB + 3, { seed: `part-md5-${mode}` });
+      const meta = await s.put(`part-md5/${mode ?? 'auto'}`, gen.stream);
+      expect(meta.checksums.sha256).toBe(gen.sha256());
+      const parts = calls.filter((c) => c.name === 'UploadPartCommand');
+      expect(parts).toHaveLength(3);
+      for (const p of parts) expect(typeof p.input.ContentMD5 === 'string', `${mode ?? 'auto'}`).toBe(sent);
+      expect(sha256Hex(await collect((await s.get(`part-md5/${mode ?? 'auto'}`, { verify: true })).body))).toBe(gen.sha256());
+      // Resumable uploads (migrate's large objects) follow the same rule.
+      const h = await s.startUpload(`part-md5/res-${mode ?? 'auto'}`, { size: 5 * MiB + 1, partSize: 5 * MiB });
+      await s.uploadPart(h, 1, Buffer.alloc(5 * MiB, 1));
+      expect(typeof calls.filter((c) => c.name === 'UploadPartCommand').at(-1)!.input.ContentMD5 === 'string').toBe(sent);
+      await s.abortUpload(h).catch(() => undefined); // s3rver has no AbortMultipartUpload (see the abort case below)
+      await s.close();
+    }
   });
 
   it('with expect.sha256 a multipart put writes the digest up front (no copy) and a mismatch aborts the upload', async () => {
