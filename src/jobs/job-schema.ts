@@ -162,3 +162,15 @@ CREATE TABLE ${s}.rate_buckets (
 );
 `;
 }
+
+/**
+ * Schema migration 11: the priority class of each object of a job (0 critical, 1 normal, 2 bulk;
+ * src/core/priority.ts), given by its lister from the job's rules. Workers of a job with rules claim
+ * by (class, size, key) through the partial index; rows an older cloudmux inserts take normal.
+ */
+export function jobPrioritySql(s: string): string {
+  return `
+ALTER TABLE ${s}.migration_objects ADD COLUMN priority smallint NOT NULL DEFAULT 1 CHECK (priority BETWEEN 0 AND 2);
+CREATE INDEX migration_objects_class ON ${s}.migration_objects (job, priority, size, key) WHERE state IN ('pending', 'claimed');
+`;
+}

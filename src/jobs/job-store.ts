@@ -1,6 +1,7 @@
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { InvalidConfigError } from '../core/errors.js';
 import { compareKeys, type ObjectSummary } from '../core/index.js';
+import type { PriorityOptions } from '../core/priority.js';
 import type { JournalEntry } from '../replication/journal.js';
 import type { MigrationFact } from '../replication/stages/record.js';
 import type { PostgresStateStore } from '../state/postgres.js';
@@ -16,6 +17,11 @@ export interface JobSpec {
   /** The checksum mode that proves a copy (after the --delete-source rule). */
   checksum: string;
   deleteSource: boolean;
+  /**
+   * Priority rules (rules and default class; weights do not apply: claims take the most urgent
+   * first). Absent from jobs without them, so a joiner that omits it takes the job's own.
+   */
+  priority?: Pick<PriorityOptions, 'rules' | 'default'>;
 }
 export const JOB_SPEC_VERSION = 1;
 
@@ -48,6 +54,16 @@ export interface ListedObject {
   key: string;
   src: ObjectSummary;
   dst?: ObjectSummary;
+  /** Rank of its priority class (PRIORITY_RANK); default normal. */
+  rank?: number;
+}
+
+/** Which objects a worker claims first, and which not at all. */
+export interface ClaimOrder {
+  /** By (class, size, key): critical first, small before large. Default: key order. */
+  byPriority?: boolean;
+  /** Only critical objects (a worker on a metered link). */
+  onlyCritical?: boolean;
 }
 
 type Outcome = 'copied' | 'identical' | 'failed' | 'vanished';
@@ -70,11 +86,15 @@ export class JobStore {
 
   /**
    * Creates the job with its first range (the whole key space) or joins it. Throws InvalidConfig
-   * when the job exists with another spec (source, destination, filters, checksum mode, delete-source).
+   * when the job exists with another spec (source, destination, filters, checksum mode,
+   * delete-source, priority rules). Returns the job's spec (a joiner that gave no priority rules
+   * gets the job's).
    */
-  async join(spec: JobSpec, host: string, pid: number): Promise<void> {
+  async join(spec: JobSpec, host: string, pid: number): Promise<JobSpec> {
+    if (spec.priority === undefined) delete spec.priority;
     const text = JSON.stringify(spec);
-    await this.tx('join', async (c) => {
+    return this.tx('join', async (c) => {
+      let recorded = spec;
       const made = await c.query(`INSERT INTO ${this.s}.migration_jobs (name, spec, spec_version) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING name`, [this.job, text, JOB_SPEC_VERSION]);
       if (made.rowCount === 1) {
         await c.query(`INSERT INTO ${this.s}.migration_ranges (job) VALUES ($1)`, [this.job]);
@@ -89,9 +109,11 @@ export class JobStore {
           const show = (x: JobSpec): string => diff.map((k) => `${k}=${JSON.stringify(x[k])}`).join(' ');
           throw new InvalidConfigError(`job ${this.job} is ${show(theirs)}; this process asked for ${show(spec)}: use the job's own source, destination and options, or another --job name`);
         }
+        recorded = theirs;
       }
       await c.query(`INSERT INTO ${this.s}.migration_workers (job, worker, host, pid) VALUES ($1, $2, $3, $4)
         ON CONFLICT (job, worker) DO UPDATE SET seen_at = clock_timestamp(), state = 'running'`, [this.job, this.worker, host, pid]);
+      return recorded;
     });
   }
 
@@ -122,10 +144,11 @@ export class JobStore {
       if (!row) return undefined;
       if (found.length > 0) {
         // A key listed again (a lister taken over mid-page) keeps its row: ON CONFLICT DO NOTHING.
-        await c.query(`INSERT INTO ${this.s}.migration_objects (job, key, state, size, listing, src_etag)
-          SELECT $1, k, 'pending', sz, l, e FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(k, sz, l, e)
+        await c.query(`INSERT INTO ${this.s}.migration_objects (job, key, state, size, listing, src_etag, priority)
+          SELECT $1, k, 'pending', sz, l, e, p FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::smallint[]) AS t(k, sz, l, e, p)
           ON CONFLICT (job, key) DO NOTHING`,
-        [this.job, found.map((o) => o.key), found.map((o) => o.src.size), found.map((o) => JSON.stringify({ src: o.src, dst: o.dst })), found.map((o) => o.src.etag)]);
+        [this.job, found.map((o) => o.key), found.map((o) => o.src.size), found.map((o) => JSON.stringify({ src: o.src, dst: o.dst })), found.map((o) => o.src.etag),
+          found.map((o) => o.rank ?? 1)]);
       }
       let end = row.end_key ?? undefined;
       const at = row.split_at ?? undefined;
@@ -194,20 +217,25 @@ export class JobStore {
       [this.job, c.id, c.end ?? null]);
   }
 
-  /** Leases up to `limit` objects nobody holds (pending, or their lease expired), in key order, and records each claim. */
-  async claimObjects(limit: number, leaseMs: number): Promise<ObjectClaim[]> {
+  /**
+   * Leases up to `limit` objects nobody holds (pending, or their lease expired), in key order or
+   * as `order` says, and records each claim. Returned in the order claimed.
+   */
+  async claimObjects(limit: number, leaseMs: number, order: ClaimOrder = {}): Promise<ObjectClaim[]> {
+    const by = order.byPriority ? 'priority, size, key' : 'key';
     const rows = await this.q<{ id: number; key: string; listing: string }>('claimObjects',
       `WITH f AS (
-         SELECT key FROM ${this.s}.migration_objects WHERE job = $1 AND (state = 'pending' OR (state = 'claimed' AND lease_until < clock_timestamp()))
-         ORDER BY key LIMIT $2 FOR UPDATE SKIP LOCKED),
+         SELECT key, priority, size FROM ${this.s}.migration_objects WHERE job = $1 AND (state = 'pending' OR (state = 'claimed' AND lease_until < clock_timestamp()))
+           ${order.onlyCritical ? 'AND priority = 0' : ''}
+         ORDER BY ${by} LIMIT $2 FOR UPDATE SKIP LOCKED),
        c AS (
          INSERT INTO ${this.s}.migration_claims (job, key, worker, claimed_at, lease_until)
          SELECT $1, key, $3, clock_timestamp(), clock_timestamp() + $4 * interval '1 millisecond' FROM f RETURNING id, key, lease_until),
        u AS (
          UPDATE ${this.s}.migration_objects o SET state = 'claimed', lease_owner = $3, lease_until = c.lease_until, claim_id = c.id, worker = $3,
            updated_at = clock_timestamp()
-         FROM c WHERE o.job = $1 AND o.key = c.key RETURNING o.key, o.listing, c.id)
-       SELECT id, key, listing FROM u ORDER BY key`, [this.job, limit, this.worker, leaseMs]);
+         FROM c WHERE o.job = $1 AND o.key = c.key RETURNING o.key, o.listing, c.id, o.priority, o.size)
+       SELECT id, key, listing FROM u ORDER BY ${by}`, [this.job, limit, this.worker, leaseMs]);
     return rows.map((r) => {
       const l = JSON.parse(r.listing) as { src: ObjectSummary; dst?: ObjectSummary };
       return { claimId: r.id, key: r.key, src: revive(l.src)!, dst: revive(l.dst) };
@@ -304,6 +332,20 @@ export class JobStore {
     if (rows.length > 0) return true;
     const j = await this.q<{ state: string }>('tryComplete', `SELECT state FROM ${this.s}.migration_jobs WHERE name = $1`, [this.job]);
     return j[0]?.state === 'complete';
+  }
+
+  /**
+   * For a worker that copies only critical objects: once every range is listed and no critical
+   * object is left to copy (pending, or held by anyone), how many other objects wait for an
+   * unmetered worker; undefined while critical work may still come or is in flight.
+   */
+  async deferredOnly(): Promise<number | undefined> {
+    const rows = await this.q<{ ranges: boolean; critical: boolean; deferred: string }>('deferredOnly',
+      `SELECT EXISTS (SELECT 1 FROM ${this.s}.migration_ranges WHERE job = $1 AND state = 'pending') AS ranges,
+         EXISTS (SELECT 1 FROM ${this.s}.migration_objects WHERE job = $1 AND state IN ('pending', 'claimed') AND priority = 0) AS critical,
+         (SELECT count(*) FROM ${this.s}.migration_objects WHERE job = $1 AND state IN ('pending', 'claimed') AND priority > 0) AS deferred`, [this.job]);
+    const r = rows[0]!;
+    return r.ranges || r.critical ? undefined : Number(r.deferred);
   }
 
   /** This worker stopped (finished, or interrupted): shown in status. */

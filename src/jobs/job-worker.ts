@@ -3,7 +3,10 @@ import { hostname } from 'node:os';
 import { Backoff, abortedError, compareKeys, isRetryable, sleep } from '../core/index.js';
 import type { BlobStore } from '../core/index.js';
 import type { ChecksumMode } from '../replication/copier.js';
-import { preflight, proofMode, rateLimited } from '../replication/migrate.js';
+import { dispatchSlots, preflight, proofMode, rateLimited } from '../replication/migrate.js';
+import type { AdaptiveConcurrency, AdaptiveConcurrencyOptions } from '../layers/adaptive-concurrency.js';
+import type { BandwidthTimetable } from '../layers/bandwidth-timetable.js';
+import { PRIORITY_RANK, PriorityClassifier, type PriorityOptions } from '../core/priority.js';
 import { copyStage, type CopyStageContext } from '../replication/stages/copy.js';
 import { planMigration } from '../replication/stages/plan.js';
 import type { MigrationFact, ObjectRecorder } from '../replication/stages/record.js';
@@ -25,10 +28,31 @@ export interface JobWorkerOptions {
   exclude?: string[];
   checksum?: ChecksumMode;
   deleteSource?: boolean;
-  /** Objects this worker copies at once. Default 16. */
-  concurrency?: number;
+  /**
+   * Objects this worker copies at once. Default 16. `auto`: adaptive (AIMD) per side, this
+   * worker's own limiters (each process adapts to what it sees), between `adaptive.min` and `.max`.
+   */
+  concurrency?: number | 'auto';
+  adaptive?: AdaptiveConcurrencyOptions;
+  /** Called with each adaptive limiter created (`concurrency: 'auto'`). */
+  onLimiter?(limiter: AdaptiveConcurrency): void;
   retries?: number;
   bytesPerSecond?: number;
+  /** This worker's `--bwlimit` timetable (down paces source reads, up destination writes); see rateLimited. */
+  bwlimit?: BandwidthTimetable;
+  /** Clock of the timetable (tests). */
+  now?: () => Date;
+  /**
+   * The job's priority rules, recorded with it when this worker creates it (a joiner must give the
+   * same or none). Listers class each object; workers claim critical first, small before large.
+   */
+  priority?: Pick<PriorityOptions, 'rules' | 'default'>;
+  /**
+   * A metered link: this worker copies only critical objects and returns, the job incomplete
+   * (`metered: N non-critical objects deferred`), once no critical object is left; the others
+   * wait for a worker without it. Other workers of the job are not affected.
+   */
+  metered?: boolean;
   /** Requests per second of this worker to both stores together. */
   opsPerSecond?: number;
   /**
@@ -95,7 +119,6 @@ export async function runJobWorker(src: BlobStore, dst: BlobStore, opts: JobWork
   const worker = opts.worker ?? `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
   const leaseMs = opts.leaseMs ?? 30_000;
   const pollMs = opts.pollMs ?? Math.min(1000, Math.max(10, Math.floor(leaseMs / 4)));
-  const concurrency = Math.max(1, opts.concurrency ?? 16);
   const splitCooldownMs = opts.splitCooldownMs ?? 5 * pollMs;
   const flushMs = Math.min(leaseMs / 3, Math.max(pollMs, 200));
   const signal = opts.signal;
@@ -109,17 +132,23 @@ export async function runJobWorker(src: BlobStore, dst: BlobStore, opts: JobWork
   if (opts.preflight !== false) {
     await Promise.all([preflight(src, 'source', opts.names.src, opts), preflight(dst, 'destination', opts.names.dst, opts)]);
   }
+  const slots = dispatchSlots(src, dst, opts.names, opts);
   ({ src, dst } = rateLimited(src, dst, opts));
   if (opts.sharedOpsPerSecond !== undefined) ({ src, dst } = await sharedRateLimited(src, dst, opts.state, opts.names, opts.sharedOpsPerSecond));
   const mode = proofMode(opts);
   const store = new JobStore(opts.state, opts.job, worker);
-  await store.join({
+  const spec = await store.join({
     src: opts.names.src, dst: opts.names.dst, include: opts.include ?? [], exclude: opts.exclude ?? [], checksum: mode, deleteSource: opts.deleteSource === true,
+    priority: opts.priority && { rules: opts.priority.rules ?? [], ...(opts.priority.default ? { default: opts.priority.default } : {}) },
   }, hostname(), process.pid);
+  // Every lister classes with the job's rules; metered without rules defers all (as a local run).
+  const classifier = spec.priority || opts.metered ? new PriorityClassifier(spec.priority ?? {}) : undefined;
+  const order = { byPriority: spec.priority !== undefined, onlyCritical: opts.metered === true };
+  let deferred: number | undefined;
 
   const ctx = (recorder: ObjectRecorder): CopyStageContext => ({
     src, dst, mode, retries: opts.retries ?? 8, dryRun: false, deleteSource: opts.deleteSource === true, recorder, emit,
-    resumableThreshold: opts.resumableThreshold, partConcurrency: opts.partConcurrency,
+    resumableThreshold: opts.resumableThreshold, partConcurrency: opts.partConcurrency, onAttemptError: slots.onAttemptError,
   });
   const held = new Map<number, { claim: ObjectClaim; lost: AbortController }>();
   let listing: RangeLease | undefined;
@@ -158,8 +187,10 @@ export async function runJobWorker(src: BlobStore, dst: BlobStore, opts: JobWork
       durable: () => Promise.resolve(), // every record is committed before record() resolves
     };
     const objSignal = signal ? AbortSignal.any([signal, lost.signal]) : lost.signal;
+    const slot = slots.take(claim.key);
+    let ok = false;
     try {
-      await copyStage(claim, ctx(recorder), objSignal);
+      ok = (await copyStage(claim, ctx(recorder), objSignal)) === 'ok';
       const outcome = outcomes.get(claim.key) as 'copied' | 'identical' | 'failed' | 'vanished' | undefined;
       outcomes.delete(claim.key);
       if (outcome) await store.release(claim, outcome);
@@ -169,6 +200,7 @@ export async function runJobWorker(src: BlobStore, dst: BlobStore, opts: JobWork
       outcomes.delete(claim.key);
       if (lost.signal.aborted) await store.markLost(claim).catch(() => {});
     } finally {
+      slot(ok, ok ? claim.src.size : 0);
       held.delete(claim.claimId);
     }
   }
@@ -231,7 +263,8 @@ export async function runJobWorker(src: BlobStore, dst: BlobStore, opts: JobWork
       // The range may have been split: what lies past its new end is another lister's.
       if (end !== undefined && compareKeys(entry.key, end) > 0) break;
       if (entry.action === 'reconcile') {
-        found.push({ key: entry.key, src: entry.src!, dst: entry.dst });
+        const rank = classifier ? PRIORITY_RANK[classifier.classify({ key: entry.key, size: entry.src!.size })] : undefined;
+        found.push({ key: entry.key, src: entry.src!, dst: entry.dst, ...(rank !== undefined ? { rank } : {}) });
         emit({ type: 'listed', key: entry.key, size: entry.src!.size });
       }
       else if (entry.action === 'extra') {
@@ -253,21 +286,22 @@ export async function runJobWorker(src: BlobStore, dst: BlobStore, opts: JobWork
     try {
       while (!loopSignal.aborted) {
         try {
-          const free = concurrency - running.size;
-          const claims = free > 0 ? await store.claimObjects(free, leaseMs) : [];
+          const free = slots.room(running.size);
+          const claims = free > 0 ? await store.claimObjects(free, leaseMs, order) : [];
           failures = 0;
           for (const c of claims) {
             const t: Promise<void> = copyOne(c).finally(() => running.delete(t));
             running.add(t);
           }
-          if (claims.length > 0 && running.size < concurrency) continue;
+          if (claims.length > 0 && slots.room(running.size) > 0) continue;
           if (running.size === 0) {
             if (await store.tryComplete()) {
               complete = true;
               return;
             }
+            if (opts.metered && (deferred = await store.deferredOnly()) !== undefined) return;
             await wakeup.wait(pollMs, loopSignal);
-          } else if (running.size >= concurrency) {
+          } else if (slots.room(running.size) === 0) {
             await Promise.race(running);
           } else {
             // Nothing to claim for now: wait for a copy to finish, for the lister, or a poll interval.
@@ -293,6 +327,7 @@ export async function runJobWorker(src: BlobStore, dst: BlobStore, opts: JobWork
   const status = await readJobStatus(opts.state, opts.job);
   await store.leave(complete ? 'finished' : 'stopped').catch(() => {});
   if (!complete) status.summary.incomplete = signal?.aborted ? 'aborted' : status.summary.incomplete ?? 'stopped';
+  if (deferred !== undefined && !signal?.aborted) status.summary.incomplete = mine.incomplete = `metered: ${deferred} non-critical objects deferred`;
   if (signal?.aborted) mine.incomplete = 'aborted';
   return { worker, summary: status.summary, mine };
 }

@@ -231,10 +231,12 @@ export async function migrate(src: BlobStore, dst: BlobStore, opts: MigrateOptio
 }
 
 /** How many objects may be in flight: a fixed number, or one adaptive limiter per side (`concurrency: 'auto'`). */
-interface DispatchSlots {
+export interface DispatchSlots {
   /** Most objects ever in flight (bounds the window). */
   most: number;
   hasRoom(running: number): boolean;
+  /** Objects that may start now, with `running` in flight (a job worker claims this many). */
+  room(running: number): number;
   /** Takes the slots of one object; the returned function gives them back (ok: a latency sample of `bytes`). */
   take(key: string): (ok: boolean, bytes: number) => void;
   onAttemptError?(key: string, error: unknown): void;
@@ -246,10 +248,10 @@ interface DispatchSlots {
  * when it cannot tell), and an object that was throttled gives no latency sample (its retries'
  * backoff is not the provider's latency).
  */
-function dispatchSlots(src: BlobStore, dst: BlobStore, names: { src: string; dst: string }, opts: MigrateOptions): DispatchSlots {
+export function dispatchSlots(src: BlobStore, dst: BlobStore, names: { src: string; dst: string }, opts: Pick<MigrateOptions, 'concurrency' | 'adaptive' | 'onLimiter'>): DispatchSlots {
   if (opts.concurrency !== 'auto') {
     const n = Math.max(1, opts.concurrency ?? 16);
-    return { most: n, hasRoom: (running) => running < n, take: () => () => {} };
+    return { most: n, hasRoom: (running) => running < n, room: (running) => Math.max(0, n - running), take: () => () => {} };
   }
   const srcLimiter = new AdaptiveConcurrency({ ...opts.adaptive, name: opts.adaptive?.name ?? names.src });
   const dstLimiter = src === dst ? srcLimiter : new AdaptiveConcurrency({ ...opts.adaptive, name: opts.adaptive?.name ?? names.dst });
@@ -259,8 +261,15 @@ function dispatchSlots(src: BlobStore, dst: BlobStore, names: { src: string; dst
   return {
     most: Math.max(...limiters.map((l) => l.max)),
     hasRoom: () => limiters.every((l) => l.hasRoom),
+    room: () => Math.max(0, Math.min(...limiters.map((l) => l.limit - l.inFlight))),
     take(key) {
-      const permits = new Map(limiters.map((l) => [l, l.tryAcquire()!] as const));
+      // A job worker claims from the database between `room` and `take`: a limit cut meanwhile
+      // leaves an object already claimed without a permit; it runs (its lease is ticking), uncounted.
+      const permits = new Map<AdaptiveConcurrency, AdaptivePermit>();
+      for (const l of limiters) {
+        const p = l.tryAcquire();
+        if (p) permits.set(l, p);
+      }
       const h = { permits, throttled: false };
       held.set(key, h);
       return (ok, bytes) => {

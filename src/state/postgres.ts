@@ -11,7 +11,7 @@ import type {
   StateStore, WriteLease,
 } from './types.js';
 import { redactInspection } from '../core/redact.js';
-import { jobTablesSql, jobUploadsSql, rangeSplitSql, rateBucketsSql } from '../jobs/job-schema.js';
+import { jobPrioritySql, jobTablesSql, jobUploadsSql, rangeSplitSql, rateBucketsSql } from '../jobs/job-schema.js';
 import { postgresCachedCopiesSql, type CachedCopyState } from './cached-copies.js';
 import { PostgresCachedCopies } from './postgres-cached-copies.js';
 import { PRIORITY_CLASSES, PRIORITY_RANK, priorityOfRank, type PriorityClass } from '../core/priority.js';
@@ -122,6 +122,8 @@ CREATE INDEX outbox_class_due ON ${s}.outbox (priority, next_attempt_at, id) WHE
   jobUploadsSql,
   // Token buckets shared by every process on this database (src/jobs/shared-token-bucket.ts).
   rateBucketsSql,
+  // Priority classes of a job's objects (src/jobs/job-worker.ts: claimed critical first, small before large).
+  jobPrioritySql,
 ];
 
 /** The id of the running (top-level) transaction, assigning one if it has none yet. */

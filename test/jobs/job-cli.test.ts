@@ -63,4 +63,23 @@ describe('cloudmux migrate --state … --job (CLI)', () => {
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/NotFound: no migration job named nope/);
   });
+
+  it('takes --priority, --metered, --concurrency auto and a --bwlimit timetable: a metered worker copies the critical objects and exits 1, a later run the rest', async () => {
+    const src = join(work, 'classes-src');
+    mkdirSync(join(src, 'db'), { recursive: true });
+    mkdirSync(join(src, 'media'), { recursive: true });
+    for (let i = 0; i < 3; i++) writeFileSync(join(src, 'db', `t${i}`), `row ${i}`);
+    for (let i = 0; i < 5; i++) writeFileSync(join(src, 'media', `m${i}`), `frame ${i}`);
+    const dst = join(work, 'classes-dst');
+    const job = ['--state', PG_URL, '--state-schema', schemas.name(), '--job', 'classes'];
+    const paced = ['--concurrency', 'auto:1-4', '--bwlimit', '00:00,100M 12:00,50M:off'];
+    const metered = await runCli(['migrate', src, dst, ...job, ...paced, '--priority', 'critical=db/**', '--metered', '--json']);
+    expect(metered.code, metered.err).toBe(1);
+    const first = JSON.parse(metered.out.toString().trim().split('\n').at(-1)!) as Record<string, unknown>;
+    expect(first).toMatchObject({ event: 'summary', listed: 8, copied: 3, incomplete: 'metered: 5 non-critical objects deferred' });
+
+    const rest = await runCli(['migrate', src, dst, ...job, ...paced, '--json']);
+    expect(rest.code, rest.err).toBe(0);
+    expect(JSON.parse(rest.out.toString().trim().split('\n').at(-1)!)).toMatchObject({ event: 'summary', listed: 8, copied: 8, failed: 0 });
+  });
 });

@@ -125,7 +125,7 @@ describe('postgres state: several processes on one database', () => {
     expect(await again.nextVersion()).toBeGreaterThan(v);
     expect((await again.lookup('k')).state).toBe('live');
     expect((await again.backlog()).count).toBe(1);
-    expect(await schemas.sql(`SELECT version FROM "${schema}".schema_version`)).toEqual([{ version: 10 }]);
+    expect(await schemas.sql(`SELECT version FROM "${schema}".schema_version`)).toEqual([{ version: 11 }]);
   });
 
   it('a schema-2 catalog gains the change feed on open; its rows are delivered first', async () => {

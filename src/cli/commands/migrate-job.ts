@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import type { BlobStore } from '../../core/types.js';
 import type { ChecksumMode } from '../../replication/copier.js';
+import type { BandwidthTimetable } from '../../layers/bandwidth-timetable.js';
+import type { PriorityOptions } from '../../core/priority.js';
 import type { JobStatus } from '../../jobs/job-report.js';
 import type { PostgresStateStore } from '../../state/postgres.js';
 import { EXIT, UsageError } from '../errors.js';
@@ -55,8 +57,9 @@ async function openState(flags: JobFlags): Promise<PostgresStateStore> {
  * the same progress output as a local run; the final summary is the job's, whoever prints it.
  */
 export async function runJobMigration(src: BlobStore, dst: BlobStore, names: { src: string; dst: string }, o: {
-  flags: JobFlags & { json?: boolean }; leaseMs: number; include: string[]; exclude: string[]; concurrency: number; checksum: ChecksumMode; retries: number;
-  deleteSource?: boolean; bytesPerSecond?: number; opsPerSecond?: number; sharedOpsPerSecond?: number; preflightTimeoutMs: number;
+  flags: JobFlags & { json?: boolean }; leaseMs: number; include: string[]; exclude: string[]; concurrency: number | 'auto'; adaptive?: { min: number; max: number };
+  checksum: ChecksumMode; retries: number; deleteSource?: boolean; bytesPerSecond?: number; bwlimit?: BandwidthTimetable; opsPerSecond?: number; sharedOpsPerSecond?: number;
+  preflightTimeoutMs: number; priority?: PriorityOptions; metered?: boolean;
 }): Promise<void> {
   const state = await openState(o.flags);
   const { runJobWorker } = await import('../../jobs/job-worker.js');
@@ -68,7 +71,8 @@ export async function runJobMigration(src: BlobStore, dst: BlobStore, names: { s
   try {
     const r = await runJobWorker(src, dst, {
       state, job: o.flags.job!, names, include: o.include, exclude: o.exclude, checksum: o.checksum, deleteSource: o.deleteSource,
-      concurrency: o.concurrency, retries: o.retries, bytesPerSecond: o.bytesPerSecond, opsPerSecond: o.opsPerSecond, sharedOpsPerSecond: o.sharedOpsPerSecond, leaseMs: o.leaseMs,
+      concurrency: o.concurrency, adaptive: o.adaptive, retries: o.retries, bytesPerSecond: o.bytesPerSecond, bwlimit: o.bwlimit, opsPerSecond: o.opsPerSecond,
+      sharedOpsPerSecond: o.sharedOpsPerSecond, leaseMs: o.leaseMs, priority: o.priority, metered: o.metered,
       preflightTimeoutMs: o.preflightTimeoutMs, signal: ctl.signal, onEvent: (e) => reporter.onEvent(e),
     });
     reporter.finish(r.summary);

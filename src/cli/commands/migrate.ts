@@ -190,10 +190,7 @@ export async function runMigration(srcArg: string, dstArg: string, flags: Migrat
   const priority = rules.length > 0 ? { rules } : transfers?.priority;
   const metered = flags.metered ?? transfers?.metered ?? false;
   if (flags.bwlimit === undefined && transfers?.bwlimit !== undefined) Object.assign(bw, parseBwlimit(transfers.bwlimit, 'transfers.bwlimit'));
-  if (job && (priority || metered)) throw new UsageError('--priority / --metered are not available with --job yet');
   const { bytesPerSecond, bwlimit } = bw;
-  if (job && bwlimit) throw new UsageError('--bwlimit with a timetable or separate up/down limits is not available with --job yet; give one rate such as 10M');
-  if (job && concurrency === 'auto') throw new UsageError('--concurrency auto is not available with --job yet; give a number');
 
   const dstExtra: Record<string, unknown> = {};
   if (partSize !== undefined) {
@@ -221,8 +218,8 @@ export async function runMigration(srcArg: string, dstArg: string, flags: Migrat
   if (job) {
     try {
       await runJobMigration(src.store, dst.store, { src: src.name, dst: dst.name }, {
-        flags, leaseMs: job.leaseMs, include: flags.include, exclude: flags.exclude, concurrency: concurrency as number, checksum, retries, deleteSource: flags.deleteSource,
-        bytesPerSecond, opsPerSecond, sharedOpsPerSecond: job.sharedOpsPerSecond, preflightTimeoutMs,
+        flags, leaseMs: job.leaseMs, include: flags.include, exclude: flags.exclude, concurrency, adaptive, checksum, retries, deleteSource: flags.deleteSource,
+        bytesPerSecond, bwlimit, opsPerSecond, sharedOpsPerSecond: job.sharedOpsPerSecond, preflightTimeoutMs, priority, metered,
       });
     } catch (e) {
       // A joiner with another source, destination or options, and preflight failures: bad input, exit 2.
