@@ -130,7 +130,7 @@ interface ChaosRemote {
   link?(device: string): Promise<DeviceLink>;
   /** Rounds of changes (default SYNC_CHAOS_ROUNDS, else 24). */
   rounds?: number;
-  /** The remote as the kill -9 children open it: an fs root, or `azure:{…}` (convergence-child.ts). Absent: no kills. */
+  /** The remote as the kill -9 children open it: an fs root, `azure:{…}` or `router:{…}` (convergence-child.ts). Absent: no kills. */
   root?: string;
   close(): Promise<void>;
 }
@@ -252,17 +252,21 @@ describe('sync convergence under chaos', () => {
     }
   }, 900_000);
 
-  it('router over s3rver + Azurite (s3rver has no conditional writes: the catalog gives them), offline rounds: converge, nothing lost', async () => {
+  it('router over s3rver + Azurite (s3rver has no conditional writes: the catalog gives them), offline rounds, kill -9 of a second router process mid-round: converge, nothing lost', async () => {
     const [s3, az] = await Promise.all([ownS3rver({ bucket: 'sync-chaos' }), ownAzurite({ container: 'sync-chaos' })]);
     const dir = tempDir('sync-chaos-router-emu');
+    const state = join(dir, 'state.db');
     const router = new Router({
       providers: [{ name: 's3', store: s3.store(), prices: FLAT }, { name: 'azure', store: az.store(), prices: FLAT }],
-      state: new SqliteStateStore({ path: join(dir, 'state.db'), durability: 'normal' }),
+      state: new SqliteStateStore({ path: state, durability: 'normal' }),
       policies: [{ replicas: 2, writeQuorum: 2 }],
       health: { probeIntervalMs: 0 },
     });
+    // A killed round runs in a child with a router of its own on the same catalog file (as a second
+    // process of one deployment), killed at a random router call.
+    const root = `router:${JSON.stringify({ s3: { endpoint: s3.endpoint, bucket: 'sync-chaos' }, azure: { connectionString: az.connectionString, container: 'sync-chaos' }, state })}`;
     try {
-      expect(await chaos({ store: router, rounds: 16, close: async () => undefined }, 'router(s3rver, azurite)')).toEqual([]);
+      expect(await chaos({ store: router, rounds: 16, root, close: async () => undefined }, 'router(s3rver, azurite)')).toEqual([]);
     } finally {
       await router.close();
       await Promise.allSettled([s3.dispose(), az.dispose()]);
