@@ -1,4 +1,7 @@
-import { IntegrityError, NotSupportedError } from '../../core/errors.js';
+import { IntegrityError, InvalidArgumentError, NotSupportedError } from '../../core/errors.js';
+import { RESERVED_METADATA_BYTES, SHA256_KEY } from '../../core/metadata.js';
+import { systemMetadata } from '../../core/system-metadata.js';
+import type { ObjectMeta } from '../../core/types.js';
 import { checkSegmentSize, FORMAT_VERSION, NONCE_PREFIX_BYTES, TAG_BYTES } from './format.js';
 import { KEY_ID_PATTERN } from './keyring.js';
 import { VAULT_WRAPPED_DEK_BYTES } from './recipient-wrap.js';
@@ -121,4 +124,38 @@ export function parseHeader(metadata: Record<string, string>, where: { provider?
     if (header.sealedDigest.byteLength !== 32 + TAG_BYTES) bad(ENC_META.digest);
   }
   return header;
+}
+
+/**
+ * `base` (user metadata, or stored metadata being rewritten) with `header` in place of any
+ * header it had and without `cloudmux_sha256` (the inner store's to write), checked against the
+ * reserved budget and marked as cloudmux's own for the inner store.
+ */
+export function metadataWithHeader(base: Record<string, string>, header: EncryptionHeader, where: { provider: string; key: string }): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(base)) if (!isEncryptionMetaName(k) && k !== SHA256_KEY) out[k] = v;
+  const h = headerToMetadata(header);
+  let reserved = SHA256_KEY.length + 64;
+  for (const [k, v] of Object.entries(h)) reserved += k.length + v.length;
+  if (reserved > RESERVED_METADATA_BYTES) {
+    throw new InvalidArgumentError(`encryption header needs ${reserved} bytes of metadata; cloudmux reserves ${RESERVED_METADATA_BYTES} (is the wrapped key from the keyring too large?)`, where);
+  }
+  return systemMetadata(Object.assign(out, h));
+}
+
+/** The plaintext view of an inner object: plaintext size and digest, header hidden. */
+export function plaintextMeta(meta: ObjectMeta, size: number, sha256: string | undefined): ObjectMeta {
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(meta.metadata)) if (!isEncryptionMetaName(k) && k !== SHA256_KEY) metadata[k] = v;
+  if (sha256) metadata[SHA256_KEY] = sha256;
+  return {
+    key: meta.key,
+    size,
+    etag: meta.etag,
+    ...(meta.version !== undefined ? { version: meta.version } : {}),
+    lastModified: meta.lastModified,
+    ...(meta.contentType !== undefined ? { contentType: meta.contentType } : {}),
+    metadata,
+    checksums: sha256 ? { sha256 } : {},
+  };
 }

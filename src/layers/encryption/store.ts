@@ -1,8 +1,4 @@
-// Over 500 lines: the EncryptedStore layer with its ranged decrypt stream; split left for later (issue 15 ran out of time) — candidate: the decrypt window, shared with chunked/chunk-reader.ts as one core byte window.
-import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { bodyBytes, bodyChunks, holdErrors, isReplayableBody } from '../../core/body.js';
-import { ByteWindow } from '../../core/byte-window.js';
+import { bodyBytes, bodyChunks, isReplayableBody } from '../../core/body.js';
 import { MultiHasher, checksumMismatches } from '../../core/checksums.js';
 import {
   AccessDeniedError, CloudmuxError, IntegrityError, InvalidArgumentError, NotSupportedError, PreconditionFailedError, isCloudmuxError,
@@ -10,7 +6,7 @@ import {
 } from '../../core/errors.js';
 import { validateKey } from '../../core/keys.js';
 import { changeFeed, type ChangePage, type ChangesSinceOptions } from '../../core/change-feed.js';
-import { RESERVED_METADATA_BYTES, SHA256_KEY, carriedReservedMetadata, validateMetadata } from '../../core/metadata.js';
+import { carriedReservedMetadata, validateMetadata } from '../../core/metadata.js';
 import { systemMetadata } from '../../core/system-metadata.js';
 import { pinnedMetadataUpdate } from '../pinned-metadata-update.js';
 import { resolveRange } from '../../core/range.js';
@@ -20,10 +16,11 @@ import type {
 } from '../../core/types.js';
 import { checkGet, checkCopy } from '../../core/validate.js';
 import {
-  DEFAULT_SEGMENT_SIZE, SegmentDecryptor, SegmentEncryptor, TAG_BYTES, checkSegmentSize, cipherSize,
+  DEFAULT_SEGMENT_SIZE, SegmentEncryptor, checkSegmentSize, cipherSize,
   newDataKey, newNoncePrefix, openDigest, plainSize, sealDigest, segmentSpan,
 } from './format.js';
-import { formatVersionFor, headerToMetadata, isEncryptionMetaName, parseHeader, type EncryptionHeader } from './header.js';
+import { decryptStream, decryptlessVerify, planStoredRange } from './decrypt-stream.js';
+import { formatVersionFor, metadataWithHeader, parseHeader, plaintextMeta, type EncryptionHeader } from './header.js';
 import { VAULT_PREFIX } from './vault.js';
 import { checkKeyId, type Keyring, type WrapContext } from './keyring.js';
 import { redactInspection } from '../../core/redact.js';
@@ -134,7 +131,7 @@ export class EncryptedStore implements BlobStore {
       header.sealedDigest = sealDigest(dek, noncePrefix, this.segmentSize, Buffer.from(digests.sha256!, 'hex'));
       const enc = new SegmentEncryptor(dek, noncePrefix, this.segmentSize);
       const sealed = Buffer.concat([...enc.update(plain), ...enc.final()]);
-      const meta = await this.inner.put(key, sealed, { ...innerOpts, size: sealed.byteLength, metadata: this.withHeader(base, header, key) });
+      const meta = await this.inner.put(key, sealed, { ...innerOpts, size: sealed.byteLength, metadata: metadataWithHeader(base, header, { provider: this.provider, key }) });
       return this.describeKnown(meta, header, digests.sha256!);
     }
 
@@ -161,14 +158,14 @@ export class EncryptedStore implements BlobStore {
       checkExpected(opts, digests, hasher.bytes, key);
       for (const c of enc.final()) yield c;
     }
-    const meta = await this.inner.put(key, sealedStream(), { ...innerOpts, metadata: this.withHeader(base, header, key) });
+    const meta = await this.inner.put(key, sealedStream(), { ...innerOpts, metadata: metadataWithHeader(base, header, { provider: this.provider, key }) });
     const sha256 = digests!.sha256!;
     header.plainSize = hasher.bytes;
     header.sealedDigest = sealDigest(dek, noncePrefix, this.segmentSize, Buffer.from(sha256, 'hex'));
     if (this.recordStreamDigest) {
       try {
         const updated = await this.inner.updateMetadata(key, {
-          metadata: this.withHeader(meta.metadata, header, key),
+          metadata: metadataWithHeader(meta.metadata, header, { provider: this.provider, key }),
           contentType: meta.contentType,
           ifMatch: meta.etag,
           signal: opts.signal,
@@ -197,7 +194,7 @@ export class EncryptedStore implements BlobStore {
         cipherSkip: 0, cipherLength: r.meta.size, plainSkip: 0, plainLength: size, strictEnd: true,
         expectSha256: opts.verify ? sha256 : undefined,
       });
-      return { meta: this.describeWith(r.meta, header, size, sha256), body };
+      return { meta: plaintextMeta(r.meta, size, sha256), body };
     } catch (e) {
       r.body.destroy();
       throw e;
@@ -260,7 +257,7 @@ export class EncryptedStore implements BlobStore {
             cipherSkip: span.cipherOffset - got.offset, cipherLength: span.cipherLength,
             plainSkip: span.skip, plainLength: pr.length, strictEnd: false,
           });
-          return { meta: this.describeWith(r.meta, header, size, sha256), body, range: pr };
+          return { meta: plaintextMeta(r.meta, size, sha256), body, range: pr };
         }
         r.body.destroy();
         if (attempt >= RACE_ATTEMPTS) throw new IntegrityError('stored range did not cover the requested segments', { provider: this.provider, key });
@@ -363,12 +360,12 @@ export class EncryptedStore implements BlobStore {
       };
       try {
         const meta = await this.inner.updateMetadata(key, {
-          metadata: this.withHeader(current.metadata, rewrapped, key),
+          metadata: metadataWithHeader(current.metadata, rewrapped, { provider: this.provider, key }),
           contentType: current.contentType,
           ifMatch: current.etag,
           signal: opts.signal,
         });
-        return { rotated: true, from: header.keyId, meta: this.describeWith(meta, rewrapped, this.plainSizeOf(meta, rewrapped, key), this.openSealedDigest(dek, rewrapped, key)) };
+        return { rotated: true, from: header.keyId, meta: plaintextMeta(meta, this.plainSizeOf(meta, rewrapped, key), this.openSealedDigest(dek, rewrapped, key)) };
       } catch (e) {
         if (attempt < RACE_ATTEMPTS && opts.ifMatch === undefined && isCloudmuxError(e, 'PreconditionFailed')) continue;
         throw e;
@@ -417,23 +414,6 @@ export class EncryptedStore implements BlobStore {
     }
   }
 
-  /**
-   * `base` (user metadata, or stored metadata being rewritten) with `header` in place of any
-   * header it had and without `cloudmux_sha256` (the inner store's to write), checked against the
-   * reserved budget and marked as cloudmux's own for the inner store.
-   */
-  private withHeader(base: Record<string, string>, header: EncryptionHeader, key: string): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(base)) if (!isEncryptionMetaName(k) && k !== SHA256_KEY) out[k] = v;
-    const h = headerToMetadata(header);
-    let reserved = SHA256_KEY.length + 64;
-    for (const [k, v] of Object.entries(h)) reserved += k.length + v.length;
-    if (reserved > RESERVED_METADATA_BYTES) {
-      throw new InvalidArgumentError(`encryption header needs ${reserved} bytes of metadata; cloudmux reserves ${RESERVED_METADATA_BYTES} (is the wrapped key from the keyring too large?)`, { provider: this.provider, key });
-    }
-    return systemMetadata(Object.assign(out, h));
-  }
-
   private header(meta: ObjectMeta, key: string): EncryptionHeader | undefined {
     const header = parseHeader(meta.metadata, { provider: this.provider, key });
     if (!header && !this.allowPlaintext) {
@@ -473,28 +453,11 @@ export class EncryptedStore implements BlobStore {
     if (!header) return meta;
     const size = this.plainSizeOf(meta, header, key);
     const sha256 = header.sealedDigest ? this.openSealedDigest(await this.unwrap(header, key), header, key) : undefined;
-    return this.describeWith(meta, header, size, sha256);
+    return plaintextMeta(meta, size, sha256);
   }
 
   private describeKnown(meta: ObjectMeta, header: EncryptionHeader, sha256: string): ObjectMeta {
-    return this.describeWith(meta, header, this.plainSizeOf(meta, header, meta.key), sha256);
-  }
-
-  /** The plaintext view of an inner object: plaintext size and digest, header hidden. */
-  private describeWith(meta: ObjectMeta, _header: EncryptionHeader, size: number, sha256: string | undefined): ObjectMeta {
-    const metadata: Record<string, string> = {};
-    for (const [k, v] of Object.entries(meta.metadata)) if (!isEncryptionMetaName(k) && k !== SHA256_KEY) metadata[k] = v;
-    if (sha256) metadata[SHA256_KEY] = sha256;
-    return {
-      key: meta.key,
-      size,
-      etag: meta.etag,
-      ...(meta.version !== undefined ? { version: meta.version } : {}),
-      lastModified: meta.lastModified,
-      ...(meta.contentType !== undefined ? { contentType: meta.contentType } : {}),
-      metadata,
-      checksums: sha256 ? { sha256 } : {},
-    };
+    return plaintextMeta(meta, this.plainSizeOf(meta, header, meta.key), sha256);
   }
 
   private plaintextResult(r: GetResult, verify: boolean, key: string): GetResult {
@@ -521,86 +484,4 @@ function extraAlgorithms(expect: PutOptions['expect']): ChecksumAlgorithm[] {
 
 function wrapContext(keyId: string, noncePrefix: Buffer, version = formatVersionFor(keyId)): WrapContext {
   return { formatVersion: version, keyId, noncePrefix: noncePrefix.toString('base64') };
-}
-
-/**
- * The stored range to ask for before the header is known, assuming `segmentSize`: whole segments
- * covering an offset range, or enough trailing segments to cover a suffix.
- */
-function planStoredRange(range: ByteRange, segmentSize: number): ByteRange {
-  const stride = segmentSize + TAG_BYTES;
-  if ('suffix' in range) return { suffix: (Math.ceil(range.suffix / segmentSize) + 1) * stride };
-  const first = Math.floor(range.offset / segmentSize);
-  if (range.length === undefined) return { offset: first * stride };
-  const last = Math.floor((range.offset + range.length - 1) / segmentSize);
-  return { offset: first * stride, length: (last - first + 1) * stride };
-}
-
-interface DecryptStreamOptions {
-  dek: Buffer;
-  prefix: Buffer;
-  segmentSize: number;
-  plainSize: number;
-  provider: string;
-  key: string;
-  firstSegment?: number;
-  lastSegment?: number;
-  /** Stored bytes to drop before the first segment starts. */
-  cipherSkip: number;
-  /** Stored bytes of the segments to open. */
-  cipherLength: number;
-  plainSkip: number;
-  plainLength: number;
-  /** Bytes after the segments are an error (whole reads), not over-fetch (ranges). */
-  strictEnd: boolean;
-  /** Hex SHA-256 the plaintext must have (whole reads with verify). */
-  expectSha256?: string;
-}
-
-/**
- * Decrypts stored bytes as they stream, in memory bounded by one segment. Only authenticated
- * plaintext is emitted; the stream fails with IntegrityError on any tampering or truncation.
- */
-function decryptStream(source: Readable, o: DecryptStreamOptions): Readable {
-  async function* run(): AsyncGenerator<Buffer> {
-    const dec = new SegmentDecryptor({
-      dek: o.dek, prefix: o.prefix, segmentSize: o.segmentSize, plainSize: o.plainSize,
-      firstSegment: o.firstSegment, lastSegment: o.lastSegment, provider: o.provider, key: o.key,
-    });
-    const hash = o.expectSha256 ? createHash('sha256') : undefined;
-    const cipher = new ByteWindow(o.cipherSkip, o.cipherLength);
-    const plain = new ByteWindow(o.plainSkip, o.plainLength);
-    const fail = (m: string): CloudmuxError => new IntegrityError(`encrypted object: ${m}`, { provider: o.provider, key: o.key });
-    for await (const raw of source) {
-      const c = cipher.take(raw as Buffer);
-      if (cipher.overflowed && o.strictEnd) throw fail('more stored bytes than the object size');
-      for (const segment of dec.update(c)) {
-        const p = plain.take(segment);
-        hash?.update(p);
-        if (p.byteLength > 0) yield p;
-      }
-      if (cipher.done && !o.strictEnd) break;
-    }
-    dec.final();
-    if (!plain.done) throw fail(`${plain.remaining} plaintext bytes missing`);
-    if (hash && hash.digest('hex') !== o.expectSha256) throw fail('plaintext SHA-256 does not match the recorded digest');
-  }
-  return holdErrors(Readable.from(run(), { objectMode: false }));
-}
-
-/** Whole read of an unencrypted object (allowPlaintext) with `verify`: the inner digest is of the plaintext. */
-function decryptlessVerify(source: Readable, sha256: string | undefined, size: number, provider: string, key: string): Readable {
-  async function* run(): AsyncGenerator<Buffer> {
-    const h = createHash('sha256');
-    let n = 0;
-    for await (const c of source) {
-      h.update(c as Buffer);
-      n += (c as Buffer).byteLength;
-      yield c as Buffer;
-    }
-    if (n !== size || (sha256 !== undefined && h.digest('hex') !== sha256)) {
-      throw new IntegrityError('stored bytes do not match the stored digest', { provider, key });
-    }
-  }
-  return holdErrors(Readable.from(run(), { objectMode: false }));
 }
