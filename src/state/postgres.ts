@@ -1,22 +1,24 @@
-// Over 500 lines: the whole PostgreSQL StateStore (migrations, catalog, outbox, leases, change feed); edited by other work this session, so issue 15 left it whole — split candidates: migrations, change feed.
 import { createHash } from 'node:crypto';
-import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { InvalidConfigError } from '../core/errors.js';
 import { redactUrl } from '../registry.js';
 import { PG_PROVIDER, isRetryableTransaction, mapPgError } from './postgres-errors.js';
-import { compareKeys } from '../core/keys.js';
-import { formatChangeCursor, parseChangeCursor } from './change-cursor.js';
+import { parseChangeCursor } from './change-cursor.js';
 import type {
-  BacklogStats, ClaimOptions, CatalogChange, CatalogChangeOptions, CatalogChangePage, CatalogListOptions, CatalogLookup, CatalogObject, CommitResult, DeleteRecord, LeaseAttempt, OutboxEntry, OutboxKind, PutRecord, Replica,
+  BacklogStats, ClaimOptions, CatalogChangeOptions, CatalogChangePage, CatalogListOptions, CatalogLookup, CatalogObject, CommitResult, DeleteRecord, LeaseAttempt, OutboxEntry, OutboxKind, PutRecord, Replica,
   StateStore, WriteLease,
 } from './types.js';
 import { redactInspection } from '../core/redact.js';
-import { jobPrioritySql, jobTablesSql, jobUploadsSql, rangeSplitSql, rateBucketsSql } from '../jobs/job-schema.js';
-import { postgresCachedCopiesSql, type CachedCopyState } from './cached-copies.js';
+import type { CachedCopyState } from './cached-copies.js';
 import { PostgresCachedCopies } from './postgres-cached-copies.js';
-import { PRIORITY_CLASSES, PRIORITY_RANK, priorityOfRank, type PriorityClass } from '../core/priority.js';
+import { PRIORITY_CLASSES, PRIORITY_RANK } from '../core/priority.js';
 import { backlogOf } from './backlog.js';
 import { storedBytesSql, toStoredBytes, type StoredBytes } from './stored-bytes.js';
+import { pruneTombstones, readChangePage } from './postgres-change-feed.js';
+import {
+  OUTBOX_COLUMNS, objectColumns, replica, toEntry, toNumber, toObject, type NewEntry, type ObjectRow, type OutboxRow,
+} from './postgres-rows.js';
+import { MIGRATIONS, SCHEMA_NAME, applyMigrations, lockId, schemaVersion, type Db } from './postgres-schema.js';
 
 export interface PostgresStateOptions {
   /** Connection URL, `postgres://user:password@host:5432/database` (libpq-style `?sslmode=` etc. work). */
@@ -37,123 +39,11 @@ export interface PostgresStateOptions {
   now?: () => number;
 }
 
-/** Schema migrations, applied in order; `schema_version.version` is how many have run. */
-const MIGRATIONS: ((s: string) => string)[] = [
-  (s) => `
-CREATE SEQUENCE ${s}.version_seq AS bigint START 1 CACHE 1 NO CYCLE;
-CREATE TABLE ${s}.objects (
-  key text COLLATE "C" PRIMARY KEY,
-  version bigint NOT NULL,
-  deleted boolean NOT NULL DEFAULT false,
-  size bigint NOT NULL DEFAULT 0,
-  sha256 text,
-  content_type text,
-  metadata text NOT NULL DEFAULT '{}',
-  updated_at timestamptz NOT NULL
-);
-CREATE TABLE ${s}.replicas (
-  key text COLLATE "C" NOT NULL,
-  provider text NOT NULL,
-  version bigint NOT NULL,
-  etag text,
-  PRIMARY KEY (key, provider)
-);
-CREATE TABLE ${s}.outbox (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  kind text NOT NULL CHECK (kind IN ('replicate', 'delete')),
-  key text COLLATE "C" NOT NULL,
-  version bigint NOT NULL,
-  provider text NOT NULL,
-  size bigint NOT NULL DEFAULT 0,
-  attempts integer NOT NULL DEFAULT 0,
-  created_at timestamptz NOT NULL,
-  next_attempt_at timestamptz NOT NULL,
-  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'dead')),
-  last_error text,
-  lease_owner text,
-  lease_until timestamptz
-);
-CREATE INDEX outbox_due ON ${s}.outbox (next_attempt_at, id) WHERE state = 'pending';
-CREATE INDEX outbox_key ON ${s}.outbox (key, provider);
-`,
-  // Writer leases: one row per key being written, expiring on the database's clock.
-  (s) => `
-CREATE TABLE ${s}.write_leases (
-  key text COLLATE "C" PRIMARY KEY,
-  owner text NOT NULL,
-  version bigint NOT NULL,
-  expires_at timestamptz NOT NULL
-);
-`,
-  // The change feed: each row carries the id of the transaction that last wrote it (see
-  // changesSince for why that, not the version, orders the feed); existing rows sort first.
-  (s) => `
-ALTER TABLE ${s}.objects ADD COLUMN change_xid bigint NOT NULL DEFAULT 0;
-CREATE INDEX objects_change ON ${s}.objects (change_xid, key);
-CREATE TABLE ${s}.change_feed (
-  id integer PRIMARY KEY CHECK (id = 1),
-  catalog text NOT NULL,
-  pruned_xid bigint NOT NULL DEFAULT -1,
-  pruned_key text COLLATE "C" NOT NULL DEFAULT ''
-);
-INSERT INTO ${s}.change_feed (id, catalog) VALUES (1, md5(random()::text || clock_timestamp()::text));
-`,
-  // Migration jobs, leased key ranges and leaders (src/jobs).
-  jobTablesSql,
-  // Every write of a catalog row takes its transaction's position, whoever writes it: a router of
-  // an older cloudmux still running during a rolling upgrade (it checked the schema version when
-  // it opened) writes rows without change_xid, which the feed would otherwise never deliver.
-  (s) => `
-CREATE FUNCTION ${s}.stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
-  BEGIN NEW.change_xid := pg_current_xact_id()::text::bigint; RETURN NEW; END $$;
-CREATE TRIGGER stamp_change BEFORE INSERT OR UPDATE ON ${s}.objects FOR EACH ROW EXECUTE FUNCTION ${s}.stamp_change();
-`,
-  // Job key ranges split where the source's keys are (src/jobs/range-probe.ts).
-  rangeSplitSql,
-  // Copies left by reads (copy on read) and per-object access statistics (src/state/cached-copies.ts).
-  postgresCachedCopiesSql,
-  // Priority classes (0 critical, 1 normal, 2 bulk): rows an older cloudmux inserts during a
-  // rolling upgrade take normal; claims read the class through its own partial index.
-  (s) => `
-ALTER TABLE ${s}.outbox ADD COLUMN priority smallint NOT NULL DEFAULT 1 CHECK (priority BETWEEN 0 AND 2);
-CREATE INDEX outbox_class_due ON ${s}.outbox (priority, next_attempt_at, id) WHERE state = 'pending';
-`,
-  // Resumable uploads of a job's large objects, resumed by whoever takes the object over.
-  jobUploadsSql,
-  // Token buckets shared by every process on this database (src/jobs/shared-token-bucket.ts).
-  rateBucketsSql,
-  // Priority classes of a job's objects (src/jobs/job-worker.ts: claimed critical first, small before large).
-  jobPrioritySql,
-];
-
 /** The id of the running (top-level) transaction, assigning one if it has none yet. */
 const CURRENT_XID = 'pg_current_xact_id()::text::bigint';
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Transactions rolled back by a deadlock or serialization failure are run again this many times in all. */
 const TRANSACTION_ATTEMPTS = 3;
-
-// Columns are named, never `*`: a prepared `SELECT *` fails once a later schema version adds a column.
-function objectColumns(alias = ''): string {
-  return ['key', 'version', 'deleted', 'size', 'sha256', 'content_type', 'metadata', 'updated_at'].map((c) => alias + c).join(', ');
-}
-const OUTBOX_COLUMNS = 'id, kind, key, version, provider, size, attempts, created_at, next_attempt_at, state, last_error, lease_owner, lease_until, priority';
-
-interface ChangeRow { key: string; version: number; deleted: boolean; size: number; sha256: string | null; change_xid: number }
-interface ObjectRow { key: string; version: number; deleted: boolean; size: number; sha256: string | null; content_type: string | null; metadata: string; updated_at: Date }
-interface OutboxRow {
-  id: number; kind: string; key: string; version: number; provider: string; size: number; attempts: number; created_at: Date;
-  next_attempt_at: Date; state: string; last_error: string | null; lease_owner: string | null; lease_until: Date | null; priority: number;
-}
-interface NewEntry { kind: OutboxKind; version: number; provider: string; size: number; priority?: PriorityClass }
-/**
- * A connection (or the pool) whose parameterized queries are named prepared statements: the server
- * parses and plans each statement once per connection instead of on every call. A query without
- * `params` goes through the simple protocol (DDL, several statements in one string).
- */
-interface Db {
-  query<R extends QueryResultRow = QueryResultRow>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
-}
 
 /**
  * StateStore in PostgreSQL, shared by any number of router and worker processes.
@@ -233,30 +123,8 @@ export class PostgresStateStore implements StateStore {
       throw new InvalidConfigError(`the state database must use UTF8 encoding (has ${enc.rows[0]?.server_encoding}): keys are ordered by their UTF-8 bytes`, { provider: PG_PROVIDER });
     }
     // Fast path for every start but the first: no DDL, so a role without CREATE can run cloudmux.
-    if (await this.schemaVersion(this.prepared(this.pool)) === MIGRATIONS.length) return;
-    await this.tx('open', undefined, async (c) => {
-      await c.query(`SELECT pg_advisory_xact_lock(${this.lockSpace}, ${lockId('')})`);
-      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.s}`);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.s}.schema_version (
-        id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
-      const current = await this.schemaVersion(c) ?? 0;
-      for (let v = current; v < MIGRATIONS.length; v++) await c.query(MIGRATIONS[v]!(this.s));
-      if (current < MIGRATIONS.length) {
-        await c.query(`INSERT INTO ${this.s}.schema_version (id, version) VALUES (1, $1)
-          ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, updated_at = now()`, [MIGRATIONS.length]);
-      }
-    });
-  }
-
-  /** The schema's version, undefined before the first migration; throws when a newer cloudmux wrote it. */
-  private async schemaVersion(db: Db): Promise<number | undefined> {
-    const exists = await db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [`${this.s}.schema_version`]);
-    if (exists.rows[0]?.t == null) return undefined;
-    const row = (await db.query<{ version: number }>(`SELECT version FROM ${this.s}.schema_version WHERE id = 1`)).rows[0];
-    if (row && row.version > MIGRATIONS.length) {
-      throw new InvalidConfigError(`state schema ${this.options.schema} is at version ${row.version}, newer than this cloudmux understands (${MIGRATIONS.length})`, { provider: PG_PROVIDER });
-    }
-    return row?.version;
+    if (await schemaVersion(this.prepared(this.pool), this.s, this.options.schema) === MIGRATIONS.length) return;
+    await this.tx('open', undefined, (c) => applyMigrations(c, this.s, this.options.schema, this.lockSpace));
   }
 
   async storedBytes(prefixes: readonly string[]): Promise<StoredBytes[]> {
@@ -523,74 +391,13 @@ export class PostgresStateStore implements StateStore {
   }
 
   async pruneTombstones(olderThanMs: number): Promise<number> {
-    return this.tx('pruneTombstones', undefined, async (c) => {
-      const gone = await c.query<{ change_xid: number; key: string }>(`DELETE FROM ${this.s}.objects o WHERE o.deleted AND o.updated_at < $1
-        AND NOT EXISTS (SELECT 1 FROM ${this.s}.outbox x WHERE x.key = o.key)
-        AND NOT EXISTS (SELECT 1 FROM ${this.s}.replicas r WHERE r.key = o.key) RETURNING o.change_xid, o.key`, [new Date(this.now() - olderThanMs)]);
-      // A feed reader whose cursor is below a forgotten delete could miss it: such cursors reset.
-      let newest: { change_xid: number; key: string } | undefined;
-      for (const r of gone.rows) if (!newest || r.change_xid > newest.change_xid || (r.change_xid === newest.change_xid && compareKeys(r.key, newest.key) > 0)) newest = r;
-      if (newest) {
-        await c.query(`UPDATE ${this.s}.change_feed SET pruned_xid = $1, pruned_key = $2 WHERE id = 1 AND (pruned_xid, pruned_key) < ($1, $2::text COLLATE "C")`,
-          [newest.change_xid, newest.key]);
-      }
-      return gone.rows.length;
-    });
+    return this.tx('pruneTombstones', undefined, (c) => pruneTombstones(c, this.s, new Date(this.now() - olderThanMs)));
   }
 
-  /**
-   * Pages through catalog changes in the order (writing transaction id, key).
-   *
-   * Why not by version: versions are handed out (by a sequence, when a writer takes its lease)
-   * before the writer commits, and transactions commit in any order, so a reader that saw
-   * version 11 may later find 10 committed below its cursor. Transaction ids have the same
-   * problem, which the snapshot solves: every transaction whose id is below the snapshot's xmin
-   * has ended (committed or rolled back), and every transaction still running or yet to start
-   * has an id ≥ xmin. So the feed returns only rows written by transactions below xmin: all of
-   * them are visible in the snapshot, and none can appear later below a cursor that never passes
-   * (xmin − 1, ∞). A row rewritten later moves up to its new transaction's position, so the feed
-   * is a compacted log. A long transaction anywhere in the cluster holds xmin back: the feed then
-   * lags (never skips) until it ends. The pruned position and the rows are read in one
-   * REPEATABLE READ snapshot, so a concurrent prune cannot slip between them.
-   */
+  /** Pages through catalog changes in the order (writing transaction id, key): see {@link readChangePage}. */
   async changesSince(cursor: string | undefined, opts: CatalogChangeOptions): Promise<CatalogChangePage> {
     const after = cursor === undefined ? undefined : parseChangeCursor(cursor, this.kind);
-    return this.tx('changesSince', undefined, async (c): Promise<CatalogChangePage> => {
-      const feed = (await c.query<{ catalog: string; pruned_xid: number; pruned_key: string; xmin: number; xmax: number }>(
-        `SELECT catalog, pruned_xid, pruned_key, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
-          pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax FROM ${this.s}.change_feed WHERE id = 1`, [])).rows[0]!;
-      const head = formatChangeCursor({ kind: 'p', catalog: feed.catalog, xid: feed.xmin - 1 });
-      let from = { xid: -1, key: undefined as string | undefined };
-      if (after) {
-        const behindPruned = after.kind === 'p' && (after.xid < feed.pruned_xid
-          || (after.xid === feed.pruned_xid && after.key !== undefined && compareKeys(after.key, feed.pruned_key) < 0));
-        // Another catalog, a position this database never reached (restored from a backup), or deletes forgotten past it.
-        if (after.kind !== 'p' || after.catalog !== feed.catalog || after.xid >= feed.xmax || behindPruned) {
-          return { changes: [], cursor: head, more: false, reset: true };
-        }
-        from = { xid: after.xid, key: after.key };
-      }
-      const args: unknown[] = [feed.xmin, from.xid];
-      let where = `change_xid < $1 AND change_xid > $2`;
-      if (from.key !== undefined) {
-        args.push(from.key);
-        where = `change_xid < $1 AND (change_xid, key) > ($2, $${args.length}::text COLLATE "C")`;
-      }
-      if (opts.prefix) {
-        args.push(opts.prefix);
-        where += ` AND starts_with(key, $${args.length})`;
-      }
-      args.push(opts.limit + 1);
-      const rows = (await c.query<ChangeRow>(`SELECT key, version, deleted, size, sha256, change_xid FROM ${this.s}.objects
-        WHERE ${where} ORDER BY change_xid, key LIMIT $${args.length}`, args)).rows;
-      const more = rows.length > opts.limit;
-      if (more) rows.length = opts.limit;
-      const last = rows[rows.length - 1];
-      // Past the last row only when the page is full; else everything below xmin was delivered.
-      const next = more && last ? formatChangeCursor({ kind: 'p', catalog: feed.catalog, xid: last.change_xid, key: last.key })
-        : from.xid >= feed.xmin ? formatChangeCursor({ kind: 'p', catalog: feed.catalog, xid: from.xid, ...(from.key !== undefined ? { key: from.key } : {}) }) : head;
-      return { changes: rows.map(toChange), cursor: next, more, reset: false };
-    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    return this.tx('changesSince', undefined, (c) => readChangePage(c, this.s, after, opts), 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   }
 
   /**
@@ -695,43 +502,3 @@ export class PostgresStateStore implements StateStore {
 }
 redactInspection(PostgresStateStore);
 
-/**
- * A 32-bit advisory lock id for a key. Two keys sharing an id only serialize their commits, which
- * is harmless; the schema migration uses the empty string, which is never a valid key.
- */
-function lockId(text: string): number {
-  return createHash('sha256').update(text).digest().readInt32BE(0);
-}
-
-/** int8 as a JS number: stamps, ids, sizes and counts stay far below 2^53. */
-function toNumber(value: string): number {
-  return Number(value);
-}
-
-function replica(r: { provider: string; version: number; etag: string | null }): Replica {
-  return r.etag === null ? { provider: r.provider, version: r.version } : { provider: r.provider, version: r.version, etag: r.etag };
-}
-
-function toObject(row: ObjectRow): CatalogObject {
-  const o: CatalogObject = { key: row.key, version: row.version, size: row.size, metadata: JSON.parse(row.metadata) as Record<string, string>, lastModified: row.updated_at };
-  if (row.sha256 !== null) o.sha256 = row.sha256;
-  if (row.content_type !== null) o.contentType = row.content_type;
-  return o;
-}
-
-function toChange(r: ChangeRow): CatalogChange {
-  const c: CatalogChange = { key: r.key, version: r.version, deleted: r.deleted, size: r.size };
-  if (r.sha256 !== null) c.sha256 = r.sha256;
-  return c;
-}
-
-function toEntry(r: OutboxRow): OutboxEntry {
-  const e: OutboxEntry = {
-    id: r.id, kind: r.kind as OutboxKind, key: r.key, version: r.version, provider: r.provider, size: r.size, priority: priorityOfRank(Number(r.priority)), attempts: r.attempts,
-    createdAt: r.created_at, nextAttemptAt: r.next_attempt_at, state: r.state as OutboxEntry['state'],
-  };
-  if (r.last_error !== null) e.lastError = r.last_error;
-  if (r.lease_owner !== null) e.leaseOwner = r.lease_owner;
-  if (r.lease_until !== null) e.leaseUntil = r.lease_until;
-  return e;
-}
