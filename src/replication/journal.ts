@@ -1,144 +1,14 @@
-// Over 500 lines: the migration journal's SQLite schema and every record it keeps; not split in issue 15 (time) — candidates: schema/versioning vs object records vs audit events.
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { openSqlite, type SqlDatabase, type SqlStatement } from '../state/sqlite-driver.js';
+import { openSqlite, type SqlDatabase } from '../state/sqlite-driver.js';
 import { InvalidConfigError } from '../core/index.js';
+import { JOURNAL_SCHEMA, JOURNAL_VERSION, RowsStatement, refuseNewerJournal } from './journal-schema.js';
+import type { JournalEntry, JournalEvent, JournalState, JournalUpload, UploadJournal } from './journal-types.js';
 
-/**
- * Where one object stands in a migration: `copying` from the moment a copy starts writing (a run
- * killed then may leave it so; the next run compares with the destination before copying again,
- * whatever the journal says, so a copy in one request may reach the disk already verified: see
- * the durability notes on {@link MigrationJournal}); terminal: verified, failed (with a reason),
- * source-deleted.
- */
-export type JournalState = 'copying' | 'verified' | 'failed' | 'source-deleted';
-
-export interface JournalEntry {
-  key: string;
-  state: JournalState;
-  size: number | null;
-  srcEtag: string | null;
-  dstEtag: string | null;
-  sha256: string | null;
-  verifiedBy: string | null;
-  /**
-   * The checksum mode the verification ran under (null in journals written before it was
-   * recorded). A record is taken as proof only where `verifiedBy` is proof under the mode of the
-   * run reading it (see provesUnder): a `size-only` record proves nothing to a default run or to
-   * `--delete-source`.
-   */
-  checksumMode: string | null;
-  reason: string | null;
-  /** Copies started for this key over all runs. */
-  copies: number;
-}
-
-/** One row of the audit trail: what happened to which key (and source version) in which run. */
-export interface JournalEvent {
-  seq: number;
-  run: number;
-  key: string;
-  srcEtag: string | null;
-  event: 'copy-start' | 'verified' | 'identical' | 'failed' | 'source-deleted' | 'upload-start' | 'upload-resume' | 'upload-complete' | 'upload-abort';
-  detail: string | null;
-}
-
-/** A resumable upload of one object, as the journal recorded it (see resumable-copy.ts). */
-export interface JournalUpload {
-  key: string;
-  /** The destination's serialised upload handle. */
-  handle: string;
-  /** The source version the parts were read from; another version means starting over. */
-  srcEtag: string;
-  size: number;
-  partSize: number;
-  state: 'open' | 'completed' | 'aborted';
-  /** The run that started it. */
-  run: number;
-  parts: JournalPart[];
-}
-
-/** One part the journal saw the destination accept. */
-export interface JournalPart {
-  partNumber: number;
-  size: number;
-  /** CRC32C of the part's bytes (hex), as read from the source. */
-  crc32c: string;
-  /** The provider's tag of the part, when it has one (S3 part ETag). */
-  etag: string | null;
-  /** The provider's SHA-256 of the part, when it reports one. */
-  sha256: string | null;
-  /** The run that last uploaded it, and how many times it was uploaded over all runs. */
-  run: number;
-  uploads: number;
-}
-
-/**
- * Where a resumable upload records its handle and parts (resumable-copy.ts): the local journal
- * (SQLite) or a job's tables in PostgreSQL (src/jobs/job-uploads.ts).
- *
- * # Contract
- * - Every method has committed what it records when it returns (or its promise resolves): the copy
- *   sends no part before its upload is recorded, and counts a part as kept on a resume only when
- *   the record of it survived.
- * - A recorder may refuse (throw Aborted) when the caller no longer owns the object (a job's claim
- *   was taken over); the copy then stops without aborting the upload, which the new owner resumes.
- */
-export interface UploadJournal {
-  /** The upload recorded for `key` (any state) with its parts in order, or undefined. */
-  upload(key: string): JournalUpload | undefined | Promise<JournalUpload | undefined>;
-  /** A new upload of `key` started, replacing an earlier one and its parts. */
-  uploadStarted(key: string, u: { handle: string; srcEtag: string; size: number; partSize: number }): void | Promise<void>;
-  /** The destination accepted a part. */
-  partUploaded(key: string, p: { partNumber: number; size: number; crc32c: string; etag?: string; sha256?: string }): void | Promise<void>;
-  /** An open upload was picked up, keeping `kept` of its `total` parts. */
-  uploadResumed(key: string, srcEtag: string, kept: number, total: number): void | Promise<void>;
-  /** The upload was completed or given up. */
-  uploadClosed(key: string, srcEtag: string, state: 'completed' | 'aborted', detail?: string): void | Promise<void>;
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS objects (
-  key TEXT PRIMARY KEY,
-  state TEXT NOT NULL,
-  size INTEGER, src_etag TEXT, dst_etag TEXT, sha256 TEXT, verified_by TEXT, reason TEXT,
-  copies INTEGER NOT NULL DEFAULT 0,
-  updated_at INTEGER NOT NULL,
-  checksum_mode TEXT
-);
-CREATE TABLE IF NOT EXISTS events (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  run INTEGER NOT NULL, key TEXT NOT NULL, src_etag TEXT, event TEXT NOT NULL, detail TEXT, at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_key ON events(key, seq);
-CREATE TABLE IF NOT EXISTS runs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, started_at INTEGER NOT NULL, finished_at INTEGER, status TEXT, summary TEXT
-);
-CREATE TABLE IF NOT EXISTS uploads (
-  key TEXT PRIMARY KEY, handle TEXT NOT NULL, src_etag TEXT NOT NULL, size INTEGER NOT NULL, part_size INTEGER NOT NULL,
-  state TEXT NOT NULL, run INTEGER NOT NULL, started_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS upload_parts (
-  key TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL, crc32c TEXT NOT NULL, etag TEXT, sha256 TEXT,
-  run INTEGER NOT NULL, uploads INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (key, part_number)
-);
-`;
-
-/** The journal format this code writes (`meta.version`; journals from before it have none: 1). */
-export const JOURNAL_VERSION = 1;
-
-/** A journal a newer cloudmux wrote is refused before anything is touched (the rule of the state schemas). */
-function refuseNewerJournal(db: SqlDatabase, path: string): void {
-  const hasMeta = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get() !== undefined;
-  const found = hasMeta ? (db.prepare("SELECT value FROM meta WHERE name = 'version'").get() as { value: string } | undefined)?.value : undefined;
-  if (found !== undefined && !(Number(found) <= JOURNAL_VERSION)) {
-    db.close();
-    throw new InvalidConfigError(`--journal ${path} is journal version ${found}, newer than this cloudmux understands (${JOURNAL_VERSION})`);
-  }
-}
+export type { JournalEntry, JournalEvent, JournalPart, JournalState, JournalUpload, UploadJournal } from './journal-types.js';
+export { JOURNAL_VERSION };
 
 /** How the journal groups its writes; see {@link MigrationJournal}. */
 export interface JournalOptions {
@@ -213,7 +83,7 @@ export class MigrationJournal implements UploadJournal {
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     refuseNewerJournal(db, path);
-    db.exec(SCHEMA);
+    db.exec(JOURNAL_SCHEMA);
     db.prepare("INSERT OR IGNORE INTO meta(name, value) VALUES ('version', ?)").run(String(JOURNAL_VERSION));
     // Journals from before the checksum mode was recorded: add the column (their rows read as null).
     const columns = db.prepare<[], { name: string }>('PRAGMA table_info(objects)').all();
@@ -580,39 +450,5 @@ export class MigrationJournal implements UploadJournal {
       }, this.flushMs);
       this.timer.unref();
     }
-  }
-}
-
-/**
- * An INSERT of many rows at once: a batch is written in chunks of 64, 32, 16, … 1 rows (in the order
- * given, so events keep their sequence), each chunk size prepared once.
- */
-class RowsStatement {
-  private readonly bySize = new Map<number, SqlStatement>();
-
-  constructor(private readonly db: SqlDatabase, private readonly sql: (values: string) => string, private readonly columns: number) {}
-
-  /** Writes the rows whose parameters `flat` holds, `columns` per row. */
-  write(flat: unknown[]): void {
-    let rows = flat.length / this.columns;
-    let at = 0;
-    for (let size = 64; rows > 0; size >>= 1) {
-      while (rows >= size) {
-        const end = at + size * this.columns;
-        this.statement(size).run(...(at === 0 && end === flat.length ? flat : flat.slice(at, end)));
-        at = end;
-        rows -= size;
-      }
-    }
-  }
-
-  private statement(rows: number): SqlStatement {
-    let s = this.bySize.get(rows);
-    if (!s) {
-      const row = `(${Array<string>(this.columns).fill('?').join(', ')})`;
-      s = this.db.prepare(this.sql(Array<string>(rows).fill(row).join(', ')));
-      this.bySize.set(rows, s);
-    }
-    return s;
   }
 }
