@@ -184,7 +184,7 @@ export const transfersSchema = z.strictObject({
   priority: prioritySchema.optional(),
   /** A metered link: the replication worker (and `migrate --config`) move only critical objects. */
   metered: z.boolean().default(false),
-  /** `--bwlimit` for `migrate --config` runs: `10M`, `10M:1M`, `"08:00,1M 19:00,off"`. */
+  /** The replication worker's bandwidth, and `--bwlimit` for `migrate --config` runs: `10M`, `10M:1M`, `"08:00,1M 19:00,off"`. */
   bwlimit: z.string().superRefine((v, ctx) => {
     try {
       BandwidthTimetable.parse(v);

@@ -102,6 +102,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       readiness: () => this.readiness(),
       lastScanAt: () => this.lastScanAt,
       adaptive: () => this.rt.worker.adaptiveStatus(),
+      bandwidth: () => this.rt.worker.bandwidthStatus(),
       spend: () => this.spend.report(this.state),
     }, { processMetrics: opts.processMetrics });
   }

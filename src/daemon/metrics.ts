@@ -20,6 +20,8 @@ export interface MetricsSource {
   lastScanAt(): number | undefined;
   /** The replication worker's adaptive limiters, one per destination provider (none without `replication.adaptive`). */
   adaptive?(): AdaptiveStatus[];
+  /** The replication worker's bandwidth limit in force (`transfers.bwlimit`; undefined: none configured). */
+  bandwidth?(): { up?: number; down?: number } | undefined;
   /** Modelled spend (optional: absent, no spend series). */
   spend?(): Promise<SpendReport>;
 }
@@ -167,6 +169,16 @@ export class DaemonMetrics {
     new Gauge({ name: 'cloudmux_replication_in_flight', help: 'Copies in flight to each provider.', labelNames: ['provider'], registers, collect: perLimiter((s) => s.inFlight) });
     new Gauge({ name: 'cloudmux_replication_rate_per_second', help: 'Copies finished per second to each provider (last adaptive window).', labelNames: ['provider'], registers, collect: perLimiter((s) => s.completedPerSec) });
     new Gauge({ name: 'cloudmux_replication_bytes_per_second', help: 'Bytes copied per second to each provider (last adaptive window).', labelNames: ['provider'], registers, collect: perLimiter((s) => s.bytesPerSec) });
+    new Gauge({
+      name: 'cloudmux_replication_bwlimit_bytes_per_second', help: 'Bandwidth limit of the replication worker in force now (transfers.bwlimit); absent while off.',
+      labelNames: ['direction'], registers,
+      collect(this: Gauge<'direction'>) {
+        this.reset();
+        const bw = source.bandwidth?.();
+        if (bw?.up !== undefined) this.set({ direction: 'up' }, bw.up);
+        if (bw?.down !== undefined) this.set({ direction: 'down' }, bw.down);
+      },
+    });
     new Gauge({
       name: 'cloudmux_state_store_up', help: '1 while the state store answers.', registers,
       async collect() {

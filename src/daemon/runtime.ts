@@ -51,7 +51,7 @@ export class DaemonRuntime {
       throw e;
     }
     const worker = ReplicationWorker.forRouter(router, {
-      ...config.replication, metered: config.transfers?.metered ?? false, priorityWeights: config.transfers?.priority?.weights,
+      ...config.replication, metered: config.transfers?.metered ?? false, priorityWeights: config.transfers?.priority?.weights, bwlimit: config.transfers?.bwlimit,
     });
     const scanner = new AntiEntropyScanner({ router, ...config.daemon.scan });
     // Probes go below the retry layer (a probe must fail fast, not be retried into looking

@@ -14,6 +14,8 @@ import type { BacklogStats, OutboxEntry, StateStore } from '../state/types.js';
 import { copyObject, type ChecksumMode } from './copier.js';
 import { AdaptiveConcurrency, type AdaptiveConcurrencyOptions, type AdaptiveStatus } from '../layers/adaptive-concurrency.js';
 import { DEFAULT_PRIORITY_WEIGHTS, PRIORITY_CLASSES, WeightedClassPicker, type PriorityClass } from '../core/priority.js';
+import { BandwidthTimetable, ScheduledTokenBucket } from '../layers/bandwidth-timetable.js';
+import { RateLimitStore } from '../layers/rate-limit.js';
 
 export interface ReplicationWorkerOptions extends Partial<Omit<ReplicationConfig, 'verify' | 'adaptive'>> {
   /**
@@ -26,6 +28,15 @@ export interface ReplicationWorkerOptions extends Partial<Omit<ReplicationConfig
   priorityWeights?: Partial<Record<PriorityClass, number>>;
   /** A metered link: only critical entries are claimed; the rest wait (nothing is dropped). */
   metered?: boolean;
+  /**
+   * Bandwidth of this worker (`transfers.bwlimit`): a rate (`10M`), `UP:DOWN`, `off`, or a
+   * timetable (`"08:00,1M 19:00,off"`, local time; see BandwidthTimetable). Down paces what copies
+   * read from sources, up what they write to destinations, all copies together; the limit switches
+   * at each window boundary while copies run. A string that does not parse throws InvalidArgument.
+   */
+  bwlimit?: BandwidthTimetable | string;
+  /** The clock the timetable reads (tests). Default: the system clock. */
+  now?: () => Date;
   state: StateStore;
   /** Provider stores by the names the catalog uses. */
   providers: Record<string, BlobStore>;
@@ -110,13 +121,21 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
   private readonly evictor: { evictExpired(): Promise<number> } | undefined;
   private readonly evictIntervalMs: number;
   private lastEviction = -Infinity;
+  private readonly bandwidth: { up: ScheduledTokenBucket; down: ScheduledTokenBucket } | undefined;
   /** Shared by every copy in flight, each of which listens to it: no listener limit applies. */
   private readonly abort = ((c: AbortController) => (setMaxListeners(0, c.signal), c))(new AbortController());
 
   constructor(opts: ReplicationWorkerOptions) {
     super();
     this.state = opts.state;
-    this.providers = new Map(Object.entries(opts.providers));
+    const table = typeof opts.bwlimit === 'string' ? BandwidthTimetable.parse(opts.bwlimit) : opts.bwlimit;
+    if (table && !table.unlimited) {
+      this.bandwidth = { up: new ScheduledTokenBucket(table, 'up', { now: opts.now }), down: new ScheduledTokenBucket(table, 'down', { now: opts.now }) };
+    }
+    // Every provider is a source for some copies and a destination for others: reads take from the
+    // one down bucket, writes from the one up bucket (the worker's link, whichever cloud is at the other end).
+    const bw = this.bandwidth;
+    this.providers = new Map(Object.entries(opts.providers).map(([name, store]) => [name, bw ? new RateLimitStore(store, { readBytesPerSec: bw.down, writeBytesPerSec: bw.up }) : store]));
     this.health = opts.health;
     this.cost = opts.cost;
     this.concurrency = opts.concurrency ?? 4;
@@ -176,6 +195,14 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
 
   backlog(): Promise<BacklogStats> {
     return this.state.backlog();
+  }
+
+  /** The bandwidth limit in force now (bytes/s each way; absent: none that way), or undefined without `bwlimit`. */
+  bandwidthStatus(): { bwlimit: string; up?: number; down?: number } | undefined {
+    if (!this.bandwidth) return undefined;
+    const up = this.bandwidth.up.rateNow();
+    const down = this.bandwidth.down.rateNow();
+    return { bwlimit: String(this.bandwidth.up.timetable), ...(up !== undefined ? { up } : {}), ...(down !== undefined ? { down } : {}) };
   }
 
   /** The adaptive limiters' snapshots (empty without `adaptive`). */

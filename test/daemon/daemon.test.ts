@@ -109,6 +109,14 @@ describe('Daemon', () => {
     expect((await fetch(`http://${host}:${port}/status`, { method: 'POST' })).status).toBe(405);
   });
 
+  it('runs its replication worker at transfers.bwlimit and exports the limit in force', async () => {
+    writeFileSync(setup.configFile, stringify({ ...setup.raw, transfers: { bwlimit: '100M:50M' } }));
+    const d = await startDaemon();
+    const metrics = (await get(d, '/metrics')).text;
+    expect(metric(metrics, 'cloudmux_replication_bwlimit_bytes_per_second{direction="up"}')).toBe(100 * 1024 ** 2);
+    expect(metric(metrics, 'cloudmux_replication_bwlimit_bytes_per_second{direction="down"}')).toBe(50 * 1024 ** 2);
+  });
+
   it('shows modelled spend per provider and per prefix in /status and /metrics', async () => {
     // $0.02/GB-month everywhere; $5 per 1,000 writes and $0.4 per 1,000 reads, so requests show.
     const prices = { storageGbMonth: 0.02, egressInternetGb: 0.09, egressToGb: {}, classAPer1k: 5, classBPer1k: 0.4 };
