@@ -8,8 +8,11 @@ import type { ProviderSet } from './provider-set.js';
 import type { RouterEvents, RouterGetResult } from './router.js';
 
 export type Attempt = { ok: true; value: RouterGetResult } | { ok: false; error: unknown };
-/** Per get: whether a reconciliation during it changed what the catalog says (read again). */
-export type ReadContext = { readAgain: boolean };
+/**
+ * Per pass of a get: whether what the catalog says changed while it read (a put committed, a
+ * holder's copy was adopted), so that the get should look the key up and read again.
+ */
+export type ReadContext = { readAgain: boolean; signal?: AbortSignal };
 
 
 /**
@@ -25,8 +28,8 @@ export class ReplicaReader {
     private readonly providers: ProviderSet,
     private readonly events: EventEmitter<RouterEvents>,
     private readonly metaOf: (object: CatalogObject, fromProvider?: ObjectMeta) => ObjectMeta,
-    /** A holder turned out not to hold the catalog's bytes. */
-    private readonly onInDoubt: (key: string, provider: string, reason: string, ctx: ReadContext) => Promise<void>,
+    /** A holder turned out not to hold the bytes of `version`, the catalog's when the read looked. */
+    private readonly onInDoubt: (key: string, provider: string, reason: string, ctx: ReadContext, version: number) => Promise<void>,
   ) {}
 
   /** Counts a read (the hedging budget is a share of reads). */
@@ -95,13 +98,13 @@ export class ReplicaReader {
     try {
       res = await this.providers.call(p, () => this.providers.store(p).get(key, opts));
     } catch (e) {
-      if (isCloudmuxError(e, 'NotFound')) await this.onInDoubt(key, p, 'missing on a provider listed as holder', ctx);
+      if (isCloudmuxError(e, 'NotFound')) await this.onInDoubt(key, p, 'missing on a provider listed as holder', ctx, object.version);
       return { ok: false, error: e };
     }
     const sha = res.meta.checksums.sha256;
     if ((object.sha256 && sha && sha !== object.sha256) || res.meta.size !== object.size) {
       discard(res.body);
-      await this.onInDoubt(key, p, 'holds other bytes than the current version', ctx);
+      await this.onInDoubt(key, p, 'holds other bytes than the current version', ctx, object.version);
       return { ok: false, error: new IntegrityError(`${p} holds other bytes than version ${object.version}`, { provider: p, key }) };
     }
     const started = performance.now();

@@ -24,6 +24,7 @@ import { ProviderSet, type Placement } from './provider-set.js';
 import { PutWriter, recordedEtags, type WriteOutcome } from './put-writer.js';
 import { reconcileHolder, storedSha256, type ReconcileOutcome } from './reconcile.js';
 import { ReplicaReader, type ReadContext } from './replica-reader.js';
+import { READ_AGAIN_LIMIT, settleInDoubt } from './read-again.js';
 import { WriteLeases, type HeldLease } from './write-leases.js';
 import { CopyOnRead, type CopyOnReadOptions } from './copy-on-read.js';
 import { redactInspection } from '../core/redact.js';
@@ -189,7 +190,7 @@ export class Router implements BlobStore, ChangeFeed {
     this.leases = new WriteLeases(this.state, this.id, { locks: this.locks, leaseMs: opts.writeLeaseMs ?? 15_000, acquireTimeoutMs: opts.writeLeaseWaitMs });
     this.providers = new ProviderSet(this.stores, this.weights, this.order, this.health, this.cost);
     this.writer = new PutWriter(this.providers);
-    this.reader = new ReplicaReader(this.providers, this.events, (o, m) => this.metaOf(o, m), (key, p, reason, ctx) => this.inDoubt(key, p, reason, ctx));
+    this.reader = new ReplicaReader(this.providers, this.events, (o, m) => this.metaOf(o, m), (key, p, reason, ctx, version) => this.inDoubt(key, p, reason, ctx, version));
     this.location = opts.location;
     this.copyOnRead = openCopyOnRead(opts, this.providers, this.cost, this.events, (o, m) => this.metaOf(o, m));
     const stores = [...this.stores.values()];
@@ -494,13 +495,15 @@ export class Router implements BlobStore, ChangeFeed {
 
   async get(key: string, opts: GetOptions = {}): Promise<RouterGetResult> {
     checkGet(this.provider, key, opts);
-    const ctx: ReadContext = { readAgain: false };
-    try {
-      return await this.getOnce(key, opts, ctx);
-    } catch (e) {
-      // A holder's copy was adopted as a new version, or a put committed, while we read: read again once.
-      if (!ctx.readAgain) throw e;
-      return this.getOnce(key, opts, { readAgain: false });
+    for (let pass = 1; ; pass++) {
+      const ctx: ReadContext = { readAgain: false, signal: opts.signal };
+      try {
+        return await this.getOnce(key, opts, ctx);
+      } catch (e) {
+        // A put committed or a holder's copy was adopted while we read: look the key up and read
+        // the version now current (each pass checks the bytes against the version it looked up).
+        if (!ctx.readAgain || pass >= READ_AGAIN_LIMIT) throw e;
+      }
     }
   }
 
@@ -541,11 +544,15 @@ export class Router implements BlobStore, ChangeFeed {
     throw new ProviderUnavailableError(`${key}: no available provider holds its current version ${object.version} (holders: ${holders})`, { provider: this.provider, key, cause: failure });
   }
 
-  /** A read found a holder without the catalog's bytes: reconcile it (a failure to do so only delays the fix). */
-  private async inDoubt(key: string, p: string, reason: string, ctx: ReadContext): Promise<void> {
-    const outcome = await this.reconcileHolder(key, p, reason).catch(() => 'skipped' as const);
-    // Adopted, or the copy is right after all (a put of the key committed while we read): read again.
-    if (outcome === 'adopted' || outcome === 'ok') ctx.readAgain = true;
+  /**
+   * A read of `version` found a holder without its bytes: when a writer moved the key on meanwhile,
+   * read again; else reconcile the holder (see {@link settleInDoubt}; a failure only delays the fix).
+   */
+  private async inDoubt(key: string, p: string, reason: string, ctx: ReadContext, version: number): Promise<void> {
+    const outcome = await settleInDoubt(this.state, this.leases, key, version, ctx.signal, (held) => this.reconcileHolder(key, p, reason, held))
+      .catch(() => 'skipped' as const);
+    // The catalog moved on, the holder's bytes were adopted, or they are right after all: read again.
+    if (outcome === 'moved' || outcome === 'adopted' || outcome === 'ok') ctx.readAgain = true;
   }
 
   async *list(opts: ListOptions = {}): AsyncGenerator<ListItem> {

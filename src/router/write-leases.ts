@@ -36,7 +36,8 @@ export interface HeldLease {
 export class WriteLeases {
   readonly locks: KeyLocks;
   readonly leaseMs: number;
-  private readonly acquireTimeoutMs: number;
+  /** How long {@link with} waits for another writer's lease (ms). */
+  readonly acquireTimeoutMs: number;
 
   constructor(private readonly state: StateStore, readonly owner: string, opts: WriteLeasesOptions = {}) {
     this.locks = opts.locks ?? new KeyLocks();
@@ -45,30 +46,45 @@ export class WriteLeases {
   }
 
   async with<T>(key: string, signal: AbortSignal | undefined, fn: (held: HeldLease) => Promise<T>): Promise<T> {
+    return this.locks.with(key, async () => this.holding(key, await this.acquire(key, signal), signal, fn));
+  }
+
+  /**
+   * Like {@link with}, but asks for the lease once: when another process's writer holds it, gives
+   * up at once (undefined) instead of waiting. (A writer of the key in this process is waited for.)
+   */
+  async tryWith<T>(key: string, signal: AbortSignal | undefined, fn: (held: HeldLease) => Promise<T>): Promise<{ value: T } | undefined> {
     return this.locks.with(key, async () => {
-      const lease = await this.acquire(key, signal);
-      const lost = new AbortController();
-      const held: HeldLease = { lease, signal: signal ? AbortSignal.any([signal, lost.signal]) : lost.signal, consumed: false };
-      let renewedAt = performance.now();
-      const timer = setInterval(() => {
-        this.state.renewWrite(lease, this.leaseMs).then((ok) => {
-          if (ok) renewedAt = performance.now();
-          else if (!held.consumed) lost.abort(new TransientError(`lost the write lease on ${key} (held longer than ${this.leaseMs} ms without renewal)`, { key }));
-        }, () => {
-          // The state store is unreachable: the lease may lapse; stop writing once it surely has.
-          if (performance.now() - renewedAt > this.leaseMs && !held.consumed) {
-            lost.abort(new TransientError(`could not renew the write lease on ${key} for ${this.leaseMs} ms`, { key }));
-          }
-        });
-      }, Math.max(10, Math.floor(this.leaseMs / 3)));
-      timer.unref();
-      try {
-        return await fn(held);
-      } finally {
-        clearInterval(timer);
-        if (!held.consumed) await this.state.releaseWrite(lease).catch(() => undefined);
-      }
+      if (signal?.aborted) throw new AbortedError(`gave up waiting for the write lease on ${key}`, { key, cause: signal.reason });
+      const got = await this.state.acquireWrite(key, this.owner, this.leaseMs);
+      if (!got.granted) return undefined;
+      return { value: await this.holding(key, got.lease, signal, fn) };
     });
+  }
+
+  /** Runs `fn` holding `lease`: renews it, aborts `held.signal` when it is lost, releases it after unless a commit consumed it. */
+  private async holding<T>(key: string, lease: WriteLease, signal: AbortSignal | undefined, fn: (held: HeldLease) => Promise<T>): Promise<T> {
+    const lost = new AbortController();
+    const held: HeldLease = { lease, signal: signal ? AbortSignal.any([signal, lost.signal]) : lost.signal, consumed: false };
+    let renewedAt = performance.now();
+    const timer = setInterval(() => {
+      this.state.renewWrite(lease, this.leaseMs).then((ok) => {
+        if (ok) renewedAt = performance.now();
+        else if (!held.consumed) lost.abort(new TransientError(`lost the write lease on ${key} (held longer than ${this.leaseMs} ms without renewal)`, { key }));
+      }, () => {
+        // The state store is unreachable: the lease may lapse; stop writing once it surely has.
+        if (performance.now() - renewedAt > this.leaseMs && !held.consumed) {
+          lost.abort(new TransientError(`could not renew the write lease on ${key} for ${this.leaseMs} ms`, { key }));
+        }
+      });
+    }, Math.max(10, Math.floor(this.leaseMs / 3)));
+    timer.unref();
+    try {
+      return await fn(held);
+    } finally {
+      clearInterval(timer);
+      if (!held.consumed) await this.state.releaseWrite(lease).catch(() => undefined);
+    }
   }
 
   private async acquire(key: string, signal: AbortSignal | undefined): Promise<WriteLease> {
