@@ -4,15 +4,20 @@
  * backend, in one run: wall time of each, the ratio (plain / chunked; issue 20's target is ≥ 20×
  * on the emulators), and bytes sent to the backend by each. The chunked re-upload uses a fresh
  * ChunkedStore, so it includes listing the chunk prefix (what a new process pays).
- * Backends: fs (a temp dir) and the S3 emulator (s3rver, started here unless S3_ENDPOINT is set).
- * The chunked side still reads and hashes every byte (chunker + SHA-256 of each chunk + SHA-256 of
- * the whole, ≈ 0.45 GB/s on one core here), so on loopback emulators the time ratio is bounded by
- * that, not by the bytes sent (measured at load 15: 128 MiB on s3rver 4.6× less time, 11× fewer bytes).
+ * Backends: fs (a temp dir) and the S3 emulator (s3rver, started here unless S3_ENDPOINT is set);
+ * `link` is a modelled WAN link: the fs store behind a RateLimitStore pacing uploads at `--link=`
+ * Mbit/s (default 100), each put timed until the link has carried its bytes. It models bandwidth
+ * only (no latency, no provider), so it shows what the byte ratio buys; it is not an emulator figure.
+ * The chunked side still reads every byte, cuts chunks (≈ 1.2 GB/s on this thread), SHA-256es each
+ * chunk (thread pool) and the whole (a worker): on loopback emulators the time ratio is bounded by
+ * that CPU work on two cores, not by the bytes sent (numbers in the h20 notes and issue 20).
  *
- *   npm run bench chunked-reupload      (or: node --import tsx bench/chunked-reupload.ts [MiB=128] [fs|s3…])
+ *   npm run bench chunked-reupload      (or: node --import tsx bench/chunked-reupload.ts [MiB=128] [fs|s3|link…]
+ *                                        [--link=Mbit/s] [--cpu-prof=FILE: profile of the chunked re-upload only])
  */
 import { createCipheriv, createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FsStore } from '../providers/fs/index.js';
@@ -21,13 +26,18 @@ import { bodyChunks } from '../src/core/body.js';
 import type { BlobStore, Body, ObjectMeta, PutOptions } from '../src/core/types.js';
 import { ChunkedStore } from '../src/layers/chunked/index.js';
 import { ForwardingStore } from '../src/layers/forwarding-store.js';
+import { RateLimitStore } from '../src/layers/rate-limit.js';
+import { TokenBucket } from '../src/layers/token-bucket.js';
 import { startS3, emulatorOptions } from '../test/harness/s3.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
 const size = (Number(args.find((a) => /^\d+$/.test(a))) || 128) * MiB;
-const wanted = args.filter((a) => !/^\d+$/.test(a));
-const backends = wanted.length ? wanted : ['fs', 's3'];
+const flag = (name: string): string | undefined => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const linkMbit = Number(flag('link') ?? 100);
+const cpuProf = flag('cpu-prof');
+const wanted = args.filter((a) => !/^\d+$/.test(a) && !a.startsWith('--'));
+const backends = wanted.length ? wanted : ['fs', 's3', 'link'];
 
 /** Counts bytes handed to the store below. */
 class Counting extends ForwardingStore {
@@ -62,37 +72,77 @@ async function timed<T>(fn: () => Promise<T>): Promise<number> {
   return (performance.now() - t) / 1000;
 }
 
-async function run(name: string, open: () => BlobStore): Promise<void> {
+/** Profiles `fn` (this thread only) into `cpuProf` when asked. */
+async function profiled<T>(fn: () => Promise<T>): Promise<T> {
+  if (!cpuProf) return fn();
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(cpuProf, JSON.stringify(profile));
+    session.disconnect();
+  }
+}
+
+/** `link`: the bucket pacing the backend's uploads; a put is timed until the bucket has paid off what it took. */
+async function run(name: string, open: () => BlobStore, link?: TokenBucket): Promise<void> {
   const v1 = bytes(size, 'v1');
   const v2 = Buffer.from(v1);
   const patch = Math.floor(size / 1000 / 8);
   for (let i = 0; i < 8; i++) bytes(patch, `edit${i}`).copy(v2, Math.floor((size / 8) * i + size / 16));
+  const carried = async (): Promise<void> => {
+    await link?.take(0);
+  };
 
   const plain = new Counting(open());
   await plain.put('plain.img', v1, { size });
+  await carried();
   plain.bytes = 0;
-  const plainS = await timed(() => plain.put('plain.img', v2, { size }));
+  const plainS = await timed(async () => {
+    await plain.put('plain.img', v2, { size });
+    await carried();
+  });
   const plainSent = plain.bytes;
 
   const counting = new Counting(open());
+  // Not closed: that would close `counting` too (its idle hashing worker never holds the process).
   await new ChunkedStore(counting).put('chunked.img', v1);
+  await carried();
   counting.bytes = 0;
   const chunked = new ChunkedStore(counting);
-  const chunkedS = await timed(() => chunked.put('chunked.img', v2));
-  console.log(`${name.padEnd(4)} plain ${plainS.toFixed(2)} s (${(plainSent / MiB).toFixed(1)} MiB sent) | chunked ${chunkedS.toFixed(2)} s (${(counting.bytes / MiB).toFixed(2)} MiB sent, ${chunked.totals.chunksSent} of ${chunked.totals.chunks} chunks) | ratio ${(plainS / chunkedS).toFixed(1)}× less time, ${(plainSent / counting.bytes).toFixed(0)}× fewer bytes`);
+  const chunkedS = await profiled(() => timed(async () => {
+    await chunked.put('chunked.img', v2);
+    await carried();
+  }));
+  const label = link ? `link (modelled: fs behind ${linkMbit} Mbit/s up)` : name;
+  console.log(`${label.padEnd(4)} plain ${plainS.toFixed(2)} s (${(plainSent / MiB).toFixed(1)} MiB sent) | chunked ${chunkedS.toFixed(2)} s (${(counting.bytes / MiB).toFixed(2)} MiB sent, ${chunked.totals.chunksSent} of ${chunked.totals.chunks} chunks) | ratio ${(plainS / chunkedS).toFixed(1)}× less time, ${(plainSent / counting.bytes).toFixed(0)}× fewer bytes`);
   await plain.close();
-  await counting.close();
+  await chunked.close();
+}
+
+async function inTempDir(fn: (root: string) => Promise<void>): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), 'cloudmux-bench-chunked-'));
+  try {
+    await fn(root);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 }
 
 console.log(`re-upload of a ${size / MiB} MiB file with 0.1% changed (8 places); load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 for (const b of backends) {
   if (b === 'fs') {
-    const root = mkdtempSync(join(tmpdir(), 'cloudmux-bench-chunked-'));
-    try {
-      await run('fs', () => new FsStore({ root, fsync: false }));
-    } finally {
-      rmSync(root, { recursive: true, force: true });
-    }
+    await inTempDir((root) => run('fs', () => new FsStore({ root, fsync: false })));
+  } else if (b === 'link') {
+    if (!(linkMbit > 0)) throw new Error(`--link must be a rate in Mbit/s, got ${flag('link')}`);
+    const bytesPerSec = (linkMbit * 1e6) / 8;
+    // One bucket for every store of the run: one link. Capacity: 10 ms of it.
+    const up = new TokenBucket({ ratePerSec: bytesPerSec, capacity: bytesPerSec / 100 });
+    await inTempDir((root) => run('link', () => new RateLimitStore(new FsStore({ root, fsync: false }), { writeBytesPerSec: up }), up));
   } else if (b === 's3') {
     const emu = await startS3();
     if (emu) Object.assign(process.env, emu.env);
@@ -103,6 +153,6 @@ for (const b of backends) {
       await emu?.stop();
     }
   } else {
-    throw new Error(`unknown backend ${b}: fs or s3`);
+    throw new Error(`unknown backend ${b}: fs, s3 or link`);
   }
 }

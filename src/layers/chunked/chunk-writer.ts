@@ -1,10 +1,11 @@
 import { MultiHasher, checksumMismatches } from '../../core/checksums.js';
 import { IntegrityError, InvalidArgumentError, TransientError, isCloudmuxError, throwIfAborted } from '../../core/errors.js';
 import { systemMetadata } from '../../core/system-metadata.js';
-import type { BlobStore, ChecksumAlgorithm, ObjectMeta, PutOptions, SignalOptions } from '../../core/types.js';
+import type { BlobStore, ChecksumAlgorithm, Checksums, ObjectMeta, PutOptions, SignalOptions } from '../../core/types.js';
 import type { ChunkIndex } from './chunk-index.js';
 import type { ChunkIdScheme } from './chunk-ids.js';
 import { chunkStream, type ChunkParts, type ChunkSizes } from './chunker.js';
+import type { Sha256WorkerPool } from './sha256-worker.js';
 import { MANIFEST_MARK, MANIFEST_VERSION, chunkKey, manifestMark, serializeManifest, type ChunkRef, type Manifest } from './manifest.js';
 
 /** What one chunked write (or copy) moved. Sizes in bytes. */
@@ -42,6 +43,8 @@ export interface ChunkWriterContext {
   /** GC grace period (ms): chunks older than a quarter of it are touched before being relied on. */
   graceMs: number;
   now: () => number;
+  /** Workers for the whole-object SHA-256; absent: it is hashed on this thread. */
+  sha256Pool?: Sha256WorkerPool;
 }
 
 /**
@@ -133,6 +136,48 @@ export class ChunkUploader {
 
 /** Chunks whose ids may be hashing in the thread pool at once (memory: this many chunks of up to `max` bytes). */
 const ID_AHEAD = 4;
+/** Longer pieces are fed on in slices (views), so that cutting, id hashing and the whole-object hash overlap. */
+const SLICE = 1024 * 1024;
+/** Bodies known to be smaller hash the whole on this thread: a worker's start-up would cost more than it saves. */
+const OFF_THREAD_MIN = 8 * 1024 * 1024;
+
+/** The whole-object digests of a put, on this thread or a worker's. */
+interface WholeHasher {
+  readonly bytes: number;
+  /** A promise only when the bytes could not be taken at once. */
+  update(piece: Uint8Array): Promise<void> | undefined;
+  digest(): Promise<Checksums>;
+  /** Stops hashing (the put failed); no-op after `digest`. */
+  abort(): void;
+}
+
+function wholeHasher(ctx: ChunkWriterContext, opts: PutOptions, where: { provider: string; key: string }): WholeHasher {
+  const extra = extraAlgorithms(opts);
+  const small = opts.size !== undefined && opts.size < OFF_THREAD_MIN;
+  if (ctx.sha256Pool && extra.length === 0 && !small) {
+    const job = ctx.sha256Pool.job(opts.signal, where);
+    return {
+      get bytes() {
+        return job.bytes;
+      },
+      update: (piece) => job.update(piece),
+      digest: async () => ({ sha256: await job.digest() }),
+      abort: () => job.abort(),
+    };
+  }
+  const h = new MultiHasher(extra);
+  return {
+    get bytes() {
+      return h.bytes;
+    },
+    update: (piece) => {
+      h.update(piece);
+      return undefined;
+    },
+    digest: async () => h.digest(),
+    abort: () => {},
+  };
+}
 
 /**
  * Writes a chunked object: splits the body into content-defined chunks, stores the ones the inner
@@ -146,21 +191,25 @@ export async function writeChunked(
 ): Promise<{ meta: ObjectMeta; manifest: Manifest; stats: TransferStats }> {
   const started = ctx.now();
   const stats = emptyStats();
-  const hasher = new MultiHasher(extraAlgorithms(opts));
   const signal = opts.signal;
   const where = { provider: ctx.provider, key };
+  const whole = wholeHasher(ctx, opts, where);
   async function* hashed(): AsyncGenerator<Uint8Array> {
     for await (const piece of body) {
-      throwIfAborted(signal, where);
-      hasher.update(piece);
-      yield piece;
+      for (let at = 0; at < piece.byteLength; at += SLICE) {
+        throwIfAborted(signal, where);
+        const slice = piece.byteLength <= SLICE ? piece : piece.subarray(at, at + SLICE);
+        const wait = whole.update(slice);
+        if (wait) await wait;
+        yield slice;
+      }
     }
     throwIfAborted(signal, where);
   }
   const uploader = new ChunkUploader(ctx, stats, { signal });
   const refs: ChunkRef[] = [];
-  // Chunk ids are hashed in the thread pool, up to ID_AHEAD chunks behind the chunker, while this
-  // thread cuts the next chunks and hashes the whole: two cores instead of one. Order is kept.
+  // Chunk ids are hashed in the thread pool, up to ID_AHEAD chunks behind the chunker, and the
+  // whole on a worker, while this thread cuts the next chunks. Order is kept.
   const hashing: { id: Promise<string>; chunk: ChunkParts }[] = [];
   const settle = async (keep: number): Promise<void> => {
     while (hashing.length > keep) {
@@ -170,6 +219,7 @@ export async function writeChunked(
       await uploader.add(id, chunk);
     }
   };
+  let digests: Checksums;
   try {
     for await (const chunk of chunkStream(hashed(), ctx.sizes, ctx.ids.gear)) {
       const id = ctx.ids.idAsync(chunk.parts);
@@ -179,14 +229,16 @@ export async function writeChunked(
     }
     await settle(0);
     await uploader.finish();
+    digests = await whole.digest();
   } catch (e) {
+    whole.abort();
     await uploader.settle();
     throw e;
   }
-  stats.bytesRead = hasher.bytes;
-  const digests = hasher.digest();
-  if (opts.size !== undefined && hasher.bytes !== opts.size) {
-    throw new InvalidArgumentError(`body was ${hasher.bytes} bytes, but size said ${opts.size}; nothing was written`, where);
+  const size = whole.bytes;
+  stats.bytesRead = size;
+  if (opts.size !== undefined && size !== opts.size) {
+    throw new InvalidArgumentError(`body was ${size} bytes, but size said ${opts.size}; nothing was written`, where);
   }
   if (opts.expect && checksumMismatches(opts.expect, digests).length > 0) {
     throw new IntegrityError('body does not match the expected checksums; nothing was written', where);
@@ -196,7 +248,7 @@ export async function writeChunked(
     throw new TransientError(`chunked put took longer than a quarter of the GC grace period (${ctx.graceMs} ms); nothing was written; retry (stored chunks are reused)`, where);
   }
   const manifest: Manifest = {
-    version: MANIFEST_VERSION, size: hasher.bytes, sha256: digests.sha256!, sizes: ctx.sizes, ids: ctx.ids.algorithm,
+    version: MANIFEST_VERSION, size, sha256: digests.sha256!, sizes: ctx.sizes, ids: ctx.ids.algorithm,
     ...(ctx.ids.keyCheck !== undefined ? { keyCheck: ctx.ids.keyCheck } : {}), chunks: refs,
   };
   const bytes = serializeManifest(manifest);

@@ -199,8 +199,22 @@ export interface ChunkParts {
 }
 
 /**
+ * Adds `part` to `parts`, extending the last part instead when `part` directly follows it in the
+ * same memory (a large piece fed on in slices): a chunk then stays one view, not copied to be joined.
+ */
+function appendPart(parts: Uint8Array[], part: Uint8Array): void {
+  const last = parts[parts.length - 1];
+  if (last && last.buffer === part.buffer && last.byteOffset + last.byteLength === part.byteOffset) {
+    parts[parts.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.byteLength + part.byteLength);
+  } else {
+    parts.push(part);
+  }
+}
+
+/**
  * Splits a stream into content-defined chunks, in memory bounded by one max-size chunk plus one
  * piece. Chunks are views of the source's pieces: a source must not reuse a buffer it yielded.
+ * Consecutive pieces that are adjacent views of one buffer give single-view chunks.
  */
 export async function* chunkStream(source: AsyncIterable<Uint8Array>, sizes: Partial<ChunkSizes> = {}, gear?: Uint32Array): AsyncGenerator<ChunkParts> {
   const c = new Chunker(sizes, gear);
@@ -209,14 +223,14 @@ export async function* chunkStream(source: AsyncIterable<Uint8Array>, sizes: Par
   for await (const piece of source) {
     let start = 0;
     for (const cut of c.push(piece)) {
-      parts.push(piece.subarray(start, cut));
+      appendPart(parts, piece.subarray(start, cut));
       yield { parts, size: size + cut - start };
       parts = [];
       size = 0;
       start = cut;
     }
     if (start < piece.byteLength) {
-      parts.push(start === 0 ? piece : piece.subarray(start));
+      appendPart(parts, start === 0 ? piece : piece.subarray(start));
       size += piece.byteLength - start;
     }
   }

@@ -20,6 +20,7 @@ import { readChunks } from './chunk-reader.js';
 import { addStats, emptyStats, refreshChunks, writeChunked, type ChunkWriterContext, type TransferStats } from './chunk-writer.js';
 import { DEFAULT_CHUNK_SIZES, checkChunkSizes, type ChunkSizes } from './chunker.js';
 import { listLogical } from './listing.js';
+import { Sha256WorkerPool } from './sha256-worker.js';
 import { readManifest } from './manifest-io.js';
 import { DEFAULT_CHUNK_PREFIX, MANIFEST_MARK, chunksForRange, markedSize, type Manifest } from './manifest.js';
 
@@ -47,6 +48,12 @@ export interface ChunkedStoreOptions {
    * longer than that quarter; GC must use the same value or a larger one.
    */
   graceMs?: number;
+  /**
+   * Hash the whole object (its `sha256`) on a worker thread, fed through a shared ring, instead of
+   * on the thread that cuts chunks (default true). Not for bodies known to be under 8 MiB, nor
+   * when `expect` asks for MD5 or CRC32C. `close` stops the workers.
+   */
+  hashOffThread?: boolean;
   /** Clock (ms), for tests. */
   now?: () => number;
 }
@@ -86,6 +93,7 @@ export class ChunkedStore implements BlobStore {
   private readonly concurrency: number;
   private readonly readAhead: number;
   private readonly now: () => number;
+  private readonly sha256Pool: Sha256WorkerPool | undefined;
 
   constructor(readonly inner: BlobStore, options: ChunkedStoreOptions = {}) {
     const sizes = { ...DEFAULT_CHUNK_SIZES, ...options.sizes };
@@ -101,6 +109,7 @@ export class ChunkedStore implements BlobStore {
     this.readAhead = positive(options.readAhead ?? 2, 'readAhead');
     this.graceMs = positive(options.graceMs ?? DEFAULT_GRACE_MS, 'graceMs');
     this.now = options.now ?? Date.now;
+    this.sha256Pool = options.hashOffThread === false ? undefined : new Sha256WorkerPool();
     this.index = new ChunkIndex(inner, this.chunkPrefix);
     this.provider = inner.provider;
     // A change feed would report manifests and chunks, not logical objects: not offered.
@@ -254,7 +263,9 @@ export class ChunkedStore implements BlobStore {
     throw new NotSupportedError('a chunked store cannot presign URLs: a large object is a manifest and chunks, not one stored object', { provider: this.provider, key });
   }
 
+  /** Stops the hashing workers (a put still running fails with Transient), then closes the inner store. */
   async close(): Promise<void> {
+    await this.sha256Pool?.close();
     await this.inner.close();
   }
 
@@ -305,7 +316,7 @@ export class ChunkedStore implements BlobStore {
   private writerContext(): ChunkWriterContext {
     return {
       inner: this.inner, provider: this.provider, prefix: this.chunkPrefix, sizes: this.sizes, ids: this.ids, index: this.index,
-      concurrency: this.concurrency, graceMs: this.graceMs, now: this.now,
+      concurrency: this.concurrency, graceMs: this.graceMs, now: this.now, sha256Pool: this.sha256Pool,
     };
   }
 

@@ -1,0 +1,289 @@
+import { Worker } from 'node:worker_threads';
+import { TransientError, abortedError, type CloudmuxErrorOptions } from '../../core/errors.js';
+
+/**
+ * SHA-256 of a whole object on a worker thread, so that the thread cutting chunks does not also
+ * hash every byte (measured: bench/chunked-reupload.ts). Bytes reach the worker through a
+ * SharedArrayBuffer ring: the writer copies each piece in (a memcpy) and moves on; the worker
+ * hashes behind it. The result is the flat SHA-256 of every byte written, in order.
+ */
+
+/** Ring bytes per worker (a power of two): how far the writer may run ahead of the hashing. */
+const RING_BYTES = 16 * 1024 * 1024;
+/**
+ * Control words: bytes written and read (int32 counters, wrapping), job state, change sequence,
+ * and whether the worker (resp. the writer) is about to sleep, so that the other side calls
+ * Atomics.notify (a futex wake) only then, not for every slice.
+ */
+const W = 0;
+const R = 1;
+const STATE = 2;
+const SEQ = 3;
+const WORKER_SLEEPS = 4;
+const WRITER_WAITS = 5;
+const RUN = 1;
+const END = 2;
+
+/** Atomics.waitAsync (ES2024; in Node since 16): the lib this package compiles against predates it. */
+type WaitAsync = (ta: Int32Array, index: number, value: number, timeoutMs: number) => { async: false; value: string } | { async: true; value: Promise<string> };
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+
+/**
+ * The worker's source, plain CommonJS so that it runs the same under tsx, vitest and the built
+ * package. Per job: hash what lies between R and W, wait on SEQ for more, post the digest at END.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const ctl = new Int32Array(workerData.ctl);
+const ring = new Uint8Array(workerData.ring);
+const MASK = ring.length - 1;
+const STEP = 1024 * 1024;
+parentPort.on('message', () => {
+  const h = createHash('sha256');
+  let r = 0;
+  for (;;) {
+    const seq = Atomics.load(ctl, ${SEQ});
+    const w = Atomics.load(ctl, ${W});
+    if (w === r) {
+      if (Atomics.load(ctl, ${STATE}) === ${END} && Atomics.load(ctl, ${W}) === r) break;
+      Atomics.store(ctl, ${WORKER_SLEEPS}, 1);
+      if (Atomics.load(ctl, ${W}) === r && Atomics.load(ctl, ${STATE}) !== ${END}) Atomics.wait(ctl, ${SEQ}, seq, 1000);
+      Atomics.store(ctl, ${WORKER_SLEEPS}, 0);
+      continue;
+    }
+    const at = r & MASK;
+    const n = Math.min((w - r) >>> 0, ring.length - at, STEP);
+    h.update(ring.subarray(at, at + n));
+    r = (r + n) | 0;
+    Atomics.store(ctl, ${R}, r);
+    if (Atomics.load(ctl, ${WRITER_WAITS}) === 1) Atomics.notify(ctl, ${R});
+  }
+  parentPort.postMessage(h.digest('hex'));
+});
+`;
+
+/** One worker and its ring; runs one job at a time. */
+class HashWorker {
+  readonly ctl = new Int32Array(new SharedArrayBuffer(32));
+  readonly ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
+  readonly worker: Worker;
+  /** Set once the worker failed or exited; it is then never used again. */
+  failure: Error | undefined;
+  /** Settles (never rejects) when the worker fails or exits. */
+  readonly dead: Promise<void>;
+  private onDigest: ((hex: string) => void) | undefined;
+
+  constructor() {
+    // execArgv [] : not the parent's flags (`--input-type=module` would make the source ESM, a
+    // loader such as tsx would only slow the start-up of this plain script).
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { ctl: this.ctl.buffer, ring: this.ring.buffer } });
+    this.worker.unref();
+    this.dead = new Promise<void>((resolve) => {
+      this.worker.once('error', (e) => {
+        this.failure ??= e;
+        resolve();
+      });
+      this.worker.once('exit', (code) => {
+        this.failure ??= new Error(`the SHA-256 worker exited (code ${code})`);
+        resolve();
+      });
+    });
+    this.worker.on('message', (hex: string) => this.onDigest?.(hex));
+  }
+
+  /** Starts a job; the worker keeps the process alive until it ends. */
+  start(): void {
+    Atomics.store(this.ctl, W, 0);
+    Atomics.store(this.ctl, R, 0);
+    Atomics.store(this.ctl, STATE, RUN);
+    this.worker.ref();
+    this.worker.postMessage(0);
+  }
+
+  nextDigest(): Promise<string> {
+    return new Promise((resolve) => {
+      this.onDigest = (hex) => {
+        this.onDigest = undefined;
+        resolve(hex);
+      };
+    });
+  }
+
+  idle(): void {
+    this.worker.unref();
+  }
+
+  terminate(): Promise<number> {
+    this.failure ??= new Error('the SHA-256 worker was stopped');
+    return this.worker.terminate();
+  }
+}
+
+/**
+ * The whole-object SHA-256 of one put, computed on a pooled worker. `update` copies the piece into
+ * the ring (waiting, without blocking the event loop, only when the worker is a ring behind);
+ * `digest` ends the job; `abort` stops the hashing at once (the worker is discarded).
+ * Errors: Transient when the worker fails (nothing is committed by the caller), Aborted on `signal`.
+ */
+export class Sha256Job {
+  bytes = 0;
+  private written = 0;
+  private done = false;
+
+  constructor(
+    private readonly pool: Sha256WorkerPool, private readonly w: HashWorker, private readonly signal: AbortSignal | undefined,
+    private readonly where: CloudmuxErrorOptions,
+  ) {}
+
+  /** Copies `piece` into the ring. Returns a promise only when it had to wait for room. */
+  update(piece: Uint8Array): Promise<void> | undefined {
+    this.check();
+    this.bytes += piece.byteLength;
+    return this.copy(piece);
+  }
+
+  private copy(piece: Uint8Array): Promise<void> | undefined {
+    const { ctl, ring } = this.w;
+    let off = 0;
+    while (off < piece.byteLength) {
+      const free = RING_BYTES - ((this.written - Atomics.load(ctl, R)) >>> 0);
+      if (free === 0) {
+        const rest = piece.subarray(off);
+        return this.waitForRoom().then(() => this.copy(rest));
+      }
+      const at = this.written & (RING_BYTES - 1);
+      const n = Math.min(free, RING_BYTES - at, piece.byteLength - off);
+      ring.set(piece.subarray(off, off + n), at);
+      off += n;
+      this.written = (this.written + n) | 0;
+      Atomics.store(ctl, W, this.written);
+      this.wake();
+    }
+    return undefined;
+  }
+
+  /** Ends the job; the hex SHA-256 of every byte given to `update`. */
+  async digest(): Promise<string> {
+    this.check();
+    const result = this.w.nextDigest();
+    Atomics.store(this.w.ctl, STATE, END);
+    this.wake();
+    const hex = await this.race(result);
+    this.done = true;
+    this.pool.release(this.w);
+    return hex;
+  }
+
+  /** Stops hashing now (after a failure or abort); the worker is discarded. Safe to call twice. */
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    this.pool.discard(this.w);
+  }
+
+  private wake(): void {
+    Atomics.add(this.w.ctl, SEQ, 1);
+    if (Atomics.load(this.w.ctl, WORKER_SLEEPS) === 1) Atomics.notify(this.w.ctl, SEQ);
+  }
+
+  private async waitForRoom(): Promise<void> {
+    this.check();
+    const { ctl } = this.w;
+    Atomics.store(ctl, WRITER_WAITS, 1);
+    try {
+      const seen = Atomics.load(ctl, R);
+      if (RING_BYTES - ((this.written - seen) >>> 0) > 0) return;
+      // A timeout, so that a wait never outlives a worker that died between the check and the wait.
+      const w = waitAsync(ctl, R, seen, 1000);
+      if (w.async) await this.race(w.value);
+    } finally {
+      Atomics.store(ctl, WRITER_WAITS, 0);
+    }
+    this.check();
+  }
+
+  /** `p`, unless the worker dies or the signal fires first. */
+  private async race<T>(p: Promise<T>): Promise<T> {
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      if (!this.signal) return;
+      onAbort = () => reject(abortedError(this.signal, this.where));
+      this.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => {});
+    try {
+      const r = await Promise.race([p, aborted, this.w.dead.then(() => this.failed())]);
+      return r;
+    } finally {
+      if (onAbort) this.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private check(): void {
+    if (this.done) throw new TransientError('the whole-object SHA-256 job has already ended; nothing was written', this.where);
+    if (this.signal?.aborted) throw abortedError(this.signal, this.where);
+    if (this.w.failure) this.failed();
+  }
+
+  private failed(): never {
+    throw new TransientError('the SHA-256 worker thread failed; nothing was written; retry', { ...this.where, cause: this.w.failure });
+  }
+}
+
+/**
+ * Workers for whole-object SHA-256, one per put in progress; up to `keepIdle` idle ones are kept
+ * (unref'd: they never hold the process open) for the next put. `close` terminates them all.
+ */
+export class Sha256WorkerPool {
+  private readonly idleWorkers: HashWorker[] = [];
+  private readonly busy = new Set<HashWorker>();
+  private readonly stopping = new Set<Promise<unknown>>();
+  private closed = false;
+
+  constructor(private readonly keepIdle = 1) {}
+
+  /** A job on an idle worker or a new one. */
+  job(signal: AbortSignal | undefined, where: CloudmuxErrorOptions): Sha256Job {
+    if (this.closed) throw new TransientError('the store is closed', where);
+    let w = this.idleWorkers.pop();
+    while (w?.failure) w = this.idleWorkers.pop();
+    w ??= new HashWorker();
+    this.busy.add(w);
+    w.start();
+    return new Sha256Job(this, w, signal, where);
+  }
+
+  /** Workers alive (busy and idle), for tests. */
+  get size(): number {
+    return this.busy.size + this.idleWorkers.length;
+  }
+
+  release(w: HashWorker): void {
+    this.busy.delete(w);
+    if (this.closed || w.failure || this.idleWorkers.length >= this.keepIdle) {
+      this.stop(w);
+      return;
+    }
+    w.idle();
+    this.idleWorkers.push(w);
+  }
+
+  discard(w: HashWorker): void {
+    this.busy.delete(w);
+    this.stop(w);
+  }
+
+  /** Terminates every worker (busy jobs then fail with Transient). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of [...this.idleWorkers.splice(0), ...this.busy]) this.stop(w);
+    this.busy.clear();
+    await Promise.allSettled([...this.stopping]);
+  }
+
+  private stop(w: HashWorker): void {
+    const p = w.terminate().catch(() => 0).finally(() => this.stopping.delete(p));
+    this.stopping.add(p);
+  }
+}
