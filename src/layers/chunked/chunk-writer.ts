@@ -151,9 +151,9 @@ interface WholeHasher {
   abort(): void;
 }
 
-function wholeHasher(ctx: ChunkWriterContext, opts: PutOptions, where: { provider: string; key: string }): WholeHasher {
+function wholeHasher(ctx: ChunkWriterContext, opts: PutOptions, sizeHint: number | undefined, where: { provider: string; key: string }): WholeHasher {
   const extra = extraAlgorithms(opts);
-  const small = opts.size !== undefined && opts.size < OFF_THREAD_MIN;
+  const small = sizeHint !== undefined && sizeHint < OFF_THREAD_MIN;
   if (ctx.sha256Pool && extra.length === 0 && !small) {
     const job = ctx.sha256Pool.job(opts.signal, where);
     return {
@@ -185,15 +185,16 @@ function wholeHasher(ctx: ChunkWriterContext, opts: PutOptions, where: { provide
  * matched `opts.size` / `opts.expect` — writes the manifest under `key` with the caller's
  * conditions, metadata and content type. A failure before that leaves the previous object in
  * place (and perhaps some unreferenced chunks, which GC removes after the grace period).
+ * `sizeHint`: the body's size when known, to choose where the whole is hashed.
  */
 export async function writeChunked(
-  ctx: ChunkWriterContext, key: string, body: AsyncIterable<Uint8Array>, opts: PutOptions,
+  ctx: ChunkWriterContext, key: string, body: AsyncIterable<Uint8Array>, opts: PutOptions, sizeHint = opts.size,
 ): Promise<{ meta: ObjectMeta; manifest: Manifest; stats: TransferStats }> {
   const started = ctx.now();
   const stats = emptyStats();
   const signal = opts.signal;
   const where = { provider: ctx.provider, key };
-  const whole = wholeHasher(ctx, opts, where);
+  const whole = wholeHasher(ctx, opts, sizeHint, where);
   async function* hashed(): AsyncGenerator<Uint8Array> {
     for await (const piece of body) {
       for (let at = 0; at < piece.byteLength; at += SLICE) {

@@ -132,7 +132,8 @@ export class ChunkedStore implements BlobStore {
       yield* rest;
     })();
     await this.index.ready({ signal: opts.signal });
-    const { meta, manifest, stats } = await writeChunked(this.writerContext(), key, source, opts);
+    const known = opts.size ?? (typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Uint8Array ? body.byteLength : undefined);
+    const { meta, manifest, stats } = await writeChunked(this.writerContext(), key, source, opts, known);
     addStats(this.totals, stats);
     return this.describe(meta, manifest);
   }
