@@ -2,7 +2,8 @@
 // that moves the position below which cursors reset.
 import { compareKeys } from '../core/keys.js';
 import { formatChangeCursor, type ChangeCursor } from './change-cursor.js';
-import { toChange, type ChangeRow } from './postgres-rows.js';
+import { toChange } from './catalog-rows.js';
+import type { ChangeRow } from './postgres-rows.js';
 import type { Db } from './postgres-schema.js';
 import type { CatalogChangeOptions, CatalogChangePage } from './types.js';
 

@@ -1,7 +1,7 @@
-// The PostgreSQL state schema: its migrations, the check that refuses a newer one, and the
-// advisory lock ids that serialize writers of one key.
+// The PostgreSQL state schema: its migrations, the check that refuses a newer one, the prepared
+// statements every query goes through, and the advisory lock ids that serialize writers of one key.
 import { createHash } from 'node:crypto';
-import type { QueryResult, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { InvalidConfigError } from '../core/errors.js';
 import { jobPrioritySql, jobTablesSql, jobUploadsSql, rangeSplitSql, rateBucketsSql } from '../jobs/job-schema.js';
 import { postgresCachedCopiesSql } from './cached-copies.js';
@@ -14,6 +14,21 @@ import { PG_PROVIDER } from './postgres-errors.js';
  */
 export interface Db {
   query<R extends QueryResultRow = QueryResultRow>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+}
+
+/** `target` as a {@link Db}; `statements` maps statement text to its prepared name (one map per store). */
+export function preparedDb(target: Pool | PoolClient, statements: Map<string, string>): Db {
+  return {
+    query: <R extends QueryResultRow>(sql: string, params?: unknown[]) => {
+      if (params === undefined) return target.query<R>(sql);
+      let name = statements.get(sql);
+      if (name === undefined) {
+        name = `cmx_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`;
+        statements.set(sql, name);
+      }
+      return target.query<R>({ name, text: sql, values: params });
+    },
+  };
 }
 
 /** Schema migrations, applied in order; `schema_version.version` is how many have run. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { InvalidConfigError } from '../core/errors.js';
 import { redactUrl } from '../registry.js';
@@ -15,10 +14,9 @@ import { PRIORITY_CLASSES, PRIORITY_RANK } from '../core/priority.js';
 import { backlogOf } from './backlog.js';
 import { storedBytesSql, toStoredBytes, type StoredBytes } from './stored-bytes.js';
 import { pruneTombstones, readChangePage } from './postgres-change-feed.js';
-import {
-  OUTBOX_COLUMNS, objectColumns, replica, toEntry, toNumber, toObject, type NewEntry, type ObjectRow, type OutboxRow,
-} from './postgres-rows.js';
-import { MIGRATIONS, SCHEMA_NAME, applyMigrations, lockId, schemaVersion, type Db } from './postgres-schema.js';
+import { OUTBOX_COLUMNS, objectColumns, toNumber, type NewEntry, type ObjectRow, type OutboxRow } from './postgres-rows.js';
+import { replica, toEntry, toObject } from './catalog-rows.js';
+import { MIGRATIONS, SCHEMA_NAME, applyMigrations, lockId, preparedDb, schemaVersion, type Db } from './postgres-schema.js';
 
 export interface PostgresStateOptions {
   /** Connection URL, `postgres://user:password@host:5432/database` (libpq-style `?sslmode=` etc. work). */
@@ -440,17 +438,7 @@ export class PostgresStateStore implements StateStore {
   }
 
   private prepared(target: Pool | PoolClient): Db {
-    return {
-      query: <R extends QueryResultRow>(sql: string, params?: unknown[]) => {
-        if (params === undefined) return target.query<R>(sql);
-        let name = this.statements.get(sql);
-        if (name === undefined) {
-          name = `cmx_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`;
-          this.statements.set(sql, name);
-        }
-        return target.query<R>({ name, text: sql, values: params });
-      },
-    };
+    return preparedDb(target, this.statements);
   }
 
   /** One statement outside a transaction, errors mapped. */

@@ -3,16 +3,17 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidConfigError } from '../core/errors.js';
 import { formatChangeCursor, parseChangeCursor } from './change-cursor.js';
-import { PRIORITY_CLASSES, PRIORITY_RANK, priorityOfRank, type PriorityClass } from '../core/priority.js';
+import { PRIORITY_CLASSES, PRIORITY_RANK, type PriorityClass } from '../core/priority.js';
 import { backlogOf } from './backlog.js';
 import type {
-  BacklogStats, ClaimOptions, CatalogChange, CatalogChangeOptions, CatalogChangePage, CatalogListOptions, CatalogLookup, CatalogObject, CommitResult, DeleteRecord, LeaseAttempt, OutboxEntry, PutRecord, Replica, StateStore,
+  BacklogStats, ClaimOptions, CatalogChangeOptions, CatalogChangePage, CatalogListOptions, CatalogLookup, CatalogObject, CommitResult, DeleteRecord, LeaseAttempt, OutboxEntry, PutRecord, Replica, StateStore,
   WriteLease,
 } from './types.js';
 import { redactInspection } from '../core/redact.js';
 import { SQLITE_CACHED_COPIES_SCHEMA, type CachedCopyState } from './cached-copies.js';
 import { SqliteCachedCopies } from './sqlite-cached-copies.js';
 import { storedBytesSql, toStoredBytes, type StoredBytes } from './stored-bytes.js';
+import { replica, toChange, toEntry, toObject, type ChangeRowOf, type ObjectRowOf, type OutboxRowOf } from './catalog-rows.js';
 
 export interface SqliteStateOptions {
   /** Database file, or `:memory:` for tests. */
@@ -121,12 +122,9 @@ CREATE INDEX cmx_outbox_class_due ON cmx_outbox (state, priority, next_attempt_a
 UPDATE cmx_meta SET value = '5' WHERE name = 'schema';
 `;
 
-interface ChangeRow { key: string; version: number; deleted: number; size: number; sha256: string | null; change_seq: number }
-interface ObjectRow { key: string; version: number; deleted: number; size: number; sha256: string | null; content_type: string | null; metadata: string; updated_at: number }
-interface OutboxRow {
-  id: number; kind: string; key: string; version: number; provider: string; size: number; attempts: number; created_at: number;
-  next_attempt_at: number; state: string; last_error: string | null; lease_owner: string | null; lease_until: number | null; priority: number;
-}
+type ChangeRow = ChangeRowOf<number> & { change_seq: number };
+type ObjectRow = ObjectRowOf<number, number>;
+type OutboxRow = OutboxRowOf<number>;
 
 /**
  * StateStore in an embedded SQLite database (WAL). Several processes may share the file: write
@@ -480,31 +478,3 @@ export class SqliteStateStore implements StateStore {
   }
 }
 redactInspection(SqliteStateStore);
-
-function replica(r: { provider: string; version: number; etag: string | null }): Replica {
-  return r.etag === null ? { provider: r.provider, version: r.version } : { provider: r.provider, version: r.version, etag: r.etag };
-}
-
-function toObject(row: ObjectRow): CatalogObject {
-  const o: CatalogObject = { key: row.key, version: row.version, size: row.size, metadata: JSON.parse(row.metadata) as Record<string, string>, lastModified: new Date(row.updated_at) };
-  if (row.sha256 !== null) o.sha256 = row.sha256;
-  if (row.content_type !== null) o.contentType = row.content_type;
-  return o;
-}
-
-function toChange(r: ChangeRow): CatalogChange {
-  const c: CatalogChange = { key: r.key, version: r.version, deleted: r.deleted !== 0, size: r.size };
-  if (r.sha256 !== null) c.sha256 = r.sha256;
-  return c;
-}
-
-function toEntry(r: OutboxRow): OutboxEntry {
-  const e: OutboxEntry = {
-    id: r.id, kind: r.kind as OutboxEntry['kind'], key: r.key, version: r.version, provider: r.provider, size: r.size, priority: priorityOfRank(r.priority), attempts: r.attempts,
-    createdAt: new Date(r.created_at), nextAttemptAt: new Date(r.next_attempt_at), state: r.state as OutboxEntry['state'],
-  };
-  if (r.last_error !== null) e.lastError = r.last_error;
-  if (r.lease_owner !== null) e.leaseOwner = r.lease_owner;
-  if (r.lease_until !== null) e.leaseUntil = new Date(r.lease_until);
-  return e;
-}
