@@ -1,5 +1,7 @@
 /** Two-way, offline-first sync between a local directory and a store (docs/sync.md). */
 export { SyncEngine, defaultDevice, type SyncEngineOptions, type SyncEvent, type RoundReport } from './sync-engine.js';
+export { SyncMetrics } from './sync-metrics.js';
+export type { ClassBacklog } from './round-backlog.js';
 export { syncLoop, probe, type SyncLoopOptions } from './sync-loop.js';
 export { offlineFirst, OfflineFirstStore, type OfflineFirstOptions, type OfflineFirstStatus } from './offline-first.js';
 export { decide, pairRenames, type DecideContext } from './decide.js';

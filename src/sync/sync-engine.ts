@@ -15,7 +15,8 @@ import { SyncState, type QueuedChange } from './sync-state.js';
 import type { BaseEntry, LocalEntry, PathFacts, SyncAction, SyncActionKind } from './types.js';
 import { VersionsArea } from './versions-area.js';
 import type { SyncProfile } from './profiles.js';
-import { PRIORITY_RANK, PriorityClassifier, type PriorityClass } from '../core/priority.js';
+import { PRIORITY_RANK, PriorityClassifier } from '../core/priority.js';
+import { MOVING_KINDS, bytesOf, classOf, emptyClassBacklog, queuedBacklog, roundBacklog, type ClassBacklog } from './round-backlog.js';
 
 export interface SyncEngineOptions {
   /** The local directory. */
@@ -79,12 +80,14 @@ export interface RoundReport {
   /** Local files read to hash, remote objects examined (head/read) this round. */
   hashed: number;
   examined: number;
+  /**
+   * Content still to move after this round, per priority class: decided actions not done (held
+   * on a metered link, failed, raced, a dry run's); offline, the queued local changes.
+   */
+  backlog: ClassBacklog;
 }
 
 const DEFAULT_CLASSIFIER = new PriorityClassifier();
-
-/** Actions that move file content over the link (held on a metered one unless critical). */
-const MOVING_KINDS: ReadonlySet<SyncActionKind> = new Set(['upload', 'download', 'keep-both', 'local-wins', 'remote-wins', 'merge']);
 
 const PROBLEM_KINDS: ReadonlySet<SyncActionKind> = new Set(['keep-both', 'local-wins', 'remote-wins', 'merge']);
 
@@ -178,6 +181,7 @@ export class SyncEngine {
     const report: RoundReport = {
       online: true, dryRun, planned: [], listed: [], outcomes: [], skipped: [...localScan.skipped], pending: 0,
       counts: { done: 0, deferred: 0, raced: 0, failed: 0 }, localFiles: localScan.files.size, remoteObjects: 0, hashed: localScan.hashed, examined: 0,
+      backlog: emptyClassBacklog(),
     };
     let remoteScan: RemoteScan;
     let cursor: string | undefined;
@@ -199,14 +203,17 @@ export class SyncEngine {
     const ctx: DecideContext = {
       device: this.device, compareStamps: (a, b) => this.clock.compare(a, b), trusts: (s) => this.clock.trusts(s), policyFor: (p) => this.policies.policyFor(p),
     };
-    const actions = this.holdOnMeteredLink(pairRenames([...facts.values()].map((f) => decide(f, ctx)), facts), facts, report.skipped);
+    const decided = pairRenames([...facts.values()].map((f) => decide(f, ctx)), facts);
+    const actions = this.holdOnMeteredLink(decided, facts, report.skipped);
     report.planned = actions.filter((a) => a.kind !== 'none');
     this.emit({ type: 'planned', actions: report.planned.length });
     if (dryRun) {
       report.pending = this.state.queueCount();
+      report.backlog = roundBacklog(decided, [], facts, this.classifier);
       return report;
     }
     const stopped = await this.executeAll(actions, facts, remoteScan.tombstones, report, o.signal);
+    report.backlog = roundBacklog(decided, report.outcomes, facts, this.classifier);
     if (stopped === undefined) await this.removeOwnTombstones(remoteScan.tombstones, actions, o.signal);
     this.state.setMeta('hlc', this.clock.last());
     if (cursor !== undefined) this.saveCursor(cursor, report);
@@ -365,24 +372,8 @@ export class SyncEngine {
     this.state.setMeta('fetch', JSON.stringify([...wanted]));
   }
 
-  /** Bytes an action moves over the link (0 for deletes, records, server-side copies, local moves). */
-  private bytesOf(a: SyncAction, f: PathFacts | undefined): number {
-    switch (a.kind) {
-      case 'upload':
-        return f?.local?.size ?? 0;
-      case 'download':
-        return f?.remote?.size ?? 0;
-      case 'keep-both': case 'local-wins': case 'remote-wins': case 'merge':
-        return (f?.local?.size ?? 0) + (f?.remote?.size ?? 0);
-      default:
-        return 0;
-    }
-  }
-
-  private classOf(a: SyncAction, f: PathFacts | undefined): PriorityClass {
-    // The size of what moves: the local file for an upload, the remote one for a download.
-    const size = a.kind === 'upload' ? f?.local?.size : a.kind === 'download' ? f?.remote?.size : Math.max(f?.local?.size ?? 0, f?.remote?.size ?? 0);
-    return (this.profile?.priority ?? DEFAULT_CLASSIFIER).classify({ key: a.path, size: size ?? 0 });
+  private get classifier(): PriorityClassifier {
+    return this.profile?.priority ?? DEFAULT_CLASSIFIER;
   }
 
   /**
@@ -395,7 +386,7 @@ export class SyncEngine {
     return actions.filter((a) => {
       if (!MOVING_KINDS.has(a.kind) || this.fetching.has(a.path)) return true; // a fetch the user asked for goes ahead
       const f = facts.get(a.path);
-      const cls = this.classOf(a, f);
+      const cls = classOf(a, f, this.classifier);
       if (cls === 'critical') return true;
       skipped.push({ path: a.path, reason: 'metered', detail: `${cls} class waits for an unmetered link` });
       return false;
@@ -411,7 +402,7 @@ export class SyncEngine {
     // Conflicts first, in their own pass: a keep-both copy name is then never planned by this round too.
     // Then by priority class (critical first), and within a class small before large, so many small
     // files land while a large one streams (progressive).
-    const rank = (a: SyncAction): [number, number] => [PRIORITY_RANK[this.classOf(a, facts.get(a.path))], this.bytesOf(a, facts.get(a.path))];
+    const rank = (a: SyncAction): [number, number] => [PRIORITY_RANK[classOf(a, facts.get(a.path), this.classifier)], bytesOf(a, facts.get(a.path))];
     const rest = actions.filter((a) => !PROBLEM_KINDS.has(a.kind)).map((a) => ({ a, r: rank(a) }));
     rest.sort((x, y) => x.r[0] - y.r[0] || x.r[1] - y.r[1]);
     const ordered = [...actions.filter((a) => PROBLEM_KINDS.has(a.kind)), ...rest.map((x) => x.a)];
@@ -484,7 +475,9 @@ export class SyncEngine {
   private offline(report: RoundReport, e: unknown): RoundReport {
     const reason = describeError(e, { where: false });
     this.emit({ type: 'offline', reason });
-    return { ...report, online: false, offlineReason: reason, pending: this.state.queueCount() };
+    // Stopped before planning: what is known to be owed is the local queue.
+    const backlog = report.planned.length === 0 && report.outcomes.length === 0 ? queuedBacklog(this.state.queue(), this.classifier) : report.backlog;
+    return { ...report, online: false, offlineReason: reason, pending: this.state.queueCount(), backlog };
   }
 
   private emit(e: SyncEvent): void {
