@@ -6,7 +6,7 @@ import type { Bucket, File } from '@google-cloud/storage';
 import {
   Backoff, copySourceOf, requireCopySource, sleep, InvalidArgumentError, NotFoundError, NotModifiedError, NotSupportedError,
   PreconditionFailedError, SHA256_KEY, bodyBytes, bodyChunks, checkCopy, checkDelete, checkGet, handedOverMd5, checkPut,
-  compareKeys, digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey, validatePrefix,
+  digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey, validatePrefix,
   verifyingTransform, deleteEach,
 } from '../../src/core/index.js';
 import type {
@@ -24,6 +24,7 @@ import { checkExpected, putResumable } from './upload-session.js';
 import * as resumable from './resumable.js';
 import * as copying from './copy.js';
 import { mediaBody, openMedia } from './media.js';
+import { listObjects } from './listing.js';
 
 // The SDK is loaded as CommonJS: its ESM entry makes Node load many more files than its CJS one
 // (~50 ms less CPU to load on Node 20). A Storage a caller built with the ESM copy is only called
@@ -278,79 +279,8 @@ export class GcsStore implements BlobStore, ResumableUploads {
   // list
 
   async *list(opts: ListOptions = {}): AsyncGenerator<ListItem> {
-    const prefix = opts.prefix ?? '';
-    validatePrefix(prefix, PROVIDER);
-    const ctx = this.ctx('list', undefined, opts.signal);
-    const fullPrefix = this.options.prefix + prefix;
-    const startOffset = opts.startAfter !== undefined ? this.options.prefix + opts.startAfter : undefined;
-    const pageSize = Math.max(1, Math.min(1000, opts.pageSize ?? 1000));
-    // startOffset is inclusive: with a delimiter, startAfter itself can come back rolled up into
-    // its common prefix, which then must appear only if some key after startAfter shares it.
-    let startAfterPrefix: string | undefined;
-    if (opts.delimiter && startOffset !== undefined && startOffset.startsWith(fullPrefix)) {
-      const at = startOffset.indexOf(opts.delimiter, fullPrefix.length);
-      if (at >= 0) startAfterPrefix = startOffset.slice(0, at + opts.delimiter.length);
-    }
-    let pageToken: string | undefined;
-    let lastPrefix: string | undefined;
-    do {
-      throwIfAborted(opts.signal, { provider: PROVIDER });
-      let files: File[];
-      let next: { pageToken?: string } | null;
-      let response: { prefixes?: string[] };
-      try {
-        [files, next, response] = (await this.bucket.getFiles({
-          prefix: fullPrefix,
-          autoPaginate: false,
-          maxResults: pageSize,
-          ...(opts.delimiter ? { delimiter: opts.delimiter } : {}),
-          ...(startOffset !== undefined ? { startOffset } : {}),
-          ...(pageToken ? { pageToken } : {}),
-        })) as unknown as [File[], { pageToken?: string } | null, { prefixes?: string[] }];
-      } catch (e) {
-        throw mapGcsError(e, ctx);
-      }
-      // GCS returns a page's objects and prefixes apart; merge them back into byte order.
-      const items: ListItem[] = [];
-      for (const f of files) {
-        // startOffset is inclusive; startAfter is not.
-        if (f.name === startOffset) continue;
-        const r = f.metadata as GcsObjectResource;
-        items.push({
-          type: 'object',
-          key: this.keyOf(f.name),
-          size: Number(r.size ?? 0),
-          etag: etagOf(r),
-          lastModified: new Date(r.updated ?? r.timeCreated ?? 0),
-          version: String(r.generation),
-          checksums: checksumsOf(r),
-        });
-      }
-      for (const p of response?.prefixes ?? []) {
-        if (p === lastPrefix) continue;
-        if (p === startAfterPrefix) {
-          startAfterPrefix = undefined;
-          if (!(await this.hasNameAfter(p, startOffset!, ctx))) continue;
-        }
-        items.push({ type: 'prefix', prefix: this.keyOf(p) });
-      }
-      items.sort((a, b) => compareKeys(a.type === 'object' ? a.key : a.prefix, b.type === 'object' ? b.key : b.prefix));
-      for (const item of items) {
-        if (item.type === 'prefix') lastPrefix = this.options.prefix + item.prefix;
-        yield item;
-      }
-      pageToken = next?.pageToken;
-    } while (pageToken);
-  }
-
-  /** True when some object under `prefix` sorts after `name`. */
-  private async hasNameAfter(prefix: string, name: string, ctx: GcsErrorContext): Promise<boolean> {
-    try {
-      const [files] = await this.bucket.getFiles({ prefix, startOffset: name, maxResults: 2, autoPaginate: false });
-      return files.some((f) => f.name !== name);
-    } catch (e) {
-      throw mapGcsError(e, ctx);
-    }
+    validatePrefix(opts.prefix ?? '', PROVIDER);
+    yield* listObjects(this.bucket, this.options.prefix, opts, this.ctx('list', undefined, opts.signal));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -423,10 +353,6 @@ export class GcsStore implements BlobStore, ResumableUploads {
   /** @internal */
   name(key: string): string {
     return this.options.prefix + key;
-  }
-
-  private keyOf(name: string): string {
-    return name.slice(this.options.prefix.length);
   }
 
   /** @internal */
