@@ -11,10 +11,23 @@ import { deleteEach } from '../core/index.js';
 import { redactInspection } from '../core/redact.js';
 import { isInternalPath } from './remote-scan.js';
 import { SyncEngine, type RoundReport, type SyncEngineOptions } from './sync-engine.js';
+import { SyncProfile, resolveProfile, type SyncProfileSpec } from './profiles.js';
 import type { QueuedChange } from './sync-state.js';
 import { probe, Wake } from './sync-loop.js';
 
-export interface OfflineFirstOptions extends Omit<SyncEngineOptions, 'local' | 'remote' | 'localLock' | 'onEvent'> {
+export interface OfflineFirstOptions extends Omit<SyncEngineOptions, 'local' | 'remote' | 'localLock' | 'onEvent' | 'profile'> {
+  /**
+   * The device profile, as `cloudmux sync --profile`: a name (an entry of `profiles`, else a preset:
+   * `mobile`, `desktop`, `server`), a SyncProfile, or a spec (`{ extends: 'mobile', include: [...] }`).
+   * Paths outside it stay on this device and are never pushed, pulled nor deleted; files over its
+   * size cap stay local; list-only paths are known (`status().listOnly`) and downloaded on
+   * {@link OfflineFirstStore.fetch}; a metered profile moves only the critical class unless
+   * `metered: false`. Recorded in the sync state, so `cloudmux sync status|fetch DIR` use it too.
+   * An unknown name is InvalidArgument before anything is opened.
+   */
+  profile?: SyncProfile | string | SyncProfileSpec;
+  /** Profiles a name may refer to (a config's `sync.profiles`). */
+  profiles?: Readonly<Record<string, SyncProfileSpec>>;
   /** Longest wait between background rounds while nothing is written locally (ms, default 30 000): how soon remote changes are pulled. */
   intervalMs?: number;
   /** From a local write to the round that pushes it (ms, default 100): a burst of writes goes out in one round. */
@@ -50,6 +63,8 @@ export interface OfflineFirstStatus {
   lastError?: string;
   /** Conflicts resolved on this device so far (see `sync status` / SyncState.conflicts()). */
   conflicts: number;
+  /** List-only paths the remote holds and this device has not downloaded (profile `listOnly`; see fetch()), after the last online round. */
+  listOnly: { path: string; size: number }[];
 }
 
 /**
@@ -98,11 +113,15 @@ export class OfflineFirstStore implements BlobStore {
     const root = resolve(dir);
     this.opts = opts;
     this.remote = remote;
+    const profile = typeof opts.profile === 'string' ? resolveProfile(opts.profile, opts.profiles)
+      : opts.profile === undefined || opts.profile instanceof SyncProfile ? opts.profile : new SyncProfile(opts.profile.extends ?? 'custom', opts.profile);
     this.local = new FsStore({ root, layout: 'plain', fsync: opts.fsync !== false });
     this.engine = SyncEngine.open({
-      ...opts, local: root, remote,
+      ...opts, profile, local: root, remote,
       localLock: (path, fn) => this.local.withKeyLock(path, fn),
     });
+    // As `cloudmux sync` records it: what `sync status` shows and `sync fetch` reopens the directory with.
+    this.engine.state.setMeta('profile', profile ? JSON.stringify({ name: profile.name, spec: profile.spec, metered: opts.metered }) : undefined);
     this.capabilities = {
       conditionalPut: true, conditionalDelete: true, versioning: false, nativeChecksums: [], presign: false, streaming: true,
     };
@@ -171,6 +190,7 @@ export class OfflineFirstStore implements BlobStore {
     const out: OfflineFirstStatus = {
       pending: s.queueCount(), pendingPaths: s.queuedPaths(100), syncing: this.syncing > 0,
       retrying: last ? last.counts.deferred + last.counts.raced + last.counts.failed : 0, conflicts: s.conflictCount(),
+      listOnly: JSON.parse(s.getMeta('listed') ?? '[]') as { path: string; size: number }[],
     };
     if (last) out.online = last.online;
     if (last?.offlineReason !== undefined) out.offlineReason = last.offlineReason;
@@ -178,6 +198,18 @@ export class OfflineFirstStore implements BlobStore {
     if (this.lastOnlineAt) out.lastOnlineAt = this.lastOnlineAt;
     if (this.lastError !== undefined) out.lastError = this.lastError;
     return out;
+  }
+
+  /**
+   * Downloads list-only paths (profile `listOnly`) in a round now, as `cloudmux sync fetch`: the
+   * request is recorded first, so a round cut short (offline) asks again. Once fetched, a path
+   * syncs both ways like any other until its local copy is deleted (then it is list-only again,
+   * and the deletion is never pushed).
+   */
+  fetch(paths: readonly string[], opts: { signal?: AbortSignal } = {}): Promise<RoundReport> {
+    for (const p of paths) this.refuseInternal(p);
+    this.engine.requestFetch(paths);
+    return this.syncNow(opts);
   }
 
   /**
@@ -236,6 +268,8 @@ export class OfflineFirstStore implements BlobStore {
   }
 
   private queued(path: string, sha256: string | null, size: number | null): void {
+    // Outside the profile: the change stays on this device, nothing is owed.
+    if (this.engine.profile && !this.engine.profile.includes(path)) return;
     const clock = this.engine.clock;
     const change: QueuedChange = { path, sha256, size, hlc: clock.now(), detectedAt: Date.now() };
     this.engine.state.enqueue(change, clock.last());
