@@ -6,8 +6,8 @@ import type { Bucket, File } from '@google-cloud/storage';
 import {
   Backoff, copySourceOf, requireCopySource, sleep, InvalidArgumentError, NotFoundError, NotModifiedError, NotSupportedError,
   PreconditionFailedError, SHA256_KEY, bodyBytes, bodyChunks, checkCopy, checkDelete, checkGet, handedOverMd5, checkPut,
-  digestBuffer, isCloudmuxError, isReplayableBody, resolveRange, throwIfAborted, validateKey, validatePrefix,
-  verifyingTransform, deleteEach,
+  digestBuffer, isReplayableBody, resolveRange, throwIfAborted, validateKey, validatePrefix,
+  verifyingTransform, deleteEach, unlessNotFound,
 } from '../../src/core/index.js';
 import type {
   BlobStore, Body, Capabilities, CloudmuxError, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult,
@@ -378,13 +378,7 @@ export class GcsStore implements BlobStore, ResumableUploads {
 
   /** @internal */
   async exists(key: string, ctx: GcsErrorContext): Promise<boolean> {
-    try {
-      await this.resource(key, ctx);
-      return true;
-    } catch (e) {
-      if (isCloudmuxError(e, 'NotFound')) return false;
-      throw e;
-    }
+    return (await unlessNotFound(this.resource(key, ctx))) !== undefined;
   }
 
   /** Generation preconditions for a put; undefined when `ifMatch` is not one of our etags (it can match nothing). */

@@ -13,15 +13,24 @@ export async function getText(store: BlobStore, key: string, opts?: GetOptions):
   return (await getBuffer(store, key, opts)).toString('utf8');
 }
 
-/** True if the key exists (head succeeds), false on NotFound. */
-export async function exists(store: BlobStore, key: string, opts?: SignalOptions): Promise<boolean> {
+/** What `pending` resolves to, or undefined when it fails with NotFound; any other failure is rethrown. */
+export async function unlessNotFound<T>(pending: Promise<T>): Promise<T | undefined> {
   try {
-    await store.head(key, opts);
-    return true;
+    return await pending;
   } catch (e) {
-    if (isCloudmuxError(e, 'NotFound')) return false;
+    if (isCloudmuxError(e, 'NotFound')) return undefined;
     throw e;
   }
+}
+
+/** The object's meta (head), or undefined when there is no such object. */
+export async function headIfExists(store: Pick<BlobStore, 'head'>, key: string, opts?: SignalOptions): Promise<ObjectMeta | undefined> {
+  return unlessNotFound(store.head(key, opts));
+}
+
+/** True if the key exists (head succeeds), false on NotFound. */
+export async function exists(store: BlobStore, key: string, opts?: SignalOptions): Promise<boolean> {
+  return (await headIfExists(store, key, opts)) !== undefined;
 }
 
 /** What {@link putIfAbsent} did: `created` with the new object's meta, or not, because the key existed. */

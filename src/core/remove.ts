@@ -1,4 +1,5 @@
-import { PreconditionFailedError, isCloudmuxError } from './errors.js';
+import { PreconditionFailedError } from './errors.js';
+import { headIfExists } from './helpers.js';
 import { validateKey } from './keys.js';
 import type { BlobStore, DeleteManyResult, SignalOptions } from './types.js';
 
@@ -22,13 +23,8 @@ export async function deleteIfUnchanged(store: BlobStore, key: string, expected:
   const changed = (why: string): never => {
     throw new PreconditionFailedError(`${key} changed since it was verified (${why}); not deleted`, { provider: store.provider, key });
   };
-  let now;
-  try {
-    now = await store.head(key, { signal: opts.signal });
-  } catch (e) {
-    if (isCloudmuxError(e, 'NotFound')) return false;
-    throw e;
-  }
+  const now = await headIfExists(store, key, { signal: opts.signal });
+  if (!now) return false;
   if (now.etag !== expected.etag) changed(`etag ${now.etag}, verified ${expected.etag}`);
   const sha = now.checksums.sha256;
   if (expected.sha256 !== undefined && sha !== undefined && sha !== expected.sha256) changed('its sha256 differs from the verified one');

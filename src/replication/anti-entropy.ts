@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { compareKeys, describeError, isCloudmuxError, throwIfAborted } from '../core/index.js';
+import { compareKeys, describeError, headIfExists, throwIfAborted } from '../core/index.js';
 import type { ObjectMeta, ObjectSummary } from '../core/index.js';
 import type { ScanConfig } from '../config/schema.js';
 import type { Router } from '../router/router.js';
@@ -413,12 +413,7 @@ export class AntiEntropyScanner extends EventEmitter<AntiEntropyEvents> {
 }
 
 async function headOrNull(store: { head(key: string, opts?: { signal?: AbortSignal }): Promise<ObjectMeta> }, key: string, signal: AbortSignal | undefined): Promise<ObjectMeta | null> {
-  try {
-    return await store.head(key, { signal });
-  } catch (e) {
-    if (isCloudmuxError(e, 'NotFound')) return null;
-    throw e;
-  }
+  return (await headIfExists(store, key, { signal })) ?? null;
 }
 
 function sameVersion(a: CatalogLookup, b: CatalogLookup): boolean {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isCloudmuxError, isNetworkError } from '../core/errors.js';
+import { headIfExists } from '../core/helpers.js';
 import type { BlobStore, ObjectMeta } from '../core/types.js';
 import { conflictCopyName } from './conflict-name.js';
 import type { LocalTree, WriteOutcome } from './local-tree.js';
@@ -235,10 +236,7 @@ async function deleteRemote(path: string, ifMatch: string, ctx: ExecutorContext)
  * a create replacing a stale tombstone (10 minutes old) could land; nothing else writes over one.
  */
 export async function removeTombstone(remote: BlobStore, path: string, etag: string, signal?: AbortSignal): Promise<void> {
-  const now = await remote.head(path, { signal }).catch((e: unknown) => {
-    if (isCloudmuxError(e, 'NotFound')) return undefined;
-    throw e;
-  });
+  const now = await headIfExists(remote, path, { signal });
   if (now?.etag === etag && now.metadata[META_TOMBSTONE] !== undefined) await remote.delete(path, { signal });
 }
 

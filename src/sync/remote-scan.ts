@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isCloudmuxError } from '../core/errors.js';
-import { listObjects } from '../core/helpers.js';
+import { headIfExists, listObjects } from '../core/helpers.js';
 import type { ChangeFeed } from '../core/change-feed.js';
 import type { BlobStore, ObjectMeta } from '../core/types.js';
 import { FS_STORE_DIR, STATE_DIR, TEMP_MARK, type SkippedPath } from './local-tree.js';
@@ -93,14 +93,8 @@ export async function examineAll(
 
 /** One remote object's entry, or undefined when it is gone. */
 export async function examine(store: BlobStore, key: string, opts: RemoteScanOptions): Promise<RemoteEntry | { tombstone: Tombstone } | undefined | 'unreadable'> {
-  let meta: ObjectMeta;
-  try {
-    meta = await store.head(key, { signal: opts.signal });
-  } catch (e) {
-    if (isCloudmuxError(e, 'NotFound')) return undefined;
-    throw e;
-  }
-  return entryOf(store, meta, opts);
+  const meta = await headIfExists(store, key, { signal: opts.signal });
+  return meta && entryOf(store, meta, opts);
 }
 
 /** A remote entry from an object's metadata (hashing its bytes when no digest is recorded). */

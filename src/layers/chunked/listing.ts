@@ -1,4 +1,4 @@
-import { isCloudmuxError } from '../../core/errors.js';
+import { headIfExists } from '../../core/helpers.js';
 import type { BlobStore, ListItem, ListOptions } from '../../core/types.js';
 import { markedSize, serializeManifest } from './manifest.js';
 
@@ -20,16 +20,12 @@ export async function* listLogical(inner: BlobStore, chunkPrefix: string, opts: 
   const window: Promise<ListItem | undefined>[] = [];
   const resolve = async (item: ListItem): Promise<ListItem | undefined> => {
     if (item.type === 'prefix' || item.size < MIN_MANIFEST_BYTES) return item;
-    try {
-      const meta = await inner.head(item.key, { signal: opts.signal });
-      const size = markedSize(meta.metadata);
-      if (size === undefined) return item;
-      const { checksums: _manifestDigests, ...rest } = item;
-      return { ...rest, size };
-    } catch (e) {
-      if (isCloudmuxError(e, 'NotFound')) return undefined;
-      throw e;
-    }
+    const meta = await headIfExists(inner, item.key, { signal: opts.signal });
+    if (!meta) return undefined;
+    const size = markedSize(meta.metadata);
+    if (size === undefined) return item;
+    const { checksums: _manifestDigests, ...rest } = item;
+    return { ...rest, size };
   };
   try {
     for await (const item of inner.list(opts)) {

@@ -1,4 +1,4 @@
-import { copyFromStoreOf, describeError, isCloudmuxError, isRetryable, resumableUploads, throwIfAborted } from '../../core/index.js';
+import { copyFromStoreOf, describeError, headIfExists, isCloudmuxError, isRetryable, resumableUploads, throwIfAborted } from '../../core/index.js';
 import type { BlobStore, ObjectMeta, ObjectSummary } from '../../core/index.js';
 import { copyObject, type ChecksumMode } from '../copier.js';
 import { backoff, compareObjects } from '../plan.js';
@@ -148,12 +148,7 @@ function resumableTarget(ctx: CopyStageContext, size: number): ReturnType<typeof
 }
 
 async function headSummary(store: BlobStore, key: string, signal: AbortSignal | undefined): Promise<ObjectSummary | undefined> {
-  try {
-    const m = await store.head(key, { signal });
-    return { key, size: m.size, etag: m.etag, lastModified: m.lastModified, checksums: m.checksums };
-  } catch (e) {
-    if (isCloudmuxError(e, 'NotFound')) return undefined;
-    throw e;
-  }
+  const m = await headIfExists(store, key, { signal });
+  return m && { key, size: m.size, etag: m.etag, lastModified: m.lastModified, checksums: m.checksums };
 }
 
