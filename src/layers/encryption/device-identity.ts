@@ -3,9 +3,9 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { AuthFailedError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidConfigError, ProviderError } from '../../core/errors.js';
+import { AuthFailedError, CloudmuxError, IntegrityError, InvalidArgumentError, InvalidConfigError } from '../../core/errors.js';
 import { redactInspection } from '../../core/redact.js';
-import type { KmsClient } from './keyring.js';
+import { kmsCall, type KmsClient } from './keyring.js';
 
 /**
  * Device identities (docs/encryption-format.md, "Device identities"): each device holds an
@@ -304,13 +304,4 @@ function scryptKey(passphrase: string, salt: Buffer, p: ScryptParams): Promise<B
   return new Promise((resolve, reject) => {
     scrypt(passphrase.normalize('NFC'), salt, 32, { N: p.N, r: p.r, p: p.p, maxmem: 128 * p.N * p.r + 1024 * 1024 }, (e, key) => (e ? reject(new InvalidConfigError('scrypt failed', { cause: e })) : resolve(key)));
   });
-}
-
-async function kmsCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof CloudmuxError) throw e;
-    throw new ProviderError('KMS call failed', { provider: 'kms', cause: e });
-  }
 }

@@ -183,27 +183,18 @@ export class KmsKeyring implements Keyring {
 
   async wrap(keyId: string, dek: Uint8Array, context: WrapContext): Promise<Uint8Array> {
     if (!(await this.client.has(keyId))) throw missingKey(keyId);
-    return this.call(() => this.client.encrypt(keyId, dek, kmsContext(context)));
+    return kmsCall(() => this.client.encrypt(keyId, dek, kmsContext(context)));
   }
 
   async unwrap(keyId: string, wrapped: Uint8Array, context: WrapContext): Promise<Uint8Array> {
     if (!(await this.client.has(keyId))) throw missingKey(keyId);
-    const dek = await this.call(() => this.client.decrypt(keyId, wrapped, kmsContext(context)));
+    const dek = await kmsCall(() => this.client.decrypt(keyId, wrapped, kmsContext(context)));
     if (dek.byteLength !== 32) throw new IntegrityError(`KMS returned a ${dek.byteLength}-byte data key for key id ${keyId}`, { provider: 'kms' });
     return dek;
   }
 
   toString(): string {
     return `KmsKeyring(${this.client.toString()})`;
-  }
-
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      if (e instanceof CloudmuxError) throw e;
-      throw new ProviderError('KMS call failed', { provider: 'kms', cause: e });
-    }
   }
 }
 redactInspection(KmsKeyring);
@@ -264,4 +255,14 @@ export function generateKey(id?: string): { id: string; key: string } {
   const keyId = id ?? `k${new Date().toISOString().slice(0, 10).replaceAll('-', '')}_${randomBytes(4).toString('hex')}`;
   checkKeyId(keyId);
   return { id: keyId, key: randomBytes(KEK_BYTES).toString('base64') };
+}
+
+/** Runs a KMS client call; its own failures become ProviderError (provider `kms`), cloudmux errors pass through. */
+export async function kmsCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof CloudmuxError) throw e;
+    throw new ProviderError('KMS call failed', { provider: 'kms', cause: e });
+  }
 }

@@ -164,13 +164,7 @@ export class EncryptedStore implements BlobStore {
     header.sealedDigest = sealDigest(dek, noncePrefix, this.segmentSize, Buffer.from(sha256, 'hex'));
     if (this.recordStreamDigest) {
       try {
-        const updated = await this.inner.updateMetadata(key, {
-          metadata: metadataWithHeader(meta.metadata, header, { provider: this.provider, key }),
-          contentType: meta.contentType,
-          ifMatch: meta.etag,
-          signal: opts.signal,
-        });
-        return this.describeKnown(updated, header, sha256);
+        return this.describeKnown(await this.rewriteHeader(meta, header, opts.signal), header, sha256);
       } catch {
         // The object is durable and authenticated segment by segment; only the recorded digest is
         // missing (overwritten meanwhile, or the update failed). Report what was written.
@@ -359,12 +353,7 @@ export class EncryptedStore implements BlobStore {
         wrappedKey: Buffer.from(await this.keyring.wrap(toKeyId, dek, wrapContext(toKeyId, header.noncePrefix))),
       };
       try {
-        const meta = await this.inner.updateMetadata(key, {
-          metadata: metadataWithHeader(current.metadata, rewrapped, { provider: this.provider, key }),
-          contentType: current.contentType,
-          ifMatch: current.etag,
-          signal: opts.signal,
-        });
+        const meta = await this.rewriteHeader(current, rewrapped, opts.signal);
         return { rotated: true, from: header.keyId, meta: plaintextMeta(meta, this.plainSizeOf(meta, rewrapped, key), this.openSealedDigest(dek, rewrapped, key)) };
       } catch (e) {
         if (attempt < RACE_ATTEMPTS && opts.ifMatch === undefined && isCloudmuxError(e, 'PreconditionFailed')) continue;
@@ -412,6 +401,16 @@ export class EncryptedStore implements BlobStore {
     if (opts.expect && checksumMismatches(opts.expect, digests).length > 0) {
       throw new IntegrityError('body does not match the expected checksums; nothing was written', { provider: this.provider, key });
     }
+  }
+
+  /** Replaces the header of the object `current` describes, pinned to its etag (PreconditionFailed if it changed). */
+  private rewriteHeader(current: ObjectMeta, header: EncryptionHeader, signal: AbortSignal | undefined): Promise<ObjectMeta> {
+    return this.inner.updateMetadata(current.key, {
+      metadata: metadataWithHeader(current.metadata, header, { provider: this.provider, key: current.key }),
+      contentType: current.contentType,
+      ifMatch: current.etag,
+      signal,
+    });
   }
 
   private header(meta: ObjectMeta, key: string): EncryptionHeader | undefined {
