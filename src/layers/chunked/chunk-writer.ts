@@ -151,10 +151,13 @@ interface WholeHasher {
   abort(): void;
 }
 
+/** Whether a put hashes the whole on a worker (given one): not for MD5/CRC32C, nor for a body known to be small. */
+export function hashesOffThread(opts: PutOptions, sizeHint: number | undefined): boolean {
+  return extraAlgorithms(opts).length === 0 && !(sizeHint !== undefined && sizeHint < OFF_THREAD_MIN);
+}
+
 function wholeHasher(ctx: ChunkWriterContext, opts: PutOptions, sizeHint: number | undefined, where: { provider: string; key: string }): WholeHasher {
-  const extra = extraAlgorithms(opts);
-  const small = sizeHint !== undefined && sizeHint < OFF_THREAD_MIN;
-  if (ctx.sha256Pool && extra.length === 0 && !small) {
+  if (ctx.sha256Pool && hashesOffThread(opts, sizeHint)) {
     const job = ctx.sha256Pool.job(opts.signal, where);
     return {
       get bytes() {
@@ -165,7 +168,7 @@ function wholeHasher(ctx: ChunkWriterContext, opts: PutOptions, sizeHint: number
       abort: () => job.abort(),
     };
   }
-  const h = new MultiHasher(extra);
+  const h = new MultiHasher(extraAlgorithms(opts));
   return {
     get bytes() {
       return h.bytes;

@@ -261,6 +261,16 @@ export class Sha256WorkerPool {
     return new Sha256Job(this, w, signal, where);
   }
 
+  /**
+   * Starts a worker now if none is idle, so that its start-up (tens of ms) overlaps other work
+   * of the put (the first listing of the chunk prefix) instead of holding up the hashing.
+   */
+  warm(): void {
+    if (this.closed || this.idleWorkers.some((w) => !w.failure)) return;
+    const w = new HashWorker();
+    this.idleWorkers.push(w);
+  }
+
   /** Workers alive (busy and idle), for tests. */
   get size(): number {
     return this.busy.size + this.idleWorkers.length;
