@@ -3,6 +3,7 @@ import type { GetOptions, GetResult, ObjectMeta } from '../core/index.js';
 import type { EventEmitter } from 'node:events';
 import type { CatalogObject } from '../state/types.js';
 import { discard } from './fan-out.js';
+import { storedSha256 } from './reconcile.js';
 import type { PlacementPolicy } from './policy.js';
 import type { ProviderSet } from './provider-set.js';
 import type { RouterEvents, RouterGetResult } from './router.js';
@@ -101,7 +102,8 @@ export class ReplicaReader {
       if (isCloudmuxError(e, 'NotFound')) await this.onInDoubt(key, p, 'missing on a provider listed as holder', ctx, object.version);
       return { ok: false, error: e };
     }
-    const sha = res.meta.checksums.sha256;
+    // The provider's own SHA-256, else the one cloudmux stored in its metadata (Azure, S3 without checksums).
+    const sha = storedSha256(res.meta);
     if ((object.sha256 && sha && sha !== object.sha256) || res.meta.size !== object.size) {
       discard(res.body);
       await this.onInDoubt(key, p, 'holds other bytes than the current version', ctx, object.version);

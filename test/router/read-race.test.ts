@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { FsStore } from '../../providers/fs/index.js';
+import { createHash } from 'node:crypto';
+import { MemoryStore } from '../../providers/memory/store.js';
+import { collect } from '../../src/core/body.js';
 import { getBuffer } from '../../src/core/helpers.js';
-import type { BlobStore } from '../../src/core/types.js';
+import { SHA256_KEY } from '../../src/core/metadata.js';
+import type { BlobStore, GetOptions, GetResult } from '../../src/core/types.js';
+import { ForwardingStore } from '../../src/layers/forwarding-store.js';
 import { Router } from '../../src/router/router.js';
 import { SqliteStateStore } from '../../src/state/sqlite.js';
 import { tempDir } from '../harness/emulator.js';
@@ -72,5 +77,35 @@ describe('router read racing an overwrite of its key (one replica)', () => {
     } finally {
       await dir.remove();
     }
+  });
+});
+
+/** A provider that keeps the SHA-256 only in cloudmux's metadata, not as a checksum of its own (as on Azure). */
+class NoChecksums extends ForwardingStore {
+  protected readonly layerName = 'NoChecksums';
+  override async get(key: string, opts?: GetOptions): Promise<GetResult> {
+    const res = await this.inner.get(key, opts);
+    const { sha256, ...others } = res.meta.checksums;
+    return { ...res, meta: { ...res.meta, checksums: others, metadata: { ...res.meta.metadata, ...(sha256 ? { [SHA256_KEY]: sha256 } : {}) } } };
+  }
+}
+
+describe('router read of a holder that took a newer put not yet in the catalog', () => {
+  it('bytes of the same size are recognised by the SHA-256 in the provider\'s metadata: never served under the older version\'s etag', async () => {
+    const memory = new MemoryStore({ name: 'only' });
+    const r = new Router({
+      providers: [{ name: 'only', store: new NoChecksums(memory) }], state: new SqliteStateStore({ path: ':memory:' }),
+      policies: [{ replicas: 1, writeQuorum: 1 }], health: { probeIntervalMs: 0 },
+    });
+    const v1 = await r.put('k', 'v1:aa');
+    // A put of other bytes of the same size landed on the provider (its commit not yet seen).
+    const sha = createHash('sha256').update('v2:bb').digest('hex');
+    await memory.put('k', 'v2:bb');
+    const got = await r.get('k');
+    const text = (await collect(got.body)).toString();
+    expect(text).toBe('v2:bb');
+    expect(got.meta.etag).not.toBe(v1.etag);
+    expect(got.meta.checksums.sha256).toBe(sha);
+    await r.close();
   });
 });
