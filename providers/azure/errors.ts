@@ -1,7 +1,7 @@
 import {
-  AbortedError, AccessDeniedError, AlreadyExistsError, AuthFailedError, CloudmuxError, IntegrityError, InvalidArgumentError,
+  AccessDeniedError, AlreadyExistsError, AuthFailedError, CloudmuxError, IntegrityError, InvalidArgumentError,
   InvalidConfigError, InvalidKeyError, InvalidRangeError, NotFoundError, NotModifiedError, PreconditionFailedError, ProviderError,
-  ThrottledError, TransientError, isAbortError, isNetworkError, parseRetryAfter, type CloudmuxErrorOptions,
+  ThrottledError, TransientError, isNetworkError, mapSettledFailure, parseRetryAfter, type CloudmuxErrorOptions,
 } from '../../src/core/errors.js';
 
 const PROVIDER = 'azure';
@@ -67,16 +67,11 @@ const TRANSIENT_CODES = new Set(['OperationTimedOut', 'InternalError', 'ServiceU
  * are interpreted; never returns an SDK error type.
  */
 export function mapAzureError(e: unknown, ctx: AzureErrorContext = {}): CloudmuxError {
-  if (e instanceof CloudmuxError) return e;
   const base: CloudmuxErrorOptions = { provider: PROVIDER, key: ctx.key };
-  if (ctx.signal?.aborted) {
-    const reason: unknown = ctx.signal.reason;
-    if (reason instanceof CloudmuxError) return reason;
-    return new AbortedError('operation aborted', { ...base, cause: reason });
-  }
   // The SDK reports a connection cut mid-download as an AbortError although nobody aborted:
   // that is a network failure, and retrying it (resuming from the byte reached) is safe.
-  if (isAbortError(e)) return new TransientError(`${ctx.key ?? 'request'}: the connection was cut (${(e as Error).message ?? 'aborted'})`, base);
+  const settled = mapSettledFailure(e, ctx.key ?? 'request', ctx.signal, base);
+  if (settled) return settled;
   const err = (e ?? {}) as RestErrorLike;
   const status = typeof err.statusCode === 'number' ? err.statusCode : undefined;
   const code = errorCodeOf(err);

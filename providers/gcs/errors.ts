@@ -1,4 +1,4 @@
-import { CloudmuxError, isAbortError, isNetworkError, parseRetryAfter, type ErrorCode } from '../../src/core/errors.js';
+import { CloudmuxError, isNetworkError, mapSettledFailure, parseRetryAfter, type ErrorCode } from '../../src/core/errors.js';
 
 /** What the mapper needs to know about the call that failed. */
 export interface GcsErrorContext {
@@ -54,14 +54,10 @@ const THROTTLE_REASONS = new Set(['rateLimitExceeded', 'userRateLimitExceeded', 
  * made, Authorization header included. A plain Error naming status, reason and message is kept.
  */
 export function mapGcsError(e: unknown, ctx: GcsErrorContext): CloudmuxError {
-  if (e instanceof CloudmuxError) return e;
   const base = { provider: 'gcs', key: ctx.key };
   const where = `gcs ${ctx.op}${ctx.key !== undefined ? ` ${ctx.key}` : ''}`;
-  if (ctx.signal?.aborted) {
-    return new CloudmuxError('Aborted', `${where}: aborted`, { ...base, cause: ctx.signal.reason ?? undefined });
-  }
-  // An AbortError nobody asked for is the transport giving up on a connection (the same rule on every provider).
-  if (isAbortError(e)) return new CloudmuxError('Transient', `${where}: the connection was cut`, base);
+  const settled = mapSettledFailure(e, where, ctx.signal, base);
+  if (settled) return settled;
   const err = (e ?? {}) as SdkErrorShape;
   const network = networkCode(e);
   if (network) return new CloudmuxError('Transient', `${where}: network failure (${network})`, { ...base, cause: Object.assign(new Error(network), { code: network }) });

@@ -1,5 +1,5 @@
 import {
-  CloudmuxError, isAbortError, isNetworkError, parseRetryAfter, type ErrorCode,
+  CloudmuxError, isNetworkError, mapSettledFailure, parseRetryAfter, type ErrorCode,
 } from '../../src/core/errors.js';
 
 /** What the mapper needs to know about the call that failed. */
@@ -44,14 +44,10 @@ const UNSUPPORTED = new Set(['NotImplemented', 'MethodNotAllowed']);
  * 503 errors named after their code by the SDK's throw-200-exceptions middleware.
  */
 export function mapS3Error(e: unknown, ctx: S3ErrorContext): CloudmuxError {
-  if (e instanceof CloudmuxError) return e;
   const base = { provider: 's3', key: ctx.key };
   const where = `s3 ${ctx.op}${ctx.key !== undefined ? ` ${ctx.key}` : ''}`;
-  if (ctx.signal?.aborted) {
-    return new CloudmuxError('Aborted', `${where}: aborted`, { ...base, cause: ctx.signal.reason ?? e });
-  }
-  // An AbortError nobody asked for is the transport giving up on a connection (the same rule on every provider).
-  if (isAbortError(e)) return new CloudmuxError('Transient', `${where}: the connection was cut (${(e as Error)?.message ?? 'aborted'})`, { ...base, cause: e });
+  const settled = mapSettledFailure(e, where, ctx.signal, { ...base, cause: e });
+  if (settled) return settled;
   if (isNetworkError(e) || (e as { name?: string } | null)?.name === 'TimeoutError') {
     return new CloudmuxError('Transient', `${where}: ${(e as Error).message}`, { ...base, cause: e });
   }

@@ -222,6 +222,25 @@ export function isAbortError(e: unknown): boolean {
 }
 
 /**
+ * The rules every cloud provider's error mapper starts with, so that the mappers agree: a
+ * CloudmuxError is already mapped; once the caller's signal has fired the failure is the signal's
+ * reason when that is a CloudmuxError (a deadline, a lost lease), else Aborted; an AbortError
+ * nobody asked for is the transport giving up on a connection, Transient. Undefined when none
+ * applies and the provider's own mapping decides. `where` starts the messages; `opts.cause` is
+ * what they carry (a mapper that must not keep the SDK error leaves it out).
+ */
+export function mapSettledFailure(e: unknown, where: string, signal: AbortSignal | undefined, opts: CloudmuxErrorOptions): CloudmuxError | undefined {
+  if (e instanceof CloudmuxError) return e;
+  if (signal?.aborted) {
+    const reason: unknown = signal.reason;
+    if (reason instanceof CloudmuxError) return reason;
+    return new AbortedError(`${where}: aborted`, { ...opts, cause: reason ?? opts.cause });
+  }
+  if (isAbortError(e)) return new TransientError(`${where}: the connection was cut (${(e as Error | null)?.message || 'aborted'})`, opts);
+  return undefined;
+}
+
+/**
  * One line describing any error, for logs, `reason` fields and stderr: `Code (provider key): message`
  * for a CloudmuxError (a key with control characters is JSON-quoted so the line stays one line),
  * the message otherwise, its white space (newlines included) folded to single spaces. `where:

@@ -3,7 +3,7 @@ import { mapAzureError } from '../../providers/azure/errors.js';
 import { mapGcsError } from '../../providers/gcs/errors.js';
 import { mapS3Error } from '../../providers/s3/errors.js';
 import {
-  CloudmuxError, ERROR_SEMANTICS, countsAgainstBreaker, countsAgainstHealth, describeError, isCallerFault, mayTryOtherReplica,
+  CloudmuxError, ERROR_SEMANTICS, TransientError, countsAgainstBreaker, countsAgainstHealth, describeError, isCallerFault, mayTryOtherReplica,
   type ErrorCode, type OpClass,
 } from '../../src/core/errors.js';
 import { HealthTracker } from '../../src/router/health-tracker.js';
@@ -138,4 +138,11 @@ describe('the three provider mappers agree', () => {
       });
     }
   }
+
+  it('a signal fired with a cloudmux error (a deadline, a lost lease) fails with that error on every provider', () => {
+    const deadline = new TransientError('get timed out after 100 ms', { provider: 'timeout' });
+    const signal = AbortSignal.abort(deadline);
+    const abortError = Object.assign(new Error('This operation was aborted'), { name: 'AbortError' });
+    for (const provider of ['s3', 'gcs', 'azure'] as const) expect(map[provider](abortError, signal), provider).toBe(deadline);
+  });
 });
