@@ -7,6 +7,7 @@ import type { JobStatus } from '../../jobs/job-report.js';
 import type { PostgresStateStore } from '../../state/postgres.js';
 import { EXIT, UsageError } from '../errors.js';
 import { createProgressReporter, formatBytes, formatDuration } from '../progress.js';
+import { abortOnInterrupt } from '../interrupt.js';
 
 /** The flags of a migration that runs as a worker of a job in PostgreSQL. */
 export interface JobFlags {
@@ -64,10 +65,7 @@ export async function runJobMigration(src: BlobStore, dst: BlobStore, names: { s
   const state = await openState(o.flags);
   const { runJobWorker } = await import('../../jobs/job-worker.js');
   const reporter = createProgressReporter({ json: o.flags.json, tty: process.stderr.isTTY === true });
-  const ctl = new AbortController();
-  const onSignal = (): void => ctl.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const ctl = abortOnInterrupt();
   try {
     const r = await runJobWorker(src, dst, {
       state, job: o.flags.job!, names, include: o.include, exclude: o.exclude, checksum: o.checksum, deleteSource: o.deleteSource,
@@ -81,8 +79,7 @@ export async function runJobMigration(src: BlobStore, dst: BlobStore, names: { s
     reporter.stop();
     throw e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    ctl.release();
     await state.close();
   }
 }

@@ -13,6 +13,8 @@ import { createProgressReporter } from '../progress.js';
 import { addChunkedOption, chunkedStore, chunkedTotals, type ChunkedFlags } from '../chunked-flags.js';
 import { addEncryptionOptions, decryptingSide, encryptingSide, type TreeSide } from '../encryption-flags.js';
 import { addJobOptions, checkJobFlags, registerStatus, runJobMigration, type JobFlags } from './migrate-job.js';
+import { abortOnInterrupt } from '../interrupt.js';
+import { collect } from '../repeatable.js';
 
 /** `50M` → 52428800: core/byte-size.ts's reading (binary multiples, as --bwlimit and the config read them). */
 export function parseSize(value: string, flag: string): number {
@@ -70,7 +72,6 @@ export function parseConcurrency(value: string, flag = '--concurrency'): { concu
   return { concurrency: 'auto', adaptive: { min, max } };
 }
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 /**
  * A side of a migration: a store URL (or plain path), or with `--config` the name of a configured
@@ -233,10 +234,7 @@ export async function runMigration(srcArg: string, dstArg: string, flags: Migrat
   const [{ migrate }, { MigrationJournal }] = await Promise.all([import('../../replication/migrate.js'), import('../../replication/journal.js')]);
   const journalPath = flags.journal === false ? undefined : flags.journal ?? MigrationJournal.defaultPath(src.name, dst.name);
   const reporter = createProgressReporter({ json: flags.json, tty: process.stderr.isTTY === true, dryRun: flags.dryRun });
-  const ctl = new AbortController();
-  const onSignal = (): void => ctl.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const ctl = abortOnInterrupt();
   try {
     const summary = await migrate(src.store, dst.store, {
       include: flags.include, exclude: flags.exclude, concurrency, adaptive, checksum, retries,
@@ -257,8 +255,7 @@ export async function runMigration(srcArg: string, dstArg: string, flags: Migrat
     if (isCloudmuxError(e) && (e.message.startsWith('cannot use the ') || e.code === 'InvalidConfig')) throw new UsageError(e.message);
     throw e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    ctl.release();
     await Promise.allSettled([src.store.close(), dst.store.close()]);
   }
 }

@@ -12,6 +12,8 @@ import { EXIT, UsageError } from '../errors.js';
 import { addEncryptionOptions, encryptingStore, type EncryptionFlags } from '../encryption-flags.js';
 import { createSyncReporter } from '../sync-progress.js';
 import { openSide, parsePositiveInt } from './migrate.js';
+import { abortOnInterrupt } from '../interrupt.js';
+import { collect } from '../repeatable.js';
 
 interface SyncFlags extends EncryptionFlags {
   fsync: boolean;
@@ -27,7 +29,6 @@ interface SyncFlags extends EncryptionFlags {
   metered?: boolean;
 }
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function register(program: Command): void {
   const cmd = program
@@ -141,10 +142,7 @@ async function runSync(localArg: string, remoteArg: string, flags: SyncFlags): P
   let remote = side.store;
   let engine: SyncEngine | undefined;
   const reporter = createSyncReporter({ json: flags.json, tty: process.stderr.isTTY === true });
-  const ctl = new AbortController();
-  const onSignal = (): void => ctl.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const ctl = abortOnInterrupt();
   try {
     if (flags.encryptWith !== undefined) remote = await encryptingStore(remote, flags);
     engine = await openEngine(local, remote, side.name, { ...flags, profile, meteredLink: metered, recordProfile: true, remoteUrl: remoteArg, onEvent: (ev) => reporter.onEvent(ev) });
@@ -167,8 +165,7 @@ async function runSync(localArg: string, remoteArg: string, flags: SyncFlags): P
     reporter.stop();
     throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    ctl.release();
     engine?.close();
     await remote.close().catch(() => undefined);
   }

@@ -5,6 +5,7 @@ import { addEncryptionOptions, decryptingSide, type TreeSide } from '../encrypti
 import { addChunkedOption, chunkedStore, holdsChunks, type ChunkedFlags } from '../chunked-flags.js';
 import { formatDuration } from '../progress.js';
 import { CHECKSUM_MODES, openSide, parseChecksumMode, parsePositiveInt } from './migrate.js';
+import { collect } from '../repeatable.js';
 
 /** rclone check's --combined markers, so scripts written for it read ours. */
 const MARK: Record<VerifyOutcome, string> = { match: '=', 'only-in-a': '-', 'only-in-b': '+', differ: '*', error: '!' };
@@ -21,7 +22,6 @@ interface VerifyFlags extends ChunkedFlags {
   config?: string;
 }
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function register(program: Command): void {
   const cmd = program
