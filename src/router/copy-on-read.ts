@@ -225,7 +225,7 @@ export class CopyOnRead {
       return undefined;
     }
     this.events.emit('read', { key, provider: cache, hedged: false });
-    const value: RouterGetResult = { meta: this.metaOf(object, res.meta), body: res.body, provider: cache };
+    const value: RouterGetResult = { meta: this.metaOf(object, res.meta), body: res.body, provider: cache, cached: true };
     if (res.range) value.range = res.range;
     return value;
   }

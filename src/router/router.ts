@@ -82,8 +82,11 @@ export interface RouterOptions {
   priority?: PriorityClassifier | PriorityOptions;
 }
 
-/** A get result that may come from a stale replica (only with `allowStaleReads`). */
-export type RouterGetResult = GetResult & { stale?: boolean; provider: string };
+/**
+ * A get result: `provider` served it; `stale` when it came from a stale replica (only with
+ * `allowStaleReads`); `cached` when it came from a copy left by copy on read (of the current version).
+ */
+export type RouterGetResult = GetResult & { stale?: boolean; cached?: boolean; provider: string };
 
 export interface RouterEvents {
   /** Work was added to the outbox (a worker in this process may want to wake up). */

@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkHistory, type AnomalyKind } from './checker.js';
-import { bodyFor, pairOps, sha256Hex, valueOf, type HistoryEvent, type Op, type Outcome } from './history.js';
+import { Readable } from 'node:stream';
+import { MemoryStore } from '../../providers/memory/store.js';
+import { collect } from '../../src/core/body.js';
+import type { BlobStore } from '../../src/core/types.js';
+import { HistoryRecorder, bodyFor, pairOps, sha256Hex, valueOf, type HistoryEvent, type Op, type Outcome } from './history.js';
+import { readKey } from './workload.js';
 import { historySeed } from './seed.js';
 
 /** A compact way to write histories: times in ms, one op per line. */
@@ -110,6 +115,43 @@ describe('history checker: known-bad histories are flagged', () => {
     expect(kinds([
       ['put', 'k', 'a', 0, 10, 'info'], ['get', 'k', 'a', 20, 30], ['put', 'k', 'b', 40, 50], ['get', 'k', 'b', 60, 70], ['get', 'k', 'a', 80, 90],
     ])).toEqual(['not-linearizable']);
+  });
+
+  it('a stale read served from a cached copy (copy on read) is named as such', () => {
+    const ops = [['put', 'k', 'v1', 0, 10], ['put', 'k', 'v2', 20, 30], ['get', 'k', 'v1', 40, 50]].map((spec) => op(spec as Spec));
+    ops[2]!.cachedOn = 'eu';
+    const r = checkHistory(ops);
+    expect(r.anomalies.map((a) => a.kind)).toEqual(['stale-cached-read']);
+    expect(r.anomalies[0]!.message).toMatch(/from the cached copy on eu.*overwritten before the read began/);
+    // The same read served from the cached copy of the current version is fine.
+    ops[2]!.value = 'v2';
+    expect(checkHistory(ops).valid).toBe(true);
+  });
+
+  it('recorded end to end: a store that keeps serving the copy it cached of v1 after v2 was acknowledged is flagged', async () => {
+    const memory = new MemoryStore();
+    let copy: Buffer | undefined;
+    // A broken copy on read: the first read leaves a copy that later reads are served from, whatever was written since.
+    const broken = {
+      get: async (key: string) => {
+        if (!copy) copy = await collect((await memory.get(key)).body);
+        return { meta: await memory.head(key), body: Readable.from([copy]), provider: 'eu', cached: true };
+      },
+    } as unknown as BlobStore;
+    const recorder = new HistoryRecorder('p', process.hrtime.bigint());
+    const put = async (value: string): Promise<void> => {
+      const body = bodyFor('k', value);
+      recorder.invoke('put', { key: 'k', value, sha256: sha256Hex(body) }, value);
+      await memory.put('k', body);
+      recorder.complete(value, 'ok');
+    };
+    await put('p:v1');
+    await readKey(broken, recorder, 'k');
+    await put('p:v2');
+    await readKey(broken, recorder, 'k');
+    const r = checkHistory(pairOps(recorder.events));
+    expect(r.anomalies.map((a) => a.kind)).toEqual(['stale-cached-read']);
+    expect(r.anomalies[0]!.message).toMatch(/get → p:v1 \(from the cached copy on eu\).*overwritten before the read began/);
   });
 
   it('keys are separate registers: a violation on one key names that key only', () => {

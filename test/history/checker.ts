@@ -32,6 +32,8 @@ import type { Op } from './history.js';
  * - `stale-read`: a read returned v although a write acknowledged before the read began was itself
  *   invoked after v's write was acknowledged (v had been overwritten for sure); for a read of
  *   "absent", a put acknowledged before the read began with no delete that could fall between;
+ * - `stale-cached-read`: a stale-read served from a copy left by copy on read (the op's `cachedOn`):
+ *   a cached copy outlived the version it was made of;
  * - `lost-write`: the same as stale-read for a read after healing and draining: an acknowledged
  *   write is gone;
  * - `unreadable-after-heal`: a read after healing and draining failed;
@@ -50,7 +52,7 @@ import type { Op } from './history.js';
  */
 
 export type AnomalyKind =
-  | 'never-written' | 'read-before-write' | 'stale-read' | 'lost-write' | 'unreadable-after-heal' | 'not-linearizable' | 'inconclusive';
+  | 'never-written' | 'read-before-write' | 'stale-read' | 'stale-cached-read' | 'lost-write' | 'unreadable-after-heal' | 'not-linearizable' | 'inconclusive';
 
 export interface Anomaly {
   kind: AnomalyKind;
@@ -99,7 +101,7 @@ const ms = (t: number): string => (Number.isFinite(t) ? `${(t / 1e6).toFixed(3)}
 function describe(op: Op, value = op.value): string {
   const v = value === null ? 'absent' : value === undefined ? '?' : value;
   const what = op.f === 'delete' ? 'delete' : op.f === 'put' ? `put ${v}` : `${op.f} → ${v}`;
-  return `${op.id} ${what} [${op.outcome}${op.final ? ', final' : ''} ${ms(op.invokeT)}..${ms(op.completeT)}]${op.error ? ` (${op.error.slice(0, 120)})` : ''}`;
+  return `${op.id} ${what}${op.cachedOn ? ` (from the cached copy on ${op.cachedOn})` : ''} [${op.outcome}${op.final ? ', final' : ''} ${ms(op.invokeT)}..${ms(op.completeT)}]${op.error ? ` (${op.error.slice(0, 120)})` : ''}`;
 }
 
 /** Checks a merged history (see {@link pairOps}); deterministic for a given input. */
@@ -150,7 +152,7 @@ export function checkHistory(ops: Op[], opts: CheckOptions = {}): CheckResult {
   return { valid: anomalies.length === 0, anomalies, keys };
 }
 
-/** The exact rules of the file comment (`never-written`, `read-before-write`, `stale-read`, `lost-write`). */
+/** The exact rules of the file comment (`never-written`, `read-before-write`, `stale-read`, `stale-cached-read`, `lost-write`). */
 function classify(key: string, regOps: RegOp[], initial: string | null): Anomaly[] {
   const out: Anomaly[] = [];
   const writesOf = new Map<string, RegOp>();
@@ -173,7 +175,7 @@ function classify(key: string, regOps: RegOp[], initial: string | null): Anomaly
   const deletes = regOps.filter((o) => o.write && o.value === null);
   for (const r of regOps) {
     if (r.write) continue;
-    const stale = r.final ? 'lost-write' : 'stale-read';
+    const stale = r.final ? 'lost-write' : r.src.cachedOn ? 'stale-cached-read' : 'stale-read';
     const w2 = lastAckedBefore(r.inv);
     if (r.value === null) {
       if (!w2 || w2.value === null) continue;

@@ -84,9 +84,22 @@ export interface Policy {
   writeQuorum: number;
 }
 
-export function makeRouter(providers: Record<string, BlobStore>, state: StateStore, policy: Policy): Router {
-  const list: RouterProvider[] = Object.entries(providers).map(([name, store]) => ({ name, store, prices: FLAT }));
-  return new Router({ providers: list, state, policies: [policy], health: HEALTH, closeResources: false });
+/** Routers at locations with copy on read: provider i and router i sit at LOCATIONS[i % 2]. */
+export const LOCATIONS = ['aws:us-east-1', 'gcp:europe-west1'];
+
+export interface CopyOnReadRun {
+  /** How long a copy lives after each read of it (ms): short, so that copies expire and are evicted during the run. */
+  ttlMs: number;
+}
+
+export function makeRouter(providers: Record<string, BlobStore>, state: StateStore, policy: Policy, at?: { location: string; copyOnRead: CopyOnReadRun }): Router {
+  const list: RouterProvider[] = Object.entries(providers).map(([name, store], i) => ({
+    name, store, prices: FLAT, ...(at ? { location: LOCATIONS[i % LOCATIONS.length] } : {}),
+  }));
+  return new Router({
+    providers: list, state, policies: [policy], health: HEALTH, closeResources: false,
+    ...(at ? { location: at.location, copyOnRead: { ttl: at.copyOnRead.ttlMs / 1000 } } : {}),
+  });
 }
 
 /** What the final state check found wrong (besides the history's anomalies). */
@@ -179,6 +192,8 @@ export interface RunReport {
   final: FinalCheck;
   stats: ClientStats[];
   elapsedMs: number;
+  /** With copy on read: its counters summed over the routers. */
+  copies?: { created: number; hits: number; evicted: number; failed: number };
 }
 
 /** Pairs and checks the merged events of every process plus the final reads. */
@@ -220,7 +235,8 @@ export function formatReport(r: RunReport, replay: string): string {
   const lines = [
     `${r.name}: ${total} ops in ${(busy / 1000).toFixed(1)} s (${(total / (busy / 1000)).toFixed(0)} ops/s; ${(r.elapsedMs / 1000).toFixed(1)} s with start-up); `
       + Object.entries(outcomes).sort().map(([k, v]) => `${k}=${v}`).join(' ')
-      + `; heal ${(r.final.healMs / 1000).toFixed(1)} s (drain ${(r.final.drainMs / 1000).toFixed(1)} s); search ${Object.values(r.check.keys).reduce((n, k) => n + k.configs, 0)} configs`,
+      + `; heal ${(r.final.healMs / 1000).toFixed(1)} s (drain ${(r.final.drainMs / 1000).toFixed(1)} s); search ${Object.values(r.check.keys).reduce((n, k) => n + k.configs, 0)} configs`
+      + (r.copies ? `; copy on read: ${Object.entries(r.copies).map(([k, v]) => `${k}=${v}`).join(' ')}, reads from copies=${r.ops.filter((o) => o.cachedOn).length}` : ''),
   ];
   const violations = [...r.check.anomalies.map((a) => `${a.kind}: ${a.message}`), ...r.final.problems.map((p) => `${p.kind}: ${p.message}`)];
   if (violations.length > 0) {

@@ -46,6 +46,8 @@ export interface CompleteEvent {
   error?: string;
   /** Set on the reads made after healing and draining: they must succeed. */
   final?: boolean;
+  /** For a get: the provider whose copy left by copy on read served it. */
+  cachedOn?: string;
 }
 
 export type HistoryEvent = InvokeEvent | CompleteEvent;
@@ -66,6 +68,8 @@ export interface Op {
   completeT: number;
   error?: string;
   final?: boolean;
+  /** For a get served from a copy left by copy on read: the provider holding that copy. */
+  cachedOn?: string;
 }
 
 let defaultBase: bigint | undefined;
@@ -144,6 +148,7 @@ export function pairOps(events: Iterable<HistoryEvent>): Op[] {
     if (c?.listed) op.listed = c.listed;
     if (c?.error) op.error = c.error;
     if (c?.final) op.final = true;
+    if (c?.cachedOn) op.cachedOn = c.cachedOn;
     ops.push(op);
   }
   return ops.sort((a, b) => a.invokeT - b.invokeT || a.id.localeCompare(b.id));

@@ -4,7 +4,7 @@ import { ReplicationWorker } from '../../src/replication/worker.js';
 import type { Router } from '../../src/router/router.js';
 import type { StateStore } from '../../src/state/types.js';
 import { FaultyStore } from '../faults/faulty-store.js';
-import { WORKER, checkRun, faultPlan, holderlessReads, healAndCheck, makeRouter, outageProvider, outageSchedule, type FaultSpec, type Policy, type RunReport } from './cluster.js';
+import { LOCATIONS, WORKER, checkRun, type CopyOnReadRun, faultPlan, holderlessReads, healAndCheck, makeRouter, outageProvider, outageSchedule, type FaultSpec, type Policy, type RunReport } from './cluster.js';
 import { HistoryRecorder, type HistoryEvent } from './history.js';
 import { runClients, subSeed, type OpMix } from './workload.js';
 
@@ -25,6 +25,11 @@ export interface InProcessRun {
   mix?: OpMix;
   /** Run a replication worker beside each router during the workload (default true). */
   workers?: boolean;
+  /**
+   * Routers at two locations (see LOCATIONS) with copy on read: reads at a location without a base
+   * copy leave copies there that expire after `ttlMs` and are evicted by the workers as the run goes.
+   */
+  copyOnRead?: CopyOnReadRun;
 }
 
 /**
@@ -43,8 +48,10 @@ export async function runInProcess(o: InProcessRun): Promise<RunReport> {
     const faulty: Record<string, FaultyStore> = {};
     for (const p of o.providers) faulty[p] = new FaultyStore(memory[p]!, faultPlan(o.faults, subSeed(o.seed, `${proc}/${p}`)));
     if (down) outageStores.push(faulty[down]!);
-    const router = makeRouter(faulty, await o.openState(), o.policy);
-    const worker = o.workers === false ? undefined : ReplicationWorker.forRouter(router, { ...WORKER, owner: `${proc}-worker` });
+    const at = o.copyOnRead && { location: LOCATIONS[r % LOCATIONS.length]!, copyOnRead: o.copyOnRead };
+    const router = makeRouter(faulty, await o.openState(), o.policy, at);
+    const evictions = o.copyOnRead ? { evictIntervalMs: Math.max(5, Math.floor(o.copyOnRead.ttlMs / 2)) } : {};
+    const worker = o.workers === false ? undefined : ReplicationWorker.forRouter(router, { ...WORKER, ...evictions, owner: `${proc}-worker` });
     worker?.on('error', () => undefined);
     routers.push({ router, worker, recorder: new HistoryRecorder(proc, undefined, (e) => events.push(e)), faulty });
   }
@@ -60,6 +67,8 @@ export async function runInProcess(o: InProcessRun): Promise<RunReport> {
     beforeOp: schedule && (() => schedule(opCount++)),
   })));
   const elapsedMs = performance.now() - started;
+  const copies = o.copyOnRead ? { created: 0, hits: 0, evicted: 0, failed: 0 } : undefined;
+  if (copies) for (const r of routers) for (const k of Object.keys(copies) as (keyof typeof copies)[]) copies[k] += r.router.copyOnRead!.counters[k];
   for (const s of outageStores) s.outage(false);
   for (const r of routers) {
     await r.worker?.stop();
@@ -76,7 +85,7 @@ export async function runInProcess(o: InProcessRun): Promise<RunReport> {
     const final = await healAndCheck({ router: healer, direct: memory, recorder: finalRecorder, keys: o.keys, policy: o.policy });
     const { ops, check } = checkRun(events);
     final.problems.push(...holderlessReads(ops));
-    return { name: o.name, seed: o.seed, ops, check, final, stats, elapsedMs };
+    return { name: o.name, seed: o.seed, ops, check, final, stats, elapsedMs, ...(copies ? { copies } : {}) };
   } finally {
     await healer.close();
     await healer.state.close();

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isCloudmuxError } from '../../src/core/errors.js';
 import { collect } from '../../src/core/body.js';
-import type { BlobStore } from '../../src/core/types.js';
+import type { BlobStore, GetResult } from '../../src/core/types.js';
 import { seededRandom } from '../faults/random.js';
 import { bodyFor, sha256Hex, valueOf, type HistoryRecorder, type OpKind } from './history.js';
 
@@ -153,9 +153,10 @@ export async function readKey(store: BlobStore, recorder: HistoryRecorder, key: 
   const id = recorder.invoke('get', { key });
   const extra = final ? { final: true } : {};
   try {
-    const res = await store.get(key, verify ? { verify: true } : {});
+    const res: GetResult & { cached?: boolean; provider?: string } = await store.get(key, verify ? { verify: true } : {});
     const body = await collect(res.body);
-    recorder.complete(id, 'ok', { value: valueOf(key, body), ...extra });
+    const cached = res.cached && res.provider ? { cachedOn: res.provider } : {};
+    recorder.complete(id, 'ok', { value: valueOf(key, body), ...extra, ...cached });
     return 'ok';
   } catch (e) {
     if (isCloudmuxError(e, 'NotFound')) {
