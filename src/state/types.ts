@@ -62,14 +62,8 @@ export interface OutboxEntry {
   leaseUntil?: Date;
 }
 
-export interface PutRecord {
-  key: string;
-  version: number;
-  size: number;
-  sha256?: string;
-  contentType?: string;
-  metadata: Record<string, string>;
-  lastModified: Date;
+/** A put to commit: the object as the catalog will know it, and where its replicas stand. */
+export interface PutRecord extends CatalogObject {
   /** Providers that hold the new version now (acknowledged the write). */
   acked: Replica[];
   /** Providers that must still receive it: one `replicate` outbox entry each. */

@@ -64,24 +64,26 @@ export function register(program: Command): void {
     .description('put a kept version of a path back (on the remote, then on this device)')
     .argument('<path>', 'the path, relative to the synced directory')
     .option('--version <id>', 'the version id `--list` shows (default: the newest kept)')
-    .option('--list', 'list the kept versions of <path> (every device\'s) and restore nothing')
-    .option('--local <dir>', 'the synced directory', '.')
-    .option('--state <file>', 'sync state file (default <local>/.cloudmux-sync/state.db)')
-    .option('--remote <url>', 'the remote, when the state does not record it (URLs with credentials are not recorded)')
-    .option('--json', 'one JSON object on stdout');
+    .option('--list', 'list the kept versions of <path> (every device\'s) and restore nothing');
+  addSyncedDirOptions(restore).option('--json', 'one JSON object on stdout');
   addEncryptionOptions(restore, { encrypt: 'the key id the remote is encrypted under' });
   restore.action((path: string) => runRestore(path, restore.optsWithGlobals()));
 
   const fetch = cmd
     .command('fetch')
     .description('download list-only paths (profile listOnly) now; they then sync as usual until the local copy is deleted')
-    .argument('<paths...>', 'paths relative to the synced directory')
-    .option('--local <dir>', 'the synced directory', '.')
-    .option('--state <file>', 'sync state file (default <local>/.cloudmux-sync/state.db)')
-    .option('--remote <url>', 'the remote, when the state does not record it (URLs with credentials are not recorded)')
-    .option('--json', 'JSON lines on stdout: one per action, a summary');
+    .argument('<paths...>', 'paths relative to the synced directory');
+  addSyncedDirOptions(fetch).option('--json', 'JSON lines on stdout: one per action, a summary');
   addEncryptionOptions(fetch, { encrypt: 'the key id the remote is encrypted under' });
   fetch.action((paths: string[]) => runFetch(paths, fetch.optsWithGlobals()));
+}
+
+/** Where a subcommand that runs no round finds the synced directory, its state and its remote. */
+function addSyncedDirOptions(sub: Command): Command {
+  return sub
+    .option('--local <dir>', 'the synced directory', '.')
+    .option('--state <file>', 'sync state file (default <local>/.cloudmux-sync/state.db)')
+    .option('--remote <url>', 'the remote, when the state does not record it (URLs with credentials are not recorded)');
 }
 
 function localDir(arg: string, flag: string): string {
