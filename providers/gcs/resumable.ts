@@ -1,6 +1,6 @@
 /** GcsStore's resumable uploads (src/core/resumable.ts): a resumable session whose URI is the handle. */
 import {
-  IntegrityError, InvalidArgumentError, NotFoundError, SHA256_KEY, TransientError, checkPart, checkPartsTile, decodeHandle,
+  IntegrityError, InvalidArgumentError, NotFoundError, SHA256_KEY, TransientError, checkPart, checkPartsTile, completionSha256, decodeHandle,
   encodeHandle, partCount, partRange, throwIfAborted, validateKey, validateMetadata,
 } from '../../src/core/index.js';
 import type { CompleteUploadOptions, ObjectMeta, SignalOptions, StartUploadOptions, UploadHandle, UploadPartOptions, UploadedPart } from '../../src/core/index.js';
@@ -103,10 +103,7 @@ export async function completeUpload(s: GcsStore, handle: UploadHandle, parts: r
   if (!lastPart || lastPart.byteLength !== last.length) {
     throw new InvalidArgumentError(`completeUpload needs the last part's ${last.length} bytes as lastPart (deferLastPart)`, { provider: PROVIDER, key });
   }
-  const sha256 = opts.checksums.sha256.toLowerCase();
-  if (h.sha256 !== undefined && h.sha256 !== sha256) {
-    throw new IntegrityError(`the upload was started for SHA-256 ${h.sha256}, the bytes have ${sha256}; not completed`, { provider: PROVIDER, key });
-  }
+  const sha256 = completionSha256(h.sha256, opts.checksums.sha256, PROVIDER, key);
   throwIfAborted(opts.signal, { provider: PROVIDER, key });
   const ctx = s.ctx('completeUpload', key, opts.signal);
   let resource: GcsObjectResource;

@@ -1,6 +1,6 @@
 /** S3Store's resumable uploads (src/core/resumable.ts): the multipart upload API, with the upload id in the handle. */
 import {
-  CloudmuxError, IntegrityError, InvalidArgumentError, SHA256_KEY, base64ToHex, checkPart, checkPartsTile, decodeHandle,
+  CloudmuxError, InvalidArgumentError, SHA256_KEY, base64ToHex, checkPart, checkPartsTile, completionSha256, decodeHandle,
   encodeHandle, hexToBase64, throwIfAborted, validateKey, validateMetadata,
 } from '../../src/core/index.js';
 import type { CompleteUploadOptions, ObjectMeta, SignalOptions, StartUploadOptions, UploadHandle, UploadPartOptions, UploadedPart } from '../../src/core/index.js';
@@ -111,10 +111,7 @@ export async function completeUpload(s: S3Store, handle: UploadHandle, parts: re
   const h = uploadHandle(s, handle);
   const key = h.key;
   checkPartsTile(h, parts, PROVIDER, key);
-  const sha256 = opts.checksums.sha256.toLowerCase();
-  if (h.sha256 !== undefined && h.sha256 !== sha256) {
-    throw new IntegrityError(`the upload was started for SHA-256 ${h.sha256}, the bytes have ${sha256}; not completed`, { provider: PROVIDER, key });
-  }
+  const sha256 = completionSha256(h.sha256, opts.checksums.sha256, PROVIDER, key);
   throwIfAborted(opts.signal, { provider: PROVIDER, key });
   const fullKey = s.full(key);
   const flexible = s.resolved.flexibleChecksums;

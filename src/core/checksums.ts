@@ -26,21 +26,25 @@ export class Crc32c {
   }
 }
 
-/** Hashes bytes with several algorithms in one pass. SHA-256 is always on. */
+/**
+ * Hashes bytes with several algorithms in one pass. SHA-256 is on unless `sha256: false` (a copy
+ * whose destination computes it anyway); `digest().sha256` is then absent.
+ */
 export class MultiHasher {
-  private readonly sha256: Hash = createHash('sha256');
+  private readonly sha256: Hash | undefined;
   private readonly md5: Hash | undefined;
   private readonly crc: Crc32c | undefined;
   bytes = 0;
 
-  constructor(extra: Iterable<ChecksumAlgorithm> = []) {
+  constructor(extra: Iterable<ChecksumAlgorithm> = [], opts: { sha256?: boolean } = {}) {
     const set = new Set(extra);
+    if (opts.sha256 !== false) this.sha256 = createHash('sha256');
     if (set.has('md5')) this.md5 = createHash('md5');
     if (set.has('crc32c')) this.crc = new Crc32c();
   }
 
   update(chunk: Uint8Array): void {
-    this.sha256.update(chunk);
+    this.sha256?.update(chunk);
     this.md5?.update(chunk);
     this.crc?.update(chunk);
     this.bytes += chunk.byteLength;
@@ -48,7 +52,8 @@ export class MultiHasher {
 
   /** Finishes every hash; call once. */
   digest(): Checksums {
-    const out: Checksums = { sha256: this.sha256.digest('hex') };
+    const out: Checksums = {};
+    if (this.sha256) out.sha256 = this.sha256.digest('hex');
     if (this.md5) out.md5 = this.md5.digest('hex');
     if (this.crc) out.crc32c = this.crc.hex();
     return out;

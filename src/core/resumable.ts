@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from './errors.js';
+import { IntegrityError, InvalidArgumentError } from './errors.js';
 import type { BlobStore, Checksums, ObjectMeta, SignalOptions } from './types.js';
 
 /**
@@ -137,6 +137,18 @@ export function checkPartsTile(layout: { size: number; partSize: number }, parts
     if (p.partNumber !== i + 1) throw new InvalidArgumentError(`part ${i + 1} is missing or out of order (got ${p.partNumber})`, { provider, key });
     checkPart(layout, p.partNumber, p.size, provider, key);
   });
+}
+
+/**
+ * The SHA-256 a completion stamps (lowercase): `given`, which must equal the one the upload was
+ * started with when it was known then (IntegrityError otherwise: nothing is completed).
+ */
+export function completionSha256(started: string | undefined, given: string, provider: string, key: string): string {
+  const sha256 = given.toLowerCase();
+  if (started !== undefined && started !== sha256) {
+    throw new IntegrityError(`the upload was started for SHA-256 ${started}, the bytes have ${sha256}; not completed`, { provider, key });
+  }
+  return sha256;
 }
 
 /** Encodes a driver's handle fields (JSON with a version tag). */

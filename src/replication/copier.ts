@@ -1,7 +1,6 @@
-import { createHash, type Hash } from 'node:crypto';
 import { Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import {
-  Crc32c, IntegrityError, MultiHasher, RESERVED_PREFIX, copyFromStoreOf, encodeMetadataValue, isCloudmuxError, throwIfAborted,
+  IntegrityError, MultiHasher, RESERVED_PREFIX, copyFromStoreOf, encodeMetadataValue, isCloudmuxError, throwIfAborted,
 } from '../core/index.js';
 import type { BlobStore, ChecksumAlgorithm, Checksums, CopyOptions, ObjectMeta } from '../core/index.js';
 import { carriedMetadata as carried, replacedMetadata } from '../core/system-metadata.js';
@@ -198,7 +197,7 @@ function shortRead(read: number, reported: number, provider: string, key: string
 async function readSmall(
   body: Readable, size: number, hashing: Hashing, onProgress: ((bytes: number) => void) | undefined, provider: string, key: string,
 ): Promise<{ bytes: Buffer; digest: Checksums & { bytes: number } }> {
-  const hasher = new CopyHasher(hashing);
+  const hasher = new MultiHasher(hashing.algs, { sha256: hashing.sha256 });
   const bytes = Buffer.allocUnsafe(size);
   let have = 0;
   try {
@@ -332,43 +331,14 @@ interface Hashing {
   sha256: boolean;
 }
 
-/** Like MultiHasher, but SHA-256 only when asked for. */
-class CopyHasher {
-  private readonly sha256: Hash | undefined;
-  private readonly md5: Hash | undefined;
-  private readonly crc: Crc32c | undefined;
-  bytes = 0;
-
-  constructor(h: Hashing) {
-    if (h.sha256) this.sha256 = createHash('sha256');
-    if (h.algs.includes('md5')) this.md5 = createHash('md5');
-    if (h.algs.includes('crc32c')) this.crc = new Crc32c();
-  }
-
-  update(chunk: Buffer): void {
-    this.sha256?.update(chunk);
-    this.md5?.update(chunk);
-    this.crc?.update(chunk);
-    this.bytes += chunk.byteLength;
-  }
-
-  digest(): Checksums {
-    const out: Checksums = {};
-    if (this.sha256) out.sha256 = this.sha256.digest('hex');
-    if (this.md5) out.md5 = this.md5.digest('hex');
-    if (this.crc) out.crc32c = this.crc.hex();
-    return out;
-  }
-}
-
 /** Pass-through that hashes and reports progress per chunk. */
 class MeteringHasher extends Transform {
-  private readonly hasher: CopyHasher;
+  private readonly hasher: MultiHasher;
   private final: (Checksums & { bytes: number }) | undefined;
 
   constructor(hashing: Hashing, private readonly onProgress?: (bytes: number) => void) {
     super();
-    this.hasher = new CopyHasher(hashing);
+    this.hasher = new MultiHasher(hashing.algs, { sha256: hashing.sha256 });
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
