@@ -7,7 +7,7 @@
  * one, and `concurrency: 'auto'`. For each: wall time, objects/s served, 503s sent, failed objects,
  * and (auto) the limit it settled at, against the ideal R × latency.
  *
- *   npx tsx bench/adaptive-concurrency.ts [objects=400] [R=25] [latencyMs=100] [low=1] [high=64]
+ *   npx tsx bench/adaptive-concurrency.ts [objects=400] [R=25] [latencyMs=100] [low=1] [high=64] [slowStart=0|1]
  *
  * The defaults keep R below what s3rver serves on a loaded 2-core box (at load 17 it served
  * ~36 requests/s through the hops): a bench whose limit is the emulator, not R, shows nothing.
@@ -27,7 +27,7 @@ import { FaultProxy } from '../test/faults/proxy.js';
 import { emulatorOptions, startS3 } from '../test/harness/s3.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-const [objects = 400, R = 25, latencyMs = 100, low = 1, high = 64] = process.argv.slice(2).map(Number);
+const [objects = 400, R = 25, latencyMs = 100, low = 1, high = 64, slowStart = 0] = process.argv.slice(2).map(Number);
 
 /** A hop that holds each request `ms` before passing it on: the round trip of a distant provider. */
 async function delayHop(upstream: string, ms: number): Promise<{ url: string; server: Server }> {
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const stores: S3Store[] = [];
   try {
     const modes: { name: string; concurrency: number | 'auto' }[] = [
-      { name: `fixed ${low}`, concurrency: low }, { name: `fixed ${high}`, concurrency: high }, { name: `auto (1-${high})`, concurrency: 'auto' },
+      { name: `fixed ${low}`, concurrency: low }, { name: `fixed ${high}`, concurrency: high }, { name: `auto (1-${high}${slowStart === 1 ? ', ss' : ''})`, concurrency: 'auto' },
     ];
     for (const mode of modes) {
       const dst = new S3Store(emulatorOptions({ endpoint: proxy.url, prefix: `${run}/${mode.concurrency}/` }));
@@ -88,7 +88,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const sampler = setInterval(() => limiter && limits.push(limiter.limit), 250);
       const summary = await migrate(src, dst, {
-        concurrency: mode.concurrency, adaptive: { min: 1, max: high }, preflight: false, retries: 8,
+        concurrency: mode.concurrency, adaptive: { min: 1, max: high, slowStart: slowStart === 1 }, preflight: false, retries: 8,
         names: { src: 'memory', dst: 's3rver' },
         onEvent: (e) => {
           if (e.type === 'retry') retries++;

@@ -177,6 +177,8 @@ export const adaptiveSchema = z.strictObject({
   decrease: z.number().gt(0).lt(1).optional(),
   latencyTolerance: z.number().gt(1).optional(),
   maxEventLoopLagMs: z.number().positive().optional(),
+  /** Double per window until the first cut (TCP slow start), then additive. */
+  slowStart: z.boolean().optional(),
 }).refine((a) => a.min === undefined || a.max === undefined || a.min <= a.max, { message: 'adaptive.min must not exceed adaptive.max' });
 
 /** How transfers are ordered and paced: priority classes, metered links, bandwidth (see docs/transfers.md). */

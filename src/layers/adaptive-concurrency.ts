@@ -18,6 +18,12 @@ export interface AdaptiveConcurrencyOptions {
   /** The limit is multiplied by this on a throttle or a latency rise (0 < f < 1). Default 0.5. */
   decrease?: number;
   /**
+   * Slow start, as TCP's: until the first decrease the limit doubles after each window that would
+   * have grown it, instead of adding `increase`; additive from then on. Reaches a fast link's
+   * concurrency in a few windows instead of one per window. Default false.
+   */
+  slowStart?: boolean;
+  /**
    * A window whose median cost (latency per work unit, see `bytesPerUnit`) exceeds the baseline
    * (the lowest recent window median) by this factor is a latency rise. Default 2.
    */
@@ -137,6 +143,8 @@ export class AdaptiveConcurrency extends EventEmitter<AdaptiveConcurrencyEvents>
   private lastWindow: { completedPerSec: number; bytesPerSec: number; latencyMs?: number; lagMs: number } = { completedPerSec: 0, bytesPerSec: 0, lagMs: 0 };
   private prevThroughput: number | undefined;
   private counts = { throttles: 0, increases: 0, decreases: 0 };
+  /** Slow start: doubling until the first cut. */
+  private doubling: boolean;
 
   constructor(options: AdaptiveConcurrencyOptions = {}) {
     super();
@@ -148,6 +156,7 @@ export class AdaptiveConcurrency extends EventEmitter<AdaptiveConcurrencyEvents>
     this.windowMs = options.windowMs ?? 1_000;
     this.increaseBy = options.increase ?? 1;
     this.decreaseBy = options.decrease ?? 0.5;
+    this.doubling = options.slowStart === true;
     if (!(this.decreaseBy > 0 && this.decreaseBy < 1)) throw new RangeError(`decrease must be in (0, 1), got ${this.decreaseBy}`);
     if (!(this.increaseBy > 0)) throw new RangeError(`increase must be > 0, got ${this.increaseBy}`);
     this.tolerance = options.latencyTolerance ?? 2;
@@ -328,7 +337,7 @@ export class AdaptiveConcurrency extends EventEmitter<AdaptiveConcurrencyEvents>
 
   private grow(): void {
     const from = this.current;
-    const to = Math.min(this.max, Math.floor(from + this.increaseBy));
+    const to = Math.min(this.max, this.doubling ? from * 2 : Math.floor(from + this.increaseBy));
     if (to === from) return;
     this.current = to;
     this.counts.increases++;
@@ -340,6 +349,7 @@ export class AdaptiveConcurrency extends EventEmitter<AdaptiveConcurrencyEvents>
     const from = this.current;
     this.lastCutAt = this.now();
     const to = Math.max(this.min, Math.floor(from * this.decreaseBy));
+    this.doubling = false;
     // A new round starts after a cut: the throughput compared against is the one to come.
     this.prevThroughput = undefined;
     if (to === from) return;

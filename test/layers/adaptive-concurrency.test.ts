@@ -72,6 +72,24 @@ describe('AdaptiveConcurrency', () => {
     expect(run.throttled).toBe(0);
   });
 
+  it('slow start: doubles per window until the first cut, then grows additively', () => {
+    const clock = { t: 0 };
+    const a = make(clock, { slowStart: true, max: 64 });
+    const changes: string[] = [];
+    a.on('increase', (e) => changes.push(`+${e.to}`));
+    a.on('decrease', (e) => changes.push(`-${e.to}`));
+    // 50 ms requests, throttled above 400/s: the right limit is about 20.
+    const run = simulate(a, clock, { latencyMs: 50, ratePerSec: 400 }, 30_000);
+    expect(changes.slice(0, 4)).toEqual(['+8', '+16', '+32', '-16']);
+    const afterCut = changes.slice(changes.findIndex((c) => c.startsWith('-')) + 1).filter((c) => c.startsWith('+'));
+    expect(afterCut.length).toBeGreaterThan(0);
+    for (let i = 1; i < afterCut.length; i++) expect(Number(afterCut[i]) - Number(afterCut[i - 1])).toBeLessThanOrEqual(1);
+    expect(mean(run.limits.slice(run.limits.length / 2))).toBeLessThan(30);
+    // Without it, the same start adds one per window.
+    const b = make({ t: 0 }, { max: 64 });
+    expect(b.limit).toBe(4);
+  });
+
   it('settles near the provider rate R with few throttles (503 above R)', () => {
     // R = 100 req/s at 50 ms: the right limit is about R × latency = 5.
     const clock = { t: 0 };
