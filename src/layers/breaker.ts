@@ -1,5 +1,5 @@
 import CircuitBreaker from 'opossum';
-import { ProviderUnavailableError, countsAgainstBreaker } from '../core/index.js';
+import { ProviderUnavailableError, countsAgainstBreaker, isCloudmuxError } from '../core/index.js';
 import type {
   BlobStore, Body, CopyOptions, DeleteManyResult, GetOptions, OpClass, GetResult, ListItem, ListOptions, ObjectMeta,
   PutOptions, SignalOptions, DeleteOptions, UpdateMetadataOptions,
@@ -46,6 +46,11 @@ const CLASS_OF: Record<Exclude<StoreOp, 'presign'>, OpClass> = {
 
 type Action = (fn: () => Promise<unknown>) => Promise<unknown>;
 
+/** An error that says nothing of the provider: it never answered (the caller's abort, a refusal by a layer below). */
+function unanswered(error: unknown): boolean {
+  return isCloudmuxError(error, 'Aborted') || isCloudmuxError(error, 'ProviderUnavailable');
+}
+
 /**
  * One operation class's counts over the breaker's rolling window. cloudmux's own type: opossum's
  * types are a dev dependency, and a consumer's strict type-check must not need them.
@@ -67,7 +72,8 @@ export interface BreakerStats {
  * - While a class's breaker is open, its calls fail at once with ProviderUnavailable (the inner
  *   store is not called), so a router moves on instead of waiting.
  * - After `resetTimeoutMs` one trial call passes (half-open); its success closes the breaker, its
- *   failure re-opens it. Other calls during the trial are refused.
+ *   failure re-opens it, and so does a trial the provider never answered (aborted by the caller,
+ *   refused by a layer below): that proves nothing either way. Other calls during the trial are refused.
  * - Only provider failures count (`isFailure`); NotFound, PreconditionFailed, AlreadyExists,
  *   NotModified, InvalidKey/Argument/Range, NotSupported and the caller's aborts never do.
  * - A get body or a listing that fails mid-stream counts as a failure of its class too.
@@ -86,7 +92,12 @@ export class BreakerStore extends ForwardingStore<BreakerEvents> {
     this.thresholdPercentage = options.errorThresholdPercentage ?? 50;
     const make = (opClass: OpClass): CircuitBreaker<[() => Promise<unknown>], unknown> => {
       const run: Action = (fn) => fn();
-      const breaker = new CircuitBreaker(run, {
+      // opossum counts a filtered error as a success, and a success closes a half-open breaker. A
+      // trial that ended without the provider answering (the caller aborted it; a layer below
+      // refused it) proved nothing: the breaker goes back to open, and no `close` is reported
+      // (the health tracker would otherwise forget the failures of a provider that is still down).
+      let unansweredTrial = false;
+      const breaker: CircuitBreaker<[() => Promise<unknown>], unknown> = new CircuitBreaker(run, {
         name: `${inner.provider}:${opClass}`,
         // Timeouts belong to TimeoutStore, which really cancels the request; opossum's would not.
         timeout: false,
@@ -96,12 +107,23 @@ export class BreakerStore extends ForwardingStore<BreakerEvents> {
         rollingCountTimeout: options.rollingWindowMs ?? 10_000,
         rollingCountBuckets: options.rollingBuckets ?? 10,
         rollingPercentilesEnabled: false,
-        errorFilter: (error: unknown) => !this.isFailure(error, opClass),
+        errorFilter: (error: unknown) => {
+          const filtered = !this.isFailure(error, opClass);
+          if (filtered && breaker.halfOpen && unanswered(error)) unansweredTrial = true;
+          return filtered;
+        },
       });
       const event = { provider: inner.provider, opClass };
       breaker.on('open', () => this.emit('open', event));
       breaker.on('halfOpen', () => this.emit('halfOpen', event));
-      breaker.on('close', () => this.emit('close', event));
+      breaker.on('close', () => {
+        if (unansweredTrial) {
+          unansweredTrial = false;
+          breaker.open();
+          return;
+        }
+        this.emit('close', event);
+      });
       return breaker;
     };
     this.breakers = { read: make('read'), write: make('write'), delete: make('delete'), list: make('list') };

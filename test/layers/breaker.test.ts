@@ -56,6 +56,26 @@ describe('BreakerStore', () => {
     expect(events).toEqual(['open:read', 'halfOpen:read', 'open:read', 'halfOpen:read', 'close:read']);
   });
 
+  it('a trial the provider never answered (aborted by the caller, refused below) re-opens the breaker: no close, the provider is not reported back', async () => {
+    for (const code of ['Aborted', 'ProviderUnavailable'] as const) {
+      const { memory, faulty, store, events } = setup();
+      await memory.put('k', 'v');
+      faulty.setPlan({ errorRates: { Transient: 1 } });
+      for (let i = 0; i < 4; i++) await store.head('k').catch(() => {});
+      await waitFor(store, 'halfOpen');
+      faulty.setPlan({ errorRates: { [code]: 1 } });
+      await expect(store.head('k')).rejects.toMatchObject({ code }); // the trial: no answer
+      expect(store.state().read, code).toBe('open');
+      expect(events, code).not.toContain('close:read');
+      // A trial the provider does answer still closes it.
+      await waitFor(store, 'halfOpen');
+      faulty.heal();
+      expect((await store.head('k')).size).toBe(1);
+      expect(store.state().read).toBe('closed');
+      expect(events, code).toEqual(['open:read', 'halfOpen:read', 'open:read', 'halfOpen:read', 'close:read']);
+    }
+  });
+
   it('never opens on NotFound, precondition or caller errors', async () => {
     const { memory, store, events } = setup();
     await memory.put('k', 'v');

@@ -15,7 +15,7 @@ const SEED_VAR = 'CLOUDMUX_HEALTH_LOAD_SEED';
  * for longer than the probe deadline, again and again. A healthy provider (s3rver) must never be
  * marked down; one that hangs and one that refuses connections must still be.
  */
-describe('health under CPU load (2 busy-loop processes + an event-loop blocker)', () => {
+describe.runIf(process.env.S3_ENDPOINT)('health under CPU load (2 busy-loop processes + an event-loop blocker; needs S3_ENDPOINT: CLOUDMUX_EMULATORS must include s3)', () => {
   const seed = testSeed(SEED_VAR);
   let hogs: ReturnType<typeof startCpuHogs>;
   let hung: Awaited<ReturnType<typeof startHungServer>>;
