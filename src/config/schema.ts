@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LOCATION_PATTERN } from '../router/locations.js';
+import { LOCATION_PATTERN, providerLocation } from '../router/locations.js';
 import { BandwidthTimetable } from '../layers/bandwidth-timetable.js';
 import { prioritySchema } from './priority-schema.js';
 import { syncConfigSchema } from './sync-schema.js';
@@ -269,6 +269,19 @@ export const daemonSchema = z.strictObject({
   chunkGc: z.array(chunkGcSchema).default([]),
 });
 
+/**
+ * Copy on read at the router's location (docs/cost.md, "Copy on read in the router"): the settings,
+ * `true` for the defaults, `false` or absent for off. Needs `router.location`.
+ */
+export const copyOnReadSchema = z.preprocess((v) => (v === true ? {} : v === false ? undefined : v), z.strictObject({
+  /** How long a copy lives after each read of it: `t-even` (default: the break-even time), `adaptive`, or seconds (0: never copy). */
+  ttl: z.union([z.enum(['t-even', 'adaptive']), z.number().nonnegative()]).default('t-even'),
+  /** The provider that takes the copies (default: the cheapest-storage provider at `router.location`). */
+  cacheProvider: z.string().min(1).optional(),
+  /** Where copies live on it: `<keyPrefix>v<version>/<key>` (default `cloudmux-cache/`). */
+  keyPrefix: z.string().min(1).optional(),
+}).optional());
+
 /** The config file format this cloudmux reads and writes; a file with a higher `version` is refused. */
 export const CONFIG_VERSION = 1;
 
@@ -285,6 +298,8 @@ export const configSchema = z.strictObject({
      * replica cheapest to move there, by each provider's `location` (see providers[].location).
      */
     location: z.string().optional(),
+    /** Copy on read at `location` (off by default); see {@link copyOnReadSchema}. */
+    copyOnRead: copyOnReadSchema.optional(),
   }).default({}),
   health: healthSchema.default(healthSchema.parse({})),
   replication: replicationSchema.default(replicationSchema.parse({})),
@@ -311,6 +326,18 @@ export const configSchema = z.strictObject({
   });
   if (cfg.router.location !== undefined && !known(cfg.router.location) && !LOCATION_PATTERN.test(cfg.router.location)) {
     ctx.addIssue({ code: 'custom', path: ['router', 'location'], message: `unknown provider "${cfg.router.location}"; expected one of: ${list}, or a location cloud:region (e.g. aws:us-east-1)` });
+  }
+  const cor = cfg.router.copyOnRead;
+  if (cor) {
+    const cache = typeof cor === 'object' ? cor.cacheProvider : undefined;
+    const at = cfg.router.location;
+    if (at === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['router', 'copyOnRead'], message: 'copy on read needs router.location (where this router runs: a provider name or cloud:region, e.g. gcp:europe-west1)' });
+    } else if (cache !== undefined && !known(cache)) {
+      ctx.addIssue({ code: 'custom', path: ['router', 'copyOnRead', 'cacheProvider'], message: `unknown provider "${cache}"; expected one of: ${list}` });
+    } else if (cache === undefined && !known(at) && !cfg.providers.some((p) => providerLocation(p) === at)) {
+      ctx.addIssue({ code: 'custom', path: ['router', 'copyOnRead'], message: `no provider is at ${at} to take the copies (see providers[].location and region); name one with cacheProvider` });
+    }
   }
   cfg.daemon.chunkGc.forEach((g, i) => {
     if (!known(g.provider)) ctx.addIssue({ code: 'custom', path: ['daemon', 'chunkGc', i, 'provider'], message: `unknown provider "${g.provider}"; expected one of: ${list}` });

@@ -83,6 +83,7 @@ export async function openRouter(config: CloudmuxConfig, opts: OpenRouterOptions
       policies: config.policies,
       health: config.health,
       location: config.router.location,
+      ...(config.router.copyOnRead ? { copyOnRead: config.router.copyOnRead } : {}),
       closeResources: opts.closeResources ?? true,
       ...(config.transfers?.priority ? { priority: config.transfers.priority } : {}),
     });

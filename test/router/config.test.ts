@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { loadConfig, parseConfig, parseConfigText } from '../../src/config/load.js';
 import { CloudmuxError } from '../../src/core/errors.js';
+import { collect } from '../../src/core/body.js';
+import { openRouter } from '../../src/router/open-router.js';
+import { tempDir } from '../harness/emulator.js';
 
 function problems(fn: () => unknown): string {
   try {
@@ -109,4 +112,52 @@ policies:
     expect(cfg.policies).toEqual([expect.objectContaining({ prefix: '', replicas: 1, writeQuorum: 1, read: 'cheapest' })]);
     expect(cfg.providers[0]!.prices.storageGbMonth).toBe(0);
   });
+
+  describe('router.copyOnRead', () => {
+    const prices = (storageGbMonth: number) => ({ storageGbMonth, egressInternetGb: 0.09, classAPer1k: 0.005, classBPer1k: 0.0004 });
+    const providers = [
+      { name: 'us', url: 'memory://us', location: 'aws:us-east-1', prices: prices(0.02) },
+      { name: 'eu', url: 'memory://eu', location: 'gcp:europe-west1', prices: prices(0.023) },
+    ];
+
+    it('a config enables it: the router built from the config leaves a copy at its location on a remote read and serves later reads from it', async () => {
+      const dir = await tempDir('config-cor');
+      const cfg = parseConfig({
+        providers, state: { sqlite: { path: `${dir.path}/state.db`, durability: 'normal' } },
+        router: { location: 'gcp:europe-west1', copyOnRead: { ttl: 3600 } },
+      });
+      expect(cfg.router.copyOnRead).toEqual({ ttl: 3600 });
+      const r = await openRouter(cfg);
+      try {
+        expect(r.copyOnRead?.cache).toBe('eu');
+        await r.put('k', 'hello');
+        const first = await r.get('k');
+        expect((await collect(first.body)).toString()).toBe('hello');
+        expect(first).toMatchObject({ provider: 'eu', cached: true });
+        expect((await r.state.cachedCopies!.cachedCopies({ key: 'k' })).map((c) => c.provider)).toEqual(['eu']);
+        expect(r.copyOnRead!.counters).toMatchObject({ created: 1 });
+      } finally {
+        await r.close();
+        await dir.remove();
+      }
+      // `true` takes the defaults (TTL t-even); off unless asked for.
+      expect(parseConfig({ providers, router: { location: 'eu', copyOnRead: true } }).router.copyOnRead).toEqual({ ttl: 't-even' });
+      expect(parseConfig({ providers, router: { copyOnRead: false } }).router.copyOnRead).toBeUndefined();
+      expect(parseConfig({ providers, router: { location: 'eu' } }).router.copyOnRead).toBeUndefined();
+    });
+
+    it('names the field of each mistake', () => {
+      expect(problems(() => parseConfig({ providers, router: { copyOnRead: true } })))
+        .toContain('router.copyOnRead: copy on read needs router.location');
+      expect(problems(() => parseConfig({ providers, router: { location: 'gcp:europe-west1', copyOnRead: { cacheProvider: 'nope' } } })))
+        .toContain('router.copyOnRead.cacheProvider: unknown provider "nope"; expected one of: us, eu');
+      expect(problems(() => parseConfig({ providers, router: { location: 'azure:westeurope', copyOnRead: true } })))
+        .toContain('router.copyOnRead: no provider is at azure:westeurope to take the copies');
+      const ttl = problems(() => parseConfig({ providers, router: { location: 'eu', copyOnRead: { ttl: 'weekly' } } }));
+      expect(ttl).toContain('router.copyOnRead.ttl: expected');
+      expect(problems(() => parseConfig({ providers, router: { location: 'eu', copyOnRead: { ttl: 60, evict: true } } })))
+        .toContain('router.copyOnRead: unknown key "evict"');
+    });
+  });
 });
+
