@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Storage } from '@google-cloud/storage';
 import { InvalidConfigError } from '../../src/core/errors.js';
 import { validatePrefix } from '../../src/core/keys.js';
+import { StoreUrlParams, bucketAndPrefix, overlayDefined } from '../../src/core/store-url.js';
 import { redactOnInspect } from '../../src/core/redact.js';
 
 /** The provider name in errors and handles. */
@@ -156,20 +157,6 @@ function hasSigningKey(o: GcsStoreOptions): boolean {
   }
 }
 
-function bool(v: string | null): boolean | undefined {
-  if (v === null) return undefined;
-  if (v === 'true' || v === '1' || v === '') return true;
-  if (v === 'false' || v === '0') return false;
-  return invalid(`expected true/false, got ${JSON.stringify(v)}`);
-}
-
-function int(v: string | null, name: string): number | undefined {
-  if (v === null) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n)) invalid(`${name} must be an integer, got ${JSON.stringify(v)}`);
-  return n;
-}
-
 const URL_PARAMS = ['apiEndpoint', 'projectId', 'useAuthWithCustomEndpoint', 'singleRequestThreshold', 'chunkSize', 'chunkRetries', 'deleteConcurrency', 'presign'];
 
 /**
@@ -181,21 +168,16 @@ const URL_PARAMS = ['apiEndpoint', 'projectId', 'useAuthWithCustomEndpoint', 'si
 export function optionsFromUrl(url: URL, options: Partial<GcsStoreOptions> = {}): GcsStoreOptions {
   if (url.protocol !== 'gs:') invalid(`expected a gs:// URL, got ${url.protocol}`);
   if (url.username || url.password) invalid('credentials do not belong in the URL; use ADC, keyFilename or options.credentials');
-  const q = url.searchParams;
-  for (const k of q.keys()) if (!URL_PARAMS.includes(k)) invalid(`unknown URL parameter ${JSON.stringify(k)}; known: ${URL_PARAMS.join(', ')}`);
-  const fromUrl: GcsStoreOptions = {
-    bucket: url.hostname,
-    prefix: decodeURIComponent(url.pathname.replace(/^\/+/, '')),
-    apiEndpoint: q.get('apiEndpoint') ?? undefined,
-    projectId: q.get('projectId') ?? undefined,
-    useAuthWithCustomEndpoint: bool(q.get('useAuthWithCustomEndpoint')),
-    singleRequestThreshold: int(q.get('singleRequestThreshold'), 'singleRequestThreshold'),
-    chunkSize: int(q.get('chunkSize'), 'chunkSize'),
-    chunkRetries: int(q.get('chunkRetries'), 'chunkRetries'),
-    deleteConcurrency: int(q.get('deleteConcurrency'), 'deleteConcurrency'),
-    presign: bool(q.get('presign')),
-  };
-  const merged: Record<string, unknown> = { ...fromUrl };
-  for (const [k, v] of Object.entries(options)) if (v !== undefined) merged[k] = v;
-  return merged as unknown as GcsStoreOptions;
+  const q = new StoreUrlParams(url, URL_PARAMS, 'gcs');
+  return overlayDefined<GcsStoreOptions>({
+    ...bucketAndPrefix(url),
+    apiEndpoint: q.string('apiEndpoint'),
+    projectId: q.string('projectId'),
+    useAuthWithCustomEndpoint: q.bool('useAuthWithCustomEndpoint'),
+    singleRequestThreshold: q.int('singleRequestThreshold'),
+    chunkSize: q.int('chunkSize'),
+    chunkRetries: q.int('chunkRetries'),
+    deleteConcurrency: q.int('deleteConcurrency'),
+    presign: q.bool('presign'),
+  }, options);
 }

@@ -1,5 +1,6 @@
 import { InvalidConfigError } from '../../src/core/errors.js';
 import { validatePrefix } from '../../src/core/keys.js';
+import { StoreUrlParams, bucketAndPrefix, overlayDefined } from '../../src/core/store-url.js';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { redactOnInspect } from '../../src/core/redact.js';
 
@@ -181,19 +182,7 @@ function normalizePrefix(prefix: string): string {
   return prefix.endsWith('/') ? prefix : `${prefix}/`;
 }
 
-function bool(v: string | null): boolean | undefined {
-  if (v === null) return undefined;
-  if (v === 'true' || v === '1' || v === '') return true;
-  if (v === 'false' || v === '0') return false;
-  throw new InvalidConfigError(`s3: expected true/false, got ${JSON.stringify(v)}`, { provider: 's3' });
-}
-
-function int(v: string | null, name: string): number | undefined {
-  if (v === null) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n)) throw new InvalidConfigError(`s3: ${name} must be an integer, got ${JSON.stringify(v)}`, { provider: 's3' });
-  return n;
-}
+const URL_PARAMS = ['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'conditionalDelete', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads', 'etagMd5', 'partMd5'];
 
 /**
  * `s3://bucket/optional/prefix?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&forcePathStyle=true`
@@ -204,25 +193,19 @@ function int(v: string | null, name: string): number | undefined {
 export function optionsFromUrl(url: URL, options: Partial<S3StoreOptions> = {}): S3StoreOptions {
   if (url.protocol !== 's3:') throw new InvalidConfigError(`s3: expected an s3:// URL, got ${url.protocol}`, { provider: 's3' });
   if (url.username || url.password) throw new InvalidConfigError('s3: credentials do not belong in the URL; use the SDK credential chain or options.credentials', { provider: 's3' });
-  const q = url.searchParams;
-  const known = new Set(['region', 'endpoint', 'forcePathStyle', 'conditionalPut', 'conditionalDelete', 'flexibleChecksums', 'partSize', 'queueSize', 'fastReads', 'etagMd5', 'partMd5']);
-  for (const k of q.keys()) if (!known.has(k)) throw new InvalidConfigError(`s3: unknown URL parameter ${JSON.stringify(k)}; known: ${[...known].join(', ')}`, { provider: 's3' });
-  const fromUrl: S3StoreOptions = {
-    bucket: url.hostname,
-    prefix: decodeURIComponent(url.pathname.replace(/^\/+/, '')),
-    region: q.get('region') ?? undefined,
-    endpoint: q.get('endpoint') ?? undefined,
-    forcePathStyle: bool(q.get('forcePathStyle')),
-    conditionalPut: bool(q.get('conditionalPut')),
-    conditionalDelete: bool(q.get('conditionalDelete')),
-    flexibleChecksums: bool(q.get('flexibleChecksums')),
-    partSize: int(q.get('partSize'), 'partSize'),
-    queueSize: int(q.get('queueSize'), 'queueSize'),
-    fastReads: bool(q.get('fastReads')),
-    etagMd5: bool(q.get('etagMd5')),
-    partMd5: (q.get('partMd5') ?? undefined) as S3StoreOptions['partMd5'],
-  };
-  const merged: Record<string, unknown> = { ...fromUrl };
-  for (const [k, v] of Object.entries(options)) if (v !== undefined) merged[k] = v;
-  return merged as unknown as S3StoreOptions;
+  const q = new StoreUrlParams(url, URL_PARAMS, 's3');
+  return overlayDefined<S3StoreOptions>({
+    ...bucketAndPrefix(url),
+    region: q.string('region'),
+    endpoint: q.string('endpoint'),
+    forcePathStyle: q.bool('forcePathStyle'),
+    conditionalPut: q.bool('conditionalPut'),
+    conditionalDelete: q.bool('conditionalDelete'),
+    flexibleChecksums: q.bool('flexibleChecksums'),
+    partSize: q.int('partSize'),
+    queueSize: q.int('queueSize'),
+    fastReads: q.bool('fastReads'),
+    etagMd5: q.bool('etagMd5'),
+    partMd5: q.string('partMd5') as S3StoreOptions['partMd5'],
+  }, options);
 }

@@ -5,6 +5,7 @@ export * from './metadata.js';
 export * from './checksums.js';
 export * from './body.js';
 export * from './range.js';
+export * from './store-url.js';
 export * from './byte-window.js';
 export * from './helpers.js';
 export * from './listing.js';
