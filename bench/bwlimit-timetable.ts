@@ -6,6 +6,7 @@
  * force (the issue asks for ±10%), and the load average. Waits for the next minute (≤ 60 s), then
  * 60 s at 2 MiB/s, 60 s at 500 KiB/s and 10 s of the `off` window (no limit: it only shows the
  * limit is lifted, and would otherwise spin a core for a minute). Exit 1 when a limited window is off by more than 10%.
+ * Measured (load 12 → 6): 2M window 2043.7 KiB/s (−0.21%), 500K window 493.9 KiB/s (−1.23%).
  */
 import { loadavg } from 'node:os';
 import { Readable } from 'node:stream';
