@@ -254,26 +254,57 @@ interface RestoreFlags extends EncryptionFlags {
   json?: boolean;
 }
 
-async function runRestore(path: string, flags: RestoreFlags): Promise<void> {
+/** What a synced directory's state records, read for a subcommand that runs no sync of its own flags. */
+interface SyncedDir {
+  local: string;
+  /** `--remote`, else the recorded URL (not recorded when it carries credentials). */
+  remoteArg: string | undefined;
+  pair: string | undefined;
+  /** `--encrypt-with`, else the recorded key id. */
+  keyId: string | undefined;
+  recorded: Awaited<ReturnType<typeof recordedProfile>>;
+}
+
+async function readSyncedDir(flags: RestoreFlags): Promise<SyncedDir> {
   const local = localDir(flags.local ?? '.', '--local');
   const { SyncState } = await import('../../sync/sync-state.js');
   const { LocalTree } = await import('../../sync/local-tree.js');
   const statePath = flags.state ?? LocalTree.defaultStatePath(local);
   if (!existsSync(statePath)) throw new UsageError(`no sync state at ${statePath}: give --local or --state of a synced directory`);
   const peek = SyncState.open(statePath);
-  const recordedUrl = peek.getMeta('remote_url');
-  const pair = peek.getMeta('pair');
-  const keyId = flags.encryptWith ?? peek.getMeta('encrypt_with');
-  const recorded = await recordedProfile(peek.getMeta('profile'));
-  peek.close();
-  const remoteArg = flags.remote ?? recordedUrl;
-  if (remoteArg === undefined) throw new UsageError('the state does not record the remote (its URL carries credentials): give --remote');
-  const side = await openSide(remoteArg, '--remote', undefined, {}, false, false);
-  let remote = side.store;
+  try {
+    return {
+      local,
+      remoteArg: flags.remote ?? peek.getMeta('remote_url'),
+      pair: peek.getMeta('pair'),
+      keyId: flags.encryptWith ?? peek.getMeta('encrypt_with'),
+      recorded: await recordedProfile(peek.getMeta('profile')),
+    };
+  } finally {
+    peek.close();
+  }
+}
+
+/** The synced directory's remote, decrypting under its key id when it has one. */
+async function openSyncedRemote(dir: SyncedDir, flags: RestoreFlags): Promise<{ store: BlobStore; name: string }> {
+  if (dir.remoteArg === undefined) throw new UsageError('the state does not record the remote (its URL carries credentials): give --remote');
+  const side = await openSide(dir.remoteArg, '--remote', undefined, {}, false, false);
+  if (dir.keyId === undefined) return side;
+  try {
+    return { store: await encryptingStore(side.store, { ...flags, encryptWith: dir.keyId }), name: side.name };
+  } catch (e) {
+    await side.store.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function runRestore(path: string, flags: RestoreFlags): Promise<void> {
+  const dir = await readSyncedDir(flags);
+  const side = await openSyncedRemote(dir, flags);
+  const remote = side.store;
   let engine: SyncEngine | undefined;
   try {
-    if (keyId !== undefined) remote = await encryptingStore(remote, { ...flags, encryptWith: keyId });
-    engine = await openEngine(local, remote, pair ?? side.name, { state: flags.state, ...recorded });
+    engine = await openEngine(dir.local, remote, dir.pair ?? side.name, { state: flags.state, ...dir.recorded });
     if (flags.list) {
       const kept = await engine.versions.list(path);
       process.stdout.write(flags.json ? `${JSON.stringify(kept)}\n` : kept.map((v) => `${v.id}  ${v.size} bytes  kept ${v.keptAt.toISOString()}\n`).join('') || `no kept versions of ${path}\n`);
@@ -291,27 +322,15 @@ async function runRestore(path: string, flags: RestoreFlags): Promise<void> {
 }
 
 async function runFetch(paths: string[], flags: RestoreFlags): Promise<void> {
-  const local = localDir(flags.local ?? '.', '--local');
-  const { SyncState } = await import('../../sync/sync-state.js');
-  const { LocalTree } = await import('../../sync/local-tree.js');
-  const statePath = flags.state ?? LocalTree.defaultStatePath(local);
-  if (!existsSync(statePath)) throw new UsageError(`no sync state at ${statePath}: give --local or --state of a synced directory`);
-  const peek = SyncState.open(statePath);
-  const remoteArg = flags.remote ?? peek.getMeta('remote_url');
-  const pair = peek.getMeta('pair');
-  const keyId = flags.encryptWith ?? peek.getMeta('encrypt_with');
-  const recorded = await recordedProfile(peek.getMeta('profile'));
-  peek.close();
-  const notListOnly = paths.filter((p) => !recorded.profile?.isListOnly(p));
+  const dir = await readSyncedDir(flags);
+  const notListOnly = paths.filter((p) => !dir.recorded.profile?.isListOnly(p));
   if (notListOnly.length > 0) throw new UsageError(`not a list-only path of this directory's profile: ${notListOnly.join(', ')} (paths are relative to the synced directory)`);
-  if (remoteArg === undefined) throw new UsageError('the state does not record the remote (its URL carries credentials): give --remote');
-  const side = await openSide(remoteArg, '--remote', undefined, {}, false, false);
-  let remote = side.store;
+  const side = await openSyncedRemote(dir, flags);
+  const remote = side.store;
   let engine: SyncEngine | undefined;
   const reporter = createSyncReporter({ json: flags.json, tty: process.stderr.isTTY === true });
   try {
-    if (keyId !== undefined) remote = await encryptingStore(remote, { ...flags, encryptWith: keyId });
-    engine = await openEngine(local, remote, pair ?? side.name, { state: flags.state, ...recorded, onEvent: (ev) => reporter.onEvent(ev) });
+    engine = await openEngine(dir.local, remote, dir.pair ?? side.name, { state: flags.state, ...dir.recorded, onEvent: (ev) => reporter.onEvent(ev) });
     engine.requestFetch(paths);
     let r: RoundReport;
     for (let i = 0; ; i++) {
