@@ -131,9 +131,9 @@ function formatLimit(l: BandwidthLimit): string {
 }
 
 /**
- * A token bucket whose rate follows a timetable: at each take it looks up the limit in force
- * (on `now`, injectable for tests) and switches its rate at the window boundary; while the
- * timetable says `off`, takes pass at once.
+ * A token bucket whose rate follows a timetable: before each grant it looks up the limit in force
+ * (on `now`, injectable for tests) and switches its rate at the window boundary, and a take
+ * already waiting looks again at least every second; while the timetable says `off`, takes pass at once.
  */
 export class ScheduledTokenBucket extends TokenBucket {
   private readonly now: () => Date;
@@ -153,10 +153,19 @@ export class ScheduledTokenBucket extends TokenBucket {
     return `bwlimit "${String(this.timetable)}" ${this.direction}${unit.includes('B/s') ? '' : unit}`;
   }
 
-  override take(n: number, signal?: AbortSignal): Promise<void> {
+  /** A take waiting when a window switches sees the new limit within a second (not after its wait at the old rate). */
+  protected override readonly longestWaitMs = 1000;
+
+  protected override limitNow(): boolean {
     const rate = this.rateNow();
-    if (rate === undefined) return Promise.resolve();
+    if (rate === undefined) return false;
     if (rate !== this.ratePerSec) this.setRate(rate, Math.max(64 * 1024, rate / 10));
+    return true;
+  }
+
+  override take(n: number, signal?: AbortSignal): Promise<void> {
+    // Off: pass at once, without queueing behind takes made under a limit.
+    if (this.rateNow() === undefined) return Promise.resolve();
     return super.take(n, signal);
   }
 }

@@ -64,15 +64,27 @@ export class TokenBucket {
     return turn;
   }
 
+  /**
+   * Looked at before each attempt to grant: a subclass whose rate changes over time sets it here
+   * (setRate), or returns false when nothing is limited now (the take passes at once).
+   */
+  protected limitNow(): boolean {
+    return true;
+  }
+
+  /** Longest single wait before looking at `limitNow()` again (a subclass whose rate changes lowers it). */
+  protected readonly longestWaitMs: number = Infinity;
+
   private async grant(n: number, signal: AbortSignal | undefined): Promise<void> {
-    const need = Math.min(n, this.capacity);
     for (;;) {
+      if (!this.limitNow()) return;
+      const need = Math.min(n, this.capacity);
       this.refill();
       if (this.tokens >= need) {
         this.tokens -= n;
         return;
       }
-      await sleep(Math.max(1, Math.ceil(((need - this.tokens) / this.ratePerSec) * 1000)), signal);
+      await sleep(Math.min(this.longestWaitMs, Math.max(1, Math.ceil(((need - this.tokens) / this.ratePerSec) * 1000))), signal);
     }
   }
 

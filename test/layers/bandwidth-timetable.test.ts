@@ -84,6 +84,20 @@ describe('ScheduledTokenBucket', () => {
     expect(down.rateNow()).toBe(M);
   });
 
+  it('a take waiting at a low rate is released when the window switches to off (not after its wait at the old rate)', async () => {
+    let now = new Date(2026, 11, 2, 18, 59);
+    const up = new ScheduledTokenBucket(BandwidthTimetable.parse('08:00,1 19:00,off'), 'up', { now: () => now });
+    await up.take(64 * 1024); // the initial burst
+    let done = false;
+    // 1000 bytes at 1 byte/s: 1000 s at the old rate (a hang here fails by the test timeout).
+    const waiting = up.take(1000).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toBe(false);
+    now = new Date(2026, 11, 2, 19, 0);
+    await waiting;
+    expect(done).toBe(true);
+  });
+
   it('up and down limits pace their own direction through RateLimitStore', async () => {
     const now = new Date(2026, 11, 2, 12, 0);
     const t = BandwidthTimetable.parse('off:1M');
