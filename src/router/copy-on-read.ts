@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import { IntegrityError, describeError, isCloudmuxError } from '../core/index.js';
+import { IntegrityError, NotSupportedError, describeError, isCloudmuxError } from '../core/index.js';
 import type { BlobStore, GetOptions, ObjectMeta } from '../core/index.js';
 import { AdaptiveTtl, type AdaptiveTtlOptions } from '../cost/adaptive-ttl.js';
 import { copyObject } from '../replication/copier.js';
@@ -10,7 +10,7 @@ import { discard } from './fan-out.js';
 import type { PlacementPolicy } from './policy.js';
 import type { ProviderSet } from './provider-set.js';
 import { storedSha256 } from './reconcile.js';
-import type { RouterEvents, RouterGetResult } from './router.js';
+import type { RouterEvents, RouterGetResult, RouterOptions } from './router-types.js';
 
 /** What a TTL rule sees when a read at the router's location has no base copy there. */
 export interface CopyTtlInput {
@@ -236,4 +236,13 @@ export class CopyOnRead {
     const here = this.providers.order.filter((p) => this.cost.locationOf(p) === location);
     return here.sort((a, b) => this.cost.storagePerByteSecond(a) - this.cost.storagePerByteSecond(b))[0];
   }
+}
+
+/** The router's copy on read from its options (undefined when off); NotSupported without a location or a state that keeps copies. */
+export function openCopyOnRead(opts: RouterOptions, providers: ProviderSet, cost: CostModel, events: EventEmitter<RouterEvents>, metaOf: (o: CatalogObject, m?: ObjectMeta) => ObjectMeta): CopyOnRead | undefined {
+  if (!opts.copyOnRead) return undefined;
+  if (opts.location === undefined) throw new NotSupportedError('copy on read needs the router\'s location');
+  const state = opts.state.cachedCopies;
+  if (!state) throw new NotSupportedError(`copy on read needs a state store that keeps cached copies (${opts.state.kind} does not)`);
+  return new CopyOnRead(state, providers, cost, opts.location, events, metaOf, opts.copyOnRead === true ? {} : opts.copyOnRead);
 }

@@ -409,3 +409,13 @@ function sum(spans: RunningSpan[]): { latencyMs: number; stalledMs: number } {
   return { latencyMs: Math.round(spans.reduce((n, s) => n + s.runningMs, 0)), stalledMs: Math.round(spans.reduce((n, s) => n + s.stalledMs, 0)) };
 }
 
+/** The nearest layer in a store stack that emits breaker events (duck-typed: `on` + `state()`). */
+export function findBreaker(store: BlobStore): BreakerEventSource | undefined {
+  let s: unknown = store;
+  for (let depth = 0; s && depth < 16; depth++) {
+    const c = s as { on?: unknown; state?: unknown; inner?: unknown; constructor?: { name?: string } };
+    if (typeof c.on === 'function' && typeof c.state === 'function' && c.constructor?.name === 'BreakerStore') return c as BreakerEventSource;
+    s = c.inner;
+  }
+  return undefined;
+}

@@ -6,7 +6,7 @@ import { discard } from './fan-out.js';
 import { storedSha256 } from './reconcile.js';
 import type { PlacementPolicy } from './policy.js';
 import type { ProviderSet } from './provider-set.js';
-import type { RouterEvents, RouterGetResult } from './router.js';
+import type { RouterEvents, RouterGetResult } from './router-types.js';
 
 export type Attempt = { ok: true; value: RouterGetResult } | { ok: false; error: unknown };
 /**

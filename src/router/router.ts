@@ -1,114 +1,42 @@
-// Over 500 lines: the router's BlobStore face (leased writes, conditional delete, reads with adoption); its jobs are moving out to put-writer/replica-reader/provider-set under other work this session, so issue 15 left it whole to avoid conflicts.
-import { PriorityClassifier, type PriorityOptions } from '../core/priority.js';
+// A little over 500 lines: the router's BlobStore face — leased puts with their failure handling, conditional deletes, reads; its parts live beside it (catalog-keys, catalog-views, metadata-update, put-writer, replica-reader, read-again, router-types).
+import { PriorityClassifier } from '../core/priority.js';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import {
   AbortedError, AlreadyExistsError, IntegrityError, NotFoundError, NotModifiedError, NotSupportedError, PreconditionFailedError, ProviderUnavailableError, TransientError,
-  SHA256_KEY, afterPrefix, bodyBytes, checkCopy, checkDelete, checkGet, checkPut, checksumMismatches, describeError, digestBuffer, isCallerFault, isCloudmuxError, mayTryOtherReplica,
-  isReplayableBody, rollup, deleteEach, throwIfAborted, validateKey, validateMetadata, validatePrefix,
+  SHA256_KEY, bodyBytes, checkCopy, checkDelete, checkGet, checkPut, checksumMismatches, describeError, digestBuffer, isCloudmuxError, mayTryOtherReplica,
+  isReplayableBody, deleteEach, throwIfAborted, validateKey, validateMetadata,
 } from '../core/index.js';
 import type {
-  BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, DeleteOptions, GetOptions, GetResult, ListItem, ListOptions, ObjectMeta, ObjectSummary,
+  BlobStore, Body, Capabilities, CopyOptions, DeleteManyResult, DeleteOptions, GetOptions, ListItem, ListOptions, ObjectMeta,
   PresignOptions, PutOptions, SignalOptions, UpdateMetadataOptions,
 } from '../core/index.js';
 import { carriedMetadata } from '../core/system-metadata.js';
-import { changeLimit, type Change, type ChangeFeed, type ChangePage, type ChangesSinceOptions } from '../core/change-feed.js';
-import type { Prices } from '../config/schema.js';
+import type { ChangeFeed, ChangePage, ChangesSinceOptions } from '../core/change-feed.js';
 import type { CatalogLookup, CatalogObject, OutboxEntry, Replica, StateStore } from '../state/types.js';
 import { CostModel } from './cost-model.js';
 import { discard } from './fan-out.js';
-import { HealthTracker, type BreakerEventSource, type HealthTrackerOptions } from './health-tracker.js';
+import { HealthTracker, findBreaker } from './health-tracker.js';
 import { KeyLocks } from './key-locks.js';
-import { PolicySet, type PlacementPolicy, type PolicyInput } from './policy.js';
+import { PolicySet, type PlacementPolicy } from './policy.js';
 import { ProviderSet, type Placement } from './provider-set.js';
 import { PutWriter, recordedEtags, type WriteOutcome } from './put-writer.js';
-import { reconcileHolder, storedSha256, type ReconcileOutcome } from './reconcile.js';
+import { reconcileHolder, type ReconcileOutcome } from './reconcile.js';
 import { ReplicaReader, type ReadContext } from './replica-reader.js';
 import { READ_AGAIN_LIMIT, settleInDoubt } from './read-again.js';
 import { WriteLeases, type HeldLease } from './write-leases.js';
-import { CopyOnRead, type CopyOnReadOptions } from './copy-on-read.js';
+import { openCopyOnRead, type CopyOnRead } from './copy-on-read.js';
 import { redactInspection } from '../core/redact.js';
+import { CatalogKeys } from './catalog-keys.js';
+import { updateMetadataLeased } from './metadata-update.js';
+import { catalogChanges, listCatalog } from './catalog-views.js';
+import { routerEtag, type RouterEvents, type RouterGetResult, type RouterOptions } from './router-types.js';
 
-/** One provider the router places objects on. */
-export interface RouterProvider {
-  /** Unique name (the catalog records it). */
-  name: string;
-  /** The store, typically wrapped in the resilience layers. */
-  store: BlobStore;
-  prices?: Prices;
-  /** Where its bytes live, `cloud:region`; used when the router's `location` is a `cloud:region` too. */
-  location?: string;
-  /** Tie-breaker between equally priced providers; higher wins. Default 1. */
-  weight?: number;
-  /** Breaker events to follow; found automatically when a layer in `store` emits `open`/`close`. */
-  breaker?: BreakerEventSource;
-}
+export { routerEtag } from './router-types.js';
+export type { RouterEvents, RouterGetResult, RouterOptions, RouterProvider } from './router-types.js';
 
-export interface RouterOptions {
-  providers: RouterProvider[];
-  state: StateStore;
-  /** Placement policies by key prefix; default: one replica anywhere. */
-  policies?: PolicyInput[];
-  /** A tracker to share (e.g. with the daemon), or options for the router's own. */
-  health?: HealthTracker | HealthTrackerOptions;
-  /**
-   * Where this router runs: a provider name (that provider's egress is free; others cost their
-   * `egressToGb` to it or the internet rate), or a location `cloud:region` (`aws:us-east-1`): then
-   * reads go to the replica cheapest to move there by every provider's location — free in the same
-   * location, `egressInterRegionGb` between regions of one cloud, else the internet rate.
-   */
-  location?: string;
-  /** Close the providers and the state store on close() (default true). */
-  closeResources?: boolean;
-  /** How long the router keeps a delete entry to itself while it tries it (ms, default 60 000). */
-  leaseMs?: number;
-  /**
-   * How long a writer's lease on a key lasts without renewal (ms, default 15 000; renewed every
-   * third of it): a router that dies mid-write blocks other writers of that key for at most this long.
-   */
-  writeLeaseMs?: number;
-  /** How long a put waits for another writer's lease on its key before failing with Transient (ms, default writeLeaseMs + 5 000). */
-  writeLeaseWaitMs?: number;
-  /**
-   * Copy on read (see {@link CopyOnRead}): a read at `location` of a key with no base copy there
-   * leaves a copy on the provider there, with a TTL. Needs `location` and a state store with
-   * `cachedCopies` (SQLite, PostgreSQL). Off by default.
-   */
-  copyOnRead?: CopyOnReadOptions | boolean;
-  /**
-   * Priority classes of the replicas a put owes (by glob, size, metadata): the replication worker
-   * claims critical entries first and bulk at a guaranteed share. Default: everything `normal`.
-   */
-  priority?: PriorityClassifier | PriorityOptions;
-}
 
-/**
- * A get result: `provider` served it; `stale` when it came from a stale replica (only with
- * `allowStaleReads`); `cached` when it came from a copy left by copy on read (of the current version).
- */
-export type RouterGetResult = GetResult & { stale?: boolean; cached?: boolean; provider: string };
 
-export interface RouterEvents {
-  /** Work was added to the outbox (a worker in this process may want to wake up). */
-  owed: [OutboxEntry[]];
-  /** A holder did not have the bytes the catalog says (missing or wrong digest). */
-  repair: [{ key: string; provider: string; reason: string }];
-  /** Which provider served a read (for tests, metrics and demos). */
-  read: [{ key: string; provider: string; hedged: boolean }];
-}
-
-function openCopyOnRead(opts: RouterOptions, providers: ProviderSet, cost: CostModel, events: EventEmitter<RouterEvents>, metaOf: (o: CatalogObject, m?: ObjectMeta) => ObjectMeta): CopyOnRead | undefined {
-  if (!opts.copyOnRead) return undefined;
-  if (opts.location === undefined) throw new NotSupportedError('copy on read needs the router\'s location');
-  const state = opts.state.cachedCopies;
-  if (!state) throw new NotSupportedError(`copy on read needs a state store that keeps cached copies (${opts.state.kind} does not)`);
-  return new CopyOnRead(state, providers, cost, opts.location, events, metaOf, opts.copyOnRead === true ? {} : opts.copyOnRead);
-}
-
-/** Etag the router shows: the catalog version, identical whichever replica serves the read. */
-export function routerEtag(version: number): string {
-  return `cmx-${version}`;
-}
 
 /**
  * A BlobStore over several named providers, placing each object by policy, cost and health, with
@@ -164,6 +92,8 @@ export class Router implements BlobStore, ChangeFeed {
   readonly providers: ProviderSet;
   private readonly writer: PutWriter;
   private readonly reader: ReplicaReader;
+  /** Look-ups of a key in the catalog, adopting keys it does not know. */
+  private readonly catalog: CatalogKeys;
   /** Copy on read at this router's location, when enabled. */
   readonly copyOnRead: CopyOnRead | undefined;
   /** Where the router runs (RouterOptions.location). */
@@ -193,6 +123,10 @@ export class Router implements BlobStore, ChangeFeed {
     this.leases = new WriteLeases(this.state, this.id, { locks: this.locks, leaseMs: opts.writeLeaseMs ?? 15_000, acquireTimeoutMs: opts.writeLeaseWaitMs });
     this.providers = new ProviderSet(this.stores, this.weights, this.order, this.health, this.cost);
     this.writer = new PutWriter(this.providers);
+    this.catalog = new CatalogKeys({
+      state: this.state, policies: this.policies, stores: this.stores, health: this.health, providers: this.providers, leases: this.leases, events: this.events,
+      placement: (policy, size) => this.placement(policy, size),
+    });
     this.reader = new ReplicaReader(this.providers, this.events, (o, m) => this.metaOf(o, m), (key, p, reason, ctx, version) => this.inDoubt(key, p, reason, ctx, version));
     this.location = opts.location;
     this.copyOnRead = openCopyOnRead(opts, this.providers, this.cost, this.events, (o, m) => this.metaOf(o, m));
@@ -310,13 +244,13 @@ export class Router implements BlobStore, ChangeFeed {
   /** Checks a conditional put against the catalog (under the write lease, so the answer holds until the commit). */
   private async checkPutCondition(key: string, found: CatalogLookup, opts: PutOptions, held: HeldLease): Promise<void> {
     let live = found.state === 'live' ? found.object : undefined;
-    const outside = found.state === 'unknown' ? (await this.findOutside(key, held.signal))?.meta : undefined;
+    const outside = found.state === 'unknown' ? (await this.catalog.findOutside(key, held.signal))?.meta : undefined;
     if (outside) {
       // A copy outside the catalog: written before cloudmux, or left by a put whose every answer
       // was lost. Adopted before the condition fails, so the key the caller is told exists also
       // shows in listings and the change feed — else a sync, which sees the remote through them,
       // plans the same create every round and loses every time to a copy it cannot see.
-      const adopted = await this.adopt(key, held.signal, held);
+      const adopted = await this.catalog.adopt(key, held.signal, held);
       live = adopted?.object ?? { key, version: 0, size: outside.size, metadata: outside.metadata, lastModified: outside.lastModified };
     }
     if (opts.ifNoneMatch !== undefined && live) throw new AlreadyExistsError(`${key} exists (etag ${live.version ? routerEtag(live.version) : 'not yet in the catalog'})`, { provider: this.provider, key });
@@ -412,7 +346,7 @@ export class Router implements BlobStore, ChangeFeed {
       if (etag !== ifMatch) throw new PreconditionFailedError(`etag is ${etag}, not ${ifMatch}; not deleted`, { provider: this.provider, key });
       return;
     }
-    if (await this.findOutside(key, signal)) {
+    if (await this.catalog.findOutside(key, signal)) {
       throw new PreconditionFailedError(`${key} is not yet in the catalog (read it once to give it an etag); not deleted`, { provider: this.provider, key });
     }
   }
@@ -446,40 +380,14 @@ export class Router implements BlobStore, ChangeFeed {
     validateMetadata(opts.metadata, this.provider, key);
     throwIfAborted(opts.signal, { provider: this.provider, key });
     return this.leases.with(key, opts.signal, async (held) => {
-      const obj = await this.current(key, held.signal, held);
+      const obj = await this.catalog.current(key, held.signal, held);
       const { object } = obj;
       if (opts.ifMatch !== undefined && opts.ifMatch !== routerEtag(object.version)) {
         throw new PreconditionFailedError(`etag is ${routerEtag(object.version)}, not ${opts.ifMatch}`, { provider: this.provider, key });
       }
-      const holders = obj.holders.map((h) => h.provider).filter((p) => this.stores.has(p) && this.health.state(p) !== 'down');
-      const version = held.lease.version;
-      const results = await Promise.allSettled(holders.map((p) => this.providers.call(p, () => this.providers.store(p).updateMetadata(key, { metadata: opts.metadata, contentType: opts.contentType, signal: held.signal }), 'write')));
-      const acked: Replica[] = [];
-      let failure: unknown;
-      results.forEach((r, i) => {
-        if (r.status === 'fulfilled') acked.push({ provider: holders[i]!, version, etag: r.value.etag });
-        else failure = r.reason;
-      });
-      if (acked.length === 0) {
-        if (isCallerFault(failure, 'write')) throw failure;
-        throw new ProviderUnavailableError(`${key}: no provider holding it accepted the metadata update`, { provider: this.provider, key, cause: failure });
-      }
-      const pending = (await this.state.entries({ key, state: 'pending' })).filter((e) => e.kind === 'replicate').map((e) => e.provider);
-      const ackedNames = new Set(acked.map((a) => a.provider));
-      const owed = [...new Set([...obj.holders.map((h) => h.provider), ...pending])].filter((p) => !ackedNames.has(p));
-      const metadata: Record<string, string> = { ...opts.metadata };
-      const sha = object.sha256 ?? object.metadata[SHA256_KEY];
-      if (sha) metadata[SHA256_KEY] = sha;
-      const contentType = opts.contentType ?? object.contentType;
-      const lastModified = new Date();
-      const result = await this.state.commitPut({
-        key, version, size: object.size, sha256: object.sha256, contentType, metadata, lastModified, acked, owed, lease: held.lease,
-        priority: this.priority.classify({ key, size: object.size, metadata }),
-      });
-      held.consumed = result.committed;
-      if (!result.committed) throw new TransientError(`${key}: the write lease was lost before the metadata update was committed`, { provider: this.provider, key });
-      if (result.entries.length > 0) this.events.emit('owed', result.entries);
-      return this.metaOf({ ...object, version, metadata, contentType, lastModified });
+      return this.metaOf(await updateMetadataLeased({
+        state: this.state, stores: this.stores, health: this.health, providers: this.providers, priority: this.priority, events: this.events,
+      }, key, opts, held, obj));
     });
   }
 
@@ -493,7 +401,7 @@ export class Router implements BlobStore, ChangeFeed {
   async head(key: string, opts: SignalOptions = {}): Promise<ObjectMeta> {
     validateKey(key, this.provider);
     throwIfAborted(opts.signal, { provider: this.provider, key });
-    return this.metaOf((await this.current(key, opts.signal)).object);
+    return this.metaOf((await this.catalog.current(key, opts.signal)).object);
   }
 
   async get(key: string, opts: GetOptions = {}): Promise<RouterGetResult> {
@@ -512,7 +420,7 @@ export class Router implements BlobStore, ChangeFeed {
 
   private async getOnce(key: string, opts: GetOptions, ctx: ReadContext): Promise<RouterGetResult> {
     const policy = this.policies.for(key);
-    const found = await this.current(key, opts.signal);
+    const found = await this.catalog.current(key, opts.signal);
     const { object } = found;
     const etag = routerEtag(object.version);
     if (opts.ifMatch !== undefined && opts.ifMatch !== etag) throw new PreconditionFailedError(`etag is ${etag}, not ${opts.ifMatch}`, { provider: this.provider, key });
@@ -558,36 +466,8 @@ export class Router implements BlobStore, ChangeFeed {
     if (outcome === 'moved' || outcome === 'adopted' || outcome === 'ok') ctx.readAgain = true;
   }
 
-  async *list(opts: ListOptions = {}): AsyncGenerator<ListItem> {
-    const prefix = opts.prefix ?? '';
-    validatePrefix(prefix, this.provider);
-    throwIfAborted(opts.signal, { provider: this.provider });
-    const pageSize = Math.max(1, Math.min(opts.pageSize ?? 1000, 10_000));
-    const state = this.state;
-    const delimiter = opts.delimiter;
-    const signal = opts.signal;
-    async function* objects(): AsyncGenerator<ObjectSummary> {
-      let cursor = opts.startAfter;
-      for (;;) {
-        throwIfAborted(signal, { provider: 'router' });
-        const page = await state.listObjects({ prefix, startAfter: cursor, limit: pageSize });
-        for (const o of page) {
-          yield { key: o.key, size: o.size, etag: routerEtag(o.version), lastModified: o.lastModified, version: String(o.version), checksums: o.sha256 ? { sha256: o.sha256 } : {} };
-          cursor = o.key;
-          if (delimiter) {
-            const i = o.key.indexOf(delimiter, prefix.length);
-            // rollup emits one prefix item per subtree: skip the rest of it instead of paging through.
-            if (i >= 0) {
-              cursor = afterPrefix(o.key.slice(0, i + delimiter.length));
-              break;
-            }
-          }
-        }
-        if (page.length === 0) return;
-        if (page.length < pageSize && cursor === page[page.length - 1]!.key) return;
-      }
-    }
-    yield* rollup(objects(), prefix, delimiter);
+  list(opts: ListOptions = {}): AsyncGenerator<ListItem> {
+    return listCatalog(this.state, opts);
   }
 
   /**
@@ -595,17 +475,8 @@ export class Router implements BlobStore, ChangeFeed {
    * update, adoption and delete, with the version, size, SHA-256 and etag reads will report.
    * Errors: InvalidArgument (cursor, limit), InvalidKey (prefix).
    */
-  async changesSince(cursor: string | undefined, opts: ChangesSinceOptions = {}): Promise<ChangePage> {
-    const limit = changeLimit(opts.limit, this.provider);
-    if (opts.prefix) validatePrefix(opts.prefix, this.provider);
-    throwIfAborted(opts.signal, { provider: this.provider });
-    const page = await this.state.changesSince(cursor, { limit, ...(opts.prefix ? { prefix: opts.prefix } : {}) });
-    return {
-      ...page,
-      changes: page.changes.map((c): Change => c.deleted
-        ? { key: c.key, deleted: true, version: String(c.version) }
-        : { key: c.key, deleted: false, version: String(c.version), size: c.size, etag: routerEtag(c.version), ...(c.sha256 ? { sha256: c.sha256 } : {}) }),
-    };
+  changesSince(cursor: string | undefined, opts: ChangesSinceOptions = {}): Promise<ChangePage> {
+    return catalogChanges(this.state, cursor, opts);
   }
 
   async close(): Promise<void> {
@@ -629,75 +500,6 @@ export class Router implements BlobStore, ChangeFeed {
     return this.providers.readOrder(policy, holders, size);
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Catalog
-
-  /** The key's live catalog entry; an unknown key is looked for on the providers and adopted. */
-  private async current(key: string, signal: AbortSignal | undefined, held?: HeldLease): Promise<{ object: CatalogObject; holders: Replica[]; stale: Replica[] }> {
-    const found = await this.state.lookup(key);
-    if (found.state === 'live') return found;
-    if (found.state === 'deleted') throw new NotFoundError(`no object at ${key}`, { provider: this.provider, key });
-    const adopted = await this.adopt(key, signal, held);
-    if (!adopted) throw new NotFoundError(`no object at ${key}`, { provider: this.provider, key });
-    return adopted;
-  }
-
-  /** The first copy of a key the catalog does not know, on the policy's providers (pins first); throws when one could not be asked. */
-  private async findOutside(key: string, signal: AbortSignal | undefined): Promise<{ provider: string; meta: ObjectMeta } | undefined> {
-    const policy = this.policies.for(key);
-    if (!policy.adoptUnknown) return undefined;
-    const order = [...policy.pin, ...policy.providers.filter((p) => !policy.pin.includes(p))].filter((p) => this.stores.has(p));
-    let failure: unknown;
-    const unreachable: string[] = [];
-    for (const p of order) {
-      if (this.health.state(p) === 'down') {
-        unreachable.push(`${p}: down`);
-        continue;
-      }
-      try {
-        return { provider: p, meta: await this.providers.call(p, () => this.providers.store(p).head(key, { signal })) };
-      } catch (e) {
-        if (!isCloudmuxError(e, 'NotFound')) {
-          failure = e;
-          unreachable.push(`${p}: ${describeError(e, { where: false, maxLength: 200 })}`);
-        }
-      }
-    }
-    if (unreachable.length > 0) {
-      throw new ProviderUnavailableError(`${key} is not in the catalog and ${unreachable.length} provider(s) could not be asked whether they hold it (${unreachable.join('; ')})`, { provider: this.provider, key, cause: failure });
-    }
-    return undefined;
-  }
-
-  /**
-   * Looks for a key on the policy's providers (pins first, then in the policy's order) and records
-   * the first copy found as the current version, owing replicas to reach N. Under the key's write
-   * lease (taken unless `held`), so an adoption never races a put of the key.
-   */
-  private async adopt(key: string, signal: AbortSignal | undefined, held?: HeldLease): Promise<{ object: CatalogObject; holders: Replica[]; stale: Replica[] } | undefined> {
-    const policy = this.policies.for(key);
-    if (!policy.adoptUnknown) return undefined;
-    const run = async (h: HeldLease): Promise<{ object: CatalogObject; holders: Replica[]; stale: Replica[] } | undefined> => {
-      const before = await this.state.lookup(key);
-      if (before.state === 'live') return before;
-      if (before.state === 'deleted') return undefined;
-      const outside = await this.findOutside(key, h.signal);
-      if (!outside) return undefined;
-      const { provider: p, meta } = outside;
-      const version = h.lease.version;
-      const plan = this.placement(policy, meta.size);
-      const res = await this.state.commitPut({
-        key, version, size: meta.size, sha256: storedSha256(meta), contentType: meta.contentType, metadata: meta.metadata, lastModified: meta.lastModified,
-        acked: [{ provider: p, version, etag: meta.etag }], owed: plan.targets.filter((t) => t !== p), onlyIfUnknown: true, lease: h.lease,
-      });
-      h.consumed = res.committed;
-      if (res.entries.length > 0) this.events.emit('owed', res.entries);
-      const now = await this.state.lookup(key);
-      return now.state === 'live' ? now : undefined;
-    };
-    return held ? run(held) : this.leases.with(key, signal, run);
-  }
-
   private metaOf(object: CatalogObject, fromProvider?: ObjectMeta): ObjectMeta {
     const meta: ObjectMeta = {
       key: object.key,
@@ -715,15 +517,3 @@ export class Router implements BlobStore, ChangeFeed {
 
 }
 redactInspection(Router);
-
-
-/** The nearest layer in a store stack that emits breaker events (duck-typed: `on` + `state()`). */
-function findBreaker(store: BlobStore): BreakerEventSource | undefined {
-  let s: unknown = store;
-  for (let depth = 0; s && depth < 16; depth++) {
-    const c = s as { on?: unknown; state?: unknown; inner?: unknown; constructor?: { name?: string } };
-    if (typeof c.on === 'function' && typeof c.state === 'function' && c.constructor?.name === 'BreakerStore') return c as BreakerEventSource;
-    s = c.inner;
-  }
-  return undefined;
-}
