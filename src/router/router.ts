@@ -463,7 +463,7 @@ export class Router implements BlobStore, ChangeFeed {
    * read again; else reconcile the holder (see {@link settleInDoubt}; a failure only delays the fix).
    */
   private async inDoubt(key: string, p: string, reason: string, ctx: ReadContext, version: number): Promise<void> {
-    const outcome = await settleInDoubt(this.state, this.leases, key, version, ctx.signal, (held) => this.reconcileHolder(key, p, reason, held))
+    const outcome = await settleInDoubt(this.state, this.leases, key, p, version, ctx.signal, (held) => this.reconcileHolder(key, p, reason, held))
       .catch(() => 'skipped' as const);
     // The catalog moved on, the holder's bytes were adopted, or they are right after all: read again.
     if (outcome === 'moved' || outcome === 'adopted' || outcome === 'ok') ctx.readAgain = true;
