@@ -274,6 +274,7 @@ export class OfflineFirstStore implements BlobStore {
     const change: QueuedChange = { path, sha256, size, hlc: clock.now(), detectedAt: Date.now() };
     this.engine.state.enqueue(change, clock.last());
     if (this.syncing > 0) this.duringRound.set(path, change);
+    this.engine.noteLocalChange(path, size);
     this.wake.fire();
   }
 
@@ -318,6 +319,11 @@ export class OfflineFirstStore implements BlobStore {
           continue;
         }
         failures = 0;
+        if (report.yielded !== undefined) {
+          // It stopped for a write of a higher class (round-yield.ts): the next round, now.
+          await this.wake.wait(0, signal);
+          continue;
+        }
         const again = report.counts.deferred + report.counts.raced + report.counts.failed > 0;
         await this.wake.wait(again ? min : interval, signal);
         await sleepUnlessAborted(pushDelay, signal);

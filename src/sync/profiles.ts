@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import { PriorityClassifier, type PriorityClass, type PriorityRule } from '../core/priority.js';
 import { keyFilter } from '../replication/plan.js';
+import type { SkippedPath } from './local-tree.js';
 
 /**
  * What a device profile says (a preset, or an entry of `sync.profiles` in the config file).
@@ -114,6 +115,16 @@ export class SyncProfile {
   /** True when a file of `size` bytes is over the cap. */
   tooLarge(size: number): boolean {
     return this.maxFileSize !== undefined && size > this.maxFileSize;
+  }
+
+  /** Moves the entries over the size cap out of a round, into `skipped` (reported; neither side changes). */
+  setAsideTooLarge<T>(entries: Map<string, T>, size: (e: T) => number, skipped: SkippedPath[], side: 'local' | 'remote'): void {
+    if (this.maxFileSize === undefined) return;
+    for (const [path, e] of entries) {
+      if (!this.tooLarge(size(e))) continue;
+      entries.delete(path);
+      skipped.push({ path, reason: 'too-large', detail: `${side} file of ${size(e)} bytes is over the profile's maxFileSize of ${this.maxFileSize}` });
+    }
   }
 
   /**

@@ -1,5 +1,6 @@
 import { PRIORITY_CLASSES, type PriorityClass, type PriorityClassifier } from '../core/priority.js';
 import type { ActionOutcome } from './executor.js';
+import type { SkippedPath } from './local-tree.js';
 import type { QueuedChange } from './sync-state.js';
 import type { PathFacts, SyncAction, SyncActionKind } from './types.js';
 
@@ -60,4 +61,20 @@ export function queuedBacklog(queue: ReadonlyMap<string, QueuedChange>, classifi
     c.bytes += q.size;
   }
   return out;
+}
+
+/**
+ * On a metered link, actions that move bytes for a path not of the critical class wait (into
+ * `skipped`, reason `metered`): the local change stays queued, nothing is recorded, and the
+ * next round on an unmetered link moves it. Deletes, records and renames move no content and go
+ * ahead, and so does a fetch the user asked for (`fetching`).
+ */
+export function holdOnMeteredLink(actions: SyncAction[], facts: ReadonlyMap<string, PathFacts>, skipped: SkippedPath[], classifier: PriorityClassifier, fetching: ReadonlySet<string>): SyncAction[] {
+  return actions.filter((a) => {
+    if (!MOVING_KINDS.has(a.kind) || fetching.has(a.path)) return true;
+    const cls = classOf(a, facts.get(a.path), classifier);
+    if (cls === 'critical') return true;
+    skipped.push({ path: a.path, reason: 'metered', detail: `${cls} class waits for an unmetered link` });
+    return false;
+  });
 }

@@ -7,7 +7,7 @@ import { decide, pairRenames, type DecideContext } from './decide.js';
 import { execute, isUnreachable, removeTombstone, type ActionOutcome, type ExecutorContext } from './executor.js';
 import { BaseContent } from './base-content.js';
 import { getMerger, type Merger } from './merge/index.js';
-import { checkDevice, LocalTree, type LocalLock, type LocalScan, type SkippedPath } from './local-tree.js';
+import { checkDevice, LocalTree, sameStamp, type LocalLock, type LocalScan, type SkippedPath } from './local-tree.js';
 import { hasChangeFeed } from '../core/change-feed.js';
 import { isInternalPath, scanRemote, scanRemoteByFeed, type RemoteScan, type Tombstone } from './remote-scan.js';
 import { createSyncClock, type SyncClock } from './sync-clock.js';
@@ -15,8 +15,9 @@ import { SyncState, type QueuedChange } from './sync-state.js';
 import type { BaseEntry, LocalEntry, PathFacts, SyncAction, SyncActionKind } from './types.js';
 import { VersionsArea } from './versions-area.js';
 import type { SyncProfile } from './profiles.js';
-import { PRIORITY_RANK, PriorityClassifier } from '../core/priority.js';
-import { MOVING_KINDS, bytesOf, classOf, emptyClassBacklog, queuedBacklog, roundBacklog, type ClassBacklog } from './round-backlog.js';
+import { PRIORITY_RANK, PriorityClassifier, type PriorityClass } from '../core/priority.js';
+import { ChangeNotes, type RoundYield } from './round-yield.js';
+import { MOVING_KINDS, bytesOf, classOf, emptyClassBacklog, holdOnMeteredLink, queuedBacklog, roundBacklog, type ClassBacklog } from './round-backlog.js';
 
 export interface SyncEngineOptions {
   /** The local directory. */
@@ -85,6 +86,11 @@ export interface RoundReport {
    * on a metered link, failed, raced, a dry run's); offline, the queued local changes.
    */
   backlog: ClassBacklog;
+  /**
+   * The round stopped starting actions for a local change of this (higher) class noted while it
+   * ran (round-yield.ts); what it did not start is in `backlog`, and a loop starts the next round at once.
+   */
+  yielded?: PriorityClass;
 }
 
 const DEFAULT_CLASSIFIER = new PriorityClassifier();
@@ -122,6 +128,7 @@ export class SyncEngine {
   private readonly baseContent: BaseContent;
   /** List-only paths whose fetch was asked for (this round). */
   private fetching = new Set<string>();
+  private readonly notes = new ChangeNotes();
 
   private constructor(opts: SyncEngineOptions, state: SyncState, device: string) {
     this.opts = opts;
@@ -174,9 +181,10 @@ export class SyncEngine {
   async round(o: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<RoundReport> {
     const dryRun = o.dryRun === true;
     const bases = this.scopedBases(dryRun);
+    const yielding = this.notes.mark(this.opts.concurrency ?? 4);
     const localScan = await this.local.scan((p) => bases.get(p));
     this.emit({ type: 'scanned', side: 'local', files: localScan.files.size, examined: localScan.hashed });
-    this.skipTooLarge(localScan.files, (f) => f.stamp.size, localScan.skipped, 'local');
+    this.profile?.setAsideTooLarge(localScan.files, (f) => f.stamp.size, localScan.skipped, 'local');
     const localEntries = this.recordQueue(localScan, bases, dryRun);
     const report: RoundReport = {
       online: true, dryRun, planned: [], listed: [], outcomes: [], skipped: [...localScan.skipped], pending: 0,
@@ -195,7 +203,7 @@ export class SyncEngine {
     report.remoteObjects = remoteScan.entries.size;
     report.examined = remoteScan.examined;
     report.skipped.push(...remoteScan.skipped);
-    this.skipTooLarge(remoteScan.entries, (r) => r.size, report.skipped, 'remote');
+    this.profile?.setAsideTooLarge(remoteScan.entries, (r) => r.size, report.skipped, 'remote');
     for (const r of remoteScan.entries.values()) this.clock.observe(r.hlc);
 
     const facts = this.gatherFacts(bases, localEntries, remoteScan, report.skipped);
@@ -204,7 +212,8 @@ export class SyncEngine {
       device: this.device, compareStamps: (a, b) => this.clock.compare(a, b), trusts: (s) => this.clock.trusts(s), policyFor: (p) => this.policies.policyFor(p),
     };
     const decided = pairRenames([...facts.values()].map((f) => decide(f, ctx)), facts);
-    const actions = this.holdOnMeteredLink(decided, facts, report.skipped);
+    const metered = this.opts.metered ?? this.profile?.metered ?? false;
+    const actions = metered ? holdOnMeteredLink(decided, facts, report.skipped, this.classifier, this.fetching) : decided;
     report.planned = actions.filter((a) => a.kind !== 'none');
     this.emit({ type: 'planned', actions: report.planned.length });
     if (dryRun) {
@@ -212,7 +221,8 @@ export class SyncEngine {
       report.backlog = roundBacklog(decided, [], facts, this.classifier);
       return report;
     }
-    const stopped = await this.executeAll(actions, facts, remoteScan.tombstones, report, o.signal);
+    const stopped = await this.executeAll(actions, facts, remoteScan.tombstones, report, yielding, o.signal);
+    if (yielding.yieldedTo !== undefined) report.yielded = yielding.yieldedTo;
     report.backlog = roundBacklog(decided, report.outcomes, facts, this.classifier);
     if (stopped === undefined) await this.removeOwnTombstones(remoteScan.tombstones, actions, o.signal);
     this.state.setMeta('hlc', this.clock.last());
@@ -281,17 +291,6 @@ export class SyncEngine {
       else if (!dryRun) this.state.dropBase(path);
     }
     return out;
-  }
-
-  /** Moves the entries over the profile's size cap out of the round, into `skipped` (reported; neither side changes). */
-  private skipTooLarge<T>(entries: Map<string, T>, size: (e: T) => number, skipped: SkippedPath[], side: 'local' | 'remote'): void {
-    const profile = this.profile;
-    if (profile?.maxFileSize === undefined) return;
-    for (const [path, e] of entries) {
-      if (!profile.tooLarge(size(e))) continue;
-      entries.delete(path);
-      skipped.push({ path, reason: 'too-large', detail: `${side} file of ${size(e)} bytes is over the profile's maxFileSize of ${profile.maxFileSize}` });
-    }
   }
 
   /**
@@ -372,45 +371,51 @@ export class SyncEngine {
     this.state.setMeta('fetch', JSON.stringify([...wanted]));
   }
 
+  /**
+   * A local path changed (an offlineFirst write; `size` null for a delete): a running round may
+   * yield to it if its class is higher than what it is moving (round-yield.ts). Outside the profile: ignored.
+   */
+  noteLocalChange(path: string, size: number | null): void {
+    if (isInternalPath(path) || (this.profile && !this.profile.includes(path))) return;
+    this.notes.note(this.classifier.classify({ key: path, size: size ?? this.state.base(path)?.size ?? 0 }));
+  }
+
+  /** Paths a watcher reported: a file that still matches its base (this engine's own download, say) is no change. */
+  async noteLocalChanges(paths: readonly string[]): Promise<void> {
+    for (const p of paths) {
+      if (isInternalPath(p) || (this.profile && !this.profile.includes(p))) continue;
+      const stamp = await this.local.stamp(p).catch(() => undefined);
+      const base = this.state.base(p);
+      if (stamp ? sameStamp(stamp, base?.stamp) : base === undefined) continue;
+      this.noteLocalChange(p, stamp?.size ?? null);
+    }
+  }
+
   private get classifier(): PriorityClassifier {
     return this.profile?.priority ?? DEFAULT_CLASSIFIER;
   }
 
-  /**
-   * On a metered link, actions that move bytes for a path not of the critical class wait (into
-   * `skipped`, reason `metered`): the local change stays queued, nothing is recorded, and the
-   * next round on an unmetered link moves it. Deletes, records and renames move no content and go ahead.
-   */
-  private holdOnMeteredLink(actions: SyncAction[], facts: ReadonlyMap<string, PathFacts>, skipped: SkippedPath[]): SyncAction[] {
-    if (!(this.opts.metered ?? this.profile?.metered ?? false)) return actions;
-    return actions.filter((a) => {
-      if (!MOVING_KINDS.has(a.kind) || this.fetching.has(a.path)) return true; // a fetch the user asked for goes ahead
-      const f = facts.get(a.path);
-      const cls = classOf(a, f, this.classifier);
-      if (cls === 'critical') return true;
-      skipped.push({ path: a.path, reason: 'metered', detail: `${cls} class waits for an unmetered link` });
-      return false;
-    });
-  }
-
   /** Runs the actions with bounded concurrency; returns the unreachable error that stopped them, if any. */
-  private async executeAll(actions: SyncAction[], facts: ReadonlyMap<string, PathFacts>, tombstones: ReadonlyMap<string, Tombstone>, report: RoundReport, signal?: AbortSignal): Promise<unknown> {
+  private async executeAll(actions: SyncAction[], facts: ReadonlyMap<string, PathFacts>, tombstones: ReadonlyMap<string, Tombstone>, report: RoundReport, yielding: RoundYield, signal?: AbortSignal): Promise<unknown> {
     const ctx: ExecutorContext = {
       local: this.local, remote: this.remote, state: this.state, versions: this.versions, device: this.device, clock: this.clock, facts, tombstones,
       merger: (n) => this.merger(n), baseContent: this.baseContent, keepDeleted: this.opts.keepDeleted !== false, signal,
     };
     // Conflicts first, in their own pass: a keep-both copy name is then never planned by this round too.
     // Then by priority class (critical first), and within a class small before large, so many small
-    // files land while a large one streams (progressive).
-    const rank = (a: SyncAction): [number, number] => [PRIORITY_RANK[classOf(a, facts.get(a.path), this.classifier)], bytesOf(a, facts.get(a.path))];
-    const rest = actions.filter((a) => !PROBLEM_KINDS.has(a.kind)).map((a) => ({ a, r: rank(a) }));
-    rest.sort((x, y) => x.r[0] - y.r[0] || x.r[1] - y.r[1]);
-    const ordered = [...actions.filter((a) => PROBLEM_KINDS.has(a.kind)), ...rest.map((x) => x.a)];
+    // files land while a large one streams (progressive). A change of a higher class noted
+    // meanwhile makes the round stop starting lower ones (yielding.admit; round-yield.ts).
+    const rank = (a: SyncAction): { cls: PriorityClass; bytes: number } => ({ cls: classOf(a, facts.get(a.path), this.classifier), bytes: bytesOf(a, facts.get(a.path)) });
+    const rest = actions.filter((a) => !PROBLEM_KINDS.has(a.kind)).map((a) => ({ a, ...rank(a) }));
+    rest.sort((x, y) => PRIORITY_RANK[x.cls] - PRIORITY_RANK[y.cls] || x.bytes - y.bytes);
+    const ordered = [...actions.filter((a) => PROBLEM_KINDS.has(a.kind)).map((a) => ({ a, cls: undefined })), ...rest];
     let next = 0;
     let stopped: unknown;
     const worker = async (): Promise<void> => {
       while (next < ordered.length && stopped === undefined && !signal?.aborted) {
-        const a = ordered[next++]!;
+        const { a, cls } = ordered[next]!;
+        if (!yielding.admit(cls, MOVING_KINDS.has(a.kind))) return;
+        next++;
         try {
           const outcome = await execute(a, ctx);
           if (outcome.kept) this.recordKept(a, outcome.kept);

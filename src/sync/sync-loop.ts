@@ -49,7 +49,11 @@ export async function syncLoop(engine: SyncEngine, opts: SyncLoopOptions): Promi
   const watcher = opts.watch
     ? await LocalWatcher.start({
       root: engine.local.root, settleMs: opts.settleMs, ignore: (rel) => isInternalPath(rel) || rel.split('/').some((s) => s.includes(TEMP_MARK)),
-      onBatch: () => wake.fire(),
+      // The paths also go to the engine, so that a round moving bulk yields to a critical change (round-yield.ts).
+      onBatch: async (batch) => {
+        wake.fire();
+        if (!batch.rescan) await engine.noteLocalChanges(batch.paths);
+      },
     })
     : undefined;
   const wait = (ms: number, signal: AbortSignal): Promise<void> => wake.wait(ms, signal);
@@ -57,6 +61,12 @@ export async function syncLoop(engine: SyncEngine, opts: SyncLoopOptions): Promi
     while (!opts.signal.aborted) {
       const r = await engine.round({ signal: opts.signal });
       opts.onRound?.(r);
+      if (r.yielded !== undefined && r.online) {
+        // It stopped for a change of a higher class: the next round plans it first, now (the
+        // wake that change fired is spent: the next round's scan sees it).
+        await wait(0, opts.signal);
+        continue;
+      }
       if (!r.online) {
         // Offline: wait, probe, wait longer; the next round runs once the remote answers.
         let n = 1;
@@ -87,6 +97,8 @@ export class Wake {
   }
 
   async wait(ms: number, signal: AbortSignal): Promise<void> {
+    // Aborted already (while a round ended): its abort event has fired, so nothing would end the wait.
+    if (signal.aborted) throw abortedError(signal);
     if (this.pending) {
       this.pending = false;
       return;

@@ -45,4 +45,17 @@ describe('syncLoop (--watch)', () => {
     expect(await remoteTree(inner)).toEqual(localTree(dir));
     expect(remote.log.some((r) => r.op === 'list' && r.fault === 'outage')).toBe(true);
   }, 60_000);
+
+  it('an abort that lands as a round ends (Ctrl-C, offlineFirst close) stops the loop at once, not after the interval', async () => {
+    const dir = tempDir('loop-abort');
+    writeFile(dir, 'a.txt', 'a');
+    const engine = SyncEngine.open({ local: dir, remote: new MemoryStore(), device: 'a', pair: 'memory://loop', fsync: false });
+    const ctl = new AbortController();
+    const rounds: RoundReport[] = [];
+    // On the old code the wait after the round saw no abort event (it had fired) and slept the whole interval.
+    await syncLoop(engine, { signal: ctl.signal, intervalMs: 3_600_000, onRound: (r) => { rounds.push(r); ctl.abort(); } });
+    engine.close();
+    expect(rounds).toHaveLength(1);
+    expect(rounds[0]!.counts.done).toBe(1);
+  });
 });
