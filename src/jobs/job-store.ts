@@ -6,6 +6,7 @@ import type { JournalEntry } from '../replication/journal.js';
 import type { MigrationFact } from '../replication/stages/record.js';
 import type { PostgresStateStore } from '../state/postgres.js';
 import { mapPgError } from '../state/postgres-errors.js';
+import { inTransaction } from '../state/postgres-transaction.js';
 import { JobUploads } from './job-uploads.js';
 
 /** What a job is: every process joining it must bring the same. Bump JOB_SPEC_VERSION when its meaning changes. */
@@ -362,26 +363,7 @@ export class JobStore {
   }
 
   private async tx<T>(op: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw mapPgError(e, `job ${op}`);
-    }
-    let broken: unknown;
-    try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
-    } catch (e) {
-      broken = e;
-      await client.query('ROLLBACK').catch(() => {});
-      if (e instanceof Error && 'code' in e && typeof (e as { code: unknown }).code === 'string' && (e as { code: string }).code.length === 5) throw mapPgError(e, `job ${op}`);
-      throw e;
-    } finally {
-      client.release(broken !== undefined && !(broken instanceof InvalidConfigError) ? (broken as Error) : undefined);
-    }
+    return inTransaction(this.pool, `job ${op}`, fn);
   }
 }
 

@@ -1,7 +1,8 @@
-import type { Pool, PoolClient, QueryResultRow } from 'pg';
+import type { Pool, QueryResultRow } from 'pg';
 import type { AntiEntropyScanner, ScanReport } from '../replication/anti-entropy.js';
 import type { PostgresStateStore } from '../state/postgres.js';
 import { mapPgError } from '../state/postgres-errors.js';
+import { inTransaction } from '../state/postgres-transaction.js';
 
 /** One key range of a shared scan, as /status shows it. */
 export interface ScanRangeStatus {
@@ -92,14 +93,7 @@ export class SharedScan {
 
   /** Cuts the key space into ranges once (whoever comes first, under an advisory lock), at keys sampled from the catalog. */
   private async seed(): Promise<void> {
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw mapPgError(e, 'scan seed');
-    }
-    try {
-      await client.query('BEGIN');
+    await inTransaction(this.pool, 'scan seed', async (client) => {
       await client.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2))', [this.lockSpace, `scan:${this.name}`]);
       const exists = await client.query(`SELECT 1 FROM ${this.s}.scan_ranges WHERE scan = $1 LIMIT 1`, [this.name]);
       if (exists.rowCount === 0) {
@@ -113,14 +107,8 @@ export class SharedScan {
           await client.query(`INSERT INTO ${this.s}.scan_ranges (scan, id, after_key, end_key) VALUES ($1, $2, $3, $4)`, [this.name, i + 1, bounds[i], bounds[i + 1]]);
         }
       }
-      await client.query('COMMIT');
-      this.seeded = true;
-    } catch (e) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw mapPgError(e, 'scan seed');
-    } finally {
-      client.release();
-    }
+    });
+    this.seeded = true;
   }
 
   private async q<R extends QueryResultRow = QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {

@@ -21,17 +21,24 @@ export type InDoubtOutcome = ReconcileOutcome | 'moved';
  * (the writer holds the key's lease). So: look the key up again; while another writer holds the
  * lease, poll the catalog instead of queueing behind a stream of writers, and reconcile the holder
  * (`reconcile`, under the lease) only once the lease is free and the catalog still says `version`:
- * then the bytes really are not the catalog's (a lost copy, a failed put that landed).
+ * then the bytes really are not the catalog's (a lost copy, a failed put that landed). When the
+ * catalog moved on to a version `provider` does not hold, its copy is reconciled too, waiting for
+ * the lease as long as writers do.
  * Gives up (`skipped`) after the leases' wait; the read then fails as before.
  */
 export async function settleInDoubt(
-  state: StateStore, leases: WriteLeases, key: string, version: number, signal: AbortSignal | undefined,
+  state: StateStore, leases: WriteLeases, key: string, provider: string, version: number, signal: AbortSignal | undefined,
   reconcile: (held: HeldLease) => Promise<ReconcileOutcome>,
 ): Promise<InDoubtOutcome> {
   const deadline = performance.now() + leases.acquireTimeoutMs;
   for (let attempt = 1; ; attempt++) {
     const now = await state.lookup(key);
-    if (now.state !== 'live' || now.object.version !== version) return 'moved';
+    if (now.state !== 'live' || now.object.version !== version) {
+      // The new version is not on `provider`: what it holds may be the bytes of a write that failed
+      // and landed late, which only a look under the lease finds (and owes a delete).
+      if (now.state === 'live' && !now.holders.some((h) => h.provider === provider)) await leases.with(key, signal, reconcile).catch(() => undefined);
+      return 'moved';
+    }
     const done = await leases.tryWith(key, signal, reconcile);
     if (done) return done.value;
     if (performance.now() >= deadline) return 'skipped';

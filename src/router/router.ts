@@ -49,7 +49,10 @@ export type { RouterEvents, RouterGetResult, RouterOptions, RouterProvider } fro
  *   not fail a put whose body cannot be replayed.
  * - get reads only providers holding the current version: never a stale one. If none is available
  *   it fails with ProviderUnavailable (a policy with `allowStaleReads` serves an older copy, marked
- *   `stale`). Each replica's stored SHA-256 is checked against the catalog before its bytes flow.
+ *   `stale`). Each replica's stored SHA-256 (its own, or the one in cloudmux's metadata) is checked
+ *   against the catalog before its bytes flow. A holder found with a newer version's bytes (a put
+ *   landed while the read looked) is not an outage: the read looks the key up again and reads the
+ *   version then current (up to READ_AGAIN_LIMIT passes; see read-again.ts).
  * - Keys the catalog does not know are looked for on the policy's providers, in order, and adopted.
  * - delete tombstones the key first, then deletes from providers; what fails is owed in the outbox,
  *   so a deleted object never comes back. `delete(key, { ifMatch })` compares with the catalog's
@@ -460,7 +463,7 @@ export class Router implements BlobStore, ChangeFeed {
    * read again; else reconcile the holder (see {@link settleInDoubt}; a failure only delays the fix).
    */
   private async inDoubt(key: string, p: string, reason: string, ctx: ReadContext, version: number): Promise<void> {
-    const outcome = await settleInDoubt(this.state, this.leases, key, version, ctx.signal, (held) => this.reconcileHolder(key, p, reason, held))
+    const outcome = await settleInDoubt(this.state, this.leases, key, p, version, ctx.signal, (held) => this.reconcileHolder(key, p, reason, held))
       .catch(() => 'skipped' as const);
     // The catalog moved on, the holder's bytes were adopted, or they are right after all: read again.
     if (outcome === 'moved' || outcome === 'adopted' || outcome === 'ok') ctx.readAgain = true;

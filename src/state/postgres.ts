@@ -1,7 +1,8 @@
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { InvalidConfigError } from '../core/errors.js';
 import { redactUrl } from '../registry.js';
-import { PG_PROVIDER, isRetryableTransaction, mapPgError } from './postgres-errors.js';
+import { PG_PROVIDER, mapPgError } from './postgres-errors.js';
+import { inTransaction } from './postgres-transaction.js';
 import { parseChangeCursor } from './change-cursor.js';
 import type {
   BacklogStats, ClaimOptions, CatalogChangeOptions, CatalogChangePage, CatalogListOptions, CatalogLookup, CatalogObject, CommitResult, DeleteRecord, LeaseAttempt, OutboxEntry, OutboxKind, PutRecord, Replica,
@@ -459,33 +460,9 @@ export class PostgresStateStore implements StateStore {
    * a key is given. A transaction rolled back by a deadlock or serialization failure is run again.
    */
   private async tx<T>(op: string, key: string | undefined, fn: (c: Db) => Promise<T>, begin = 'BEGIN'): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      let client: PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (e) {
-        throw mapPgError(e, op, key);
-      }
-      let broken: Error | undefined;
-      try {
-        // The lock ids are numbers computed here, so BEGIN and the lock share one round trip.
-        await client.query(key === undefined ? begin : `${begin}; SELECT pg_advisory_xact_lock(${this.lockSpace}, ${lockId(key)})`);
-        const out = await fn(this.prepared(client));
-        await client.query('COMMIT');
-        return out;
-      } catch (e) {
-        try {
-          await client.query('ROLLBACK');
-        } catch (rollbackError) {
-          // The connection is unusable: destroy it rather than hand it to the next caller.
-          broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-        }
-        if (attempt < TRANSACTION_ATTEMPTS && isRetryableTransaction(e)) continue;
-        throw mapPgError(e, op, key);
-      } finally {
-        client.release(broken);
-      }
-    }
+    // The lock ids are numbers computed here, so BEGIN and the lock share one round trip.
+    const open = key === undefined ? begin : `${begin}; SELECT pg_advisory_xact_lock(${this.lockSpace}, ${lockId(key)})`;
+    return inTransaction(this.pool, op, (c) => fn(this.prepared(c)), { begin: open, attempts: TRANSACTION_ATTEMPTS, key });
   }
 }
 redactInspection(PostgresStateStore);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { collect } from '../../src/core/body.js';
 import { isCloudmuxError, type ErrorCode } from '../../src/core/errors.js';
 import { MemoryStore } from '../../providers/memory/index.js';
-import { ChunkedStore } from '../../src/layers/chunked/index.js';
+import { ChunkedStore, type ChunkedStoreOptions } from '../../src/layers/chunked/index.js';
 import { Sha256WorkerPool } from '../../src/layers/chunked/sha256-worker.js';
 import { ForwardingStore } from '../../src/layers/forwarding-store.js';
 import { seededBytes } from './helpers.js';
@@ -56,6 +56,24 @@ describe('ChunkedStore: the whole-object SHA-256 on a worker', () => {
     expect(sha(await collect((await off.get('a', { verify: true })).body))).toBe(want);
     await here.close();
     await off.close();
+  });
+
+  it('keyed ids, and chunks too big for the worker to hold (ids then in the thread pool), are those of hashing on this thread', async () => {
+    const cases: ChunkedStoreOptions[] = [
+      { idKey: Buffer.alloc(32, 7) },
+      { sizes: { min: MiB, target: 4 * MiB, max: 16 * MiB } },
+    ];
+    for (const opts of cases) {
+      const here = new ChunkedStore(new MemoryStore(), { ...opts, hashOffThread: false });
+      const off = new ChunkedStore(new MemoryStore(), opts);
+      await here.put('a', pieces(data, 65_536));
+      const meta = await off.put('a', pieces(data, 3 * MiB + 1));
+      expect(meta.checksums.sha256).toBe(want);
+      expect((await off.manifest('a'))!.chunks).toEqual((await here.manifest('a'))!.chunks);
+      expect(sha(await collect((await off.get('a', { verify: true })).body))).toBe(want);
+      await here.close();
+      await off.close();
+    }
   });
 
   it('a worker that fails fails the put with Transient, and nothing is committed', async () => {

@@ -23,6 +23,8 @@ export interface ChunkIdScheme {
    * a writer hashes chunks on another core while it cuts the next ones and hashes the whole.
    */
   idAsync(parts: readonly Uint8Array[]): Promise<string>;
+  /** What a hashing worker needs to compute the same ids (the secret, for keyed ids). */
+  workerIds(): { hmacKey?: Uint8Array };
 }
 
 /** One buffer of a chunk's parts (WebCrypto digests take one). */
@@ -44,6 +46,7 @@ export const plainChunkIds: ChunkIdScheme = Object.freeze({
   async idAsync(parts: readonly Uint8Array[]): Promise<string> {
     return hex(await webcrypto.subtle.digest('SHA-256', joined(parts)));
   },
+  workerIds: () => ({}),
 });
 
 /** Keyed ids under a 32-byte secret (see {@link chunkIdKeyFromKeyring}). */
@@ -65,6 +68,7 @@ export function keyedChunkIds(key: Uint8Array): ChunkIdScheme {
       cryptoKey ??= webcrypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
       return hex(await webcrypto.subtle.sign('HMAC', await cryptoKey, joined(parts)));
     },
+    workerIds: () => ({ hmacKey: secret }),
   };
   // Keep the secret out of logs and inspection.
   Object.defineProperty(scheme, 'toString', { value: () => `keyed chunk ids (${keyCheck})`, enumerable: false });

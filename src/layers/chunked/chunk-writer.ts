@@ -5,7 +5,7 @@ import type { BlobStore, ChecksumAlgorithm, Checksums, ObjectMeta, PutOptions, S
 import type { ChunkIndex } from './chunk-index.js';
 import type { ChunkIdScheme } from './chunk-ids.js';
 import { chunkStream, type ChunkParts, type ChunkSizes } from './chunker.js';
-import type { Sha256WorkerPool } from './sha256-worker.js';
+import { workerCanHashIds, type Sha256WorkerPool } from './sha256-worker.js';
 import { MANIFEST_MARK, MANIFEST_VERSION, chunkKey, manifestMark, serializeManifest, type ChunkRef, type Manifest } from './manifest.js';
 
 /** What one chunked write (or copy) moved. Sizes in bytes. */
@@ -149,6 +149,10 @@ interface WholeHasher {
   digest(): Promise<Checksums>;
   /** Stops hashing (the put failed); no-op after `digest`. */
   abort(): void;
+  /** When the hasher computes chunk ids too: the id of the chunk ending at stream offset `end`. */
+  chunkId?(end: number): Promise<string>;
+  /** Call before awaiting a chunk id. */
+  nudge?(): void;
 }
 
 /** Whether a put hashes the whole on a worker (given one): not for MD5/CRC32C, nor for a body known to be small. */
@@ -158,8 +162,10 @@ export function hashesOffThread(opts: PutOptions, sizeHint: number | undefined):
 
 function wholeHasher(ctx: ChunkWriterContext, opts: PutOptions, sizeHint: number | undefined, where: { provider: string; key: string }): WholeHasher {
   if (ctx.sha256Pool && hashesOffThread(opts, sizeHint)) {
-    const job = ctx.sha256Pool.job(opts.signal, where);
+    const withIds = workerCanHashIds(ctx.sizes.max, SLICE);
+    const job = ctx.sha256Pool.job(opts.signal, where, withIds ? ctx.ids.workerIds() : undefined);
     return {
+      ...(withIds ? { chunkId: (end: number) => job.chunkId(end), nudge: () => job.nudge() } : {}),
       get bytes() {
         return job.bytes;
       },
@@ -212,12 +218,13 @@ export async function writeChunked(
   }
   const uploader = new ChunkUploader(ctx, stats, { signal });
   const refs: ChunkRef[] = [];
-  // Chunk ids are hashed in the thread pool, up to ID_AHEAD chunks behind the chunker, and the
-  // whole on a worker, while this thread cuts the next chunks. Order is kept.
+  // The whole and the chunk ids are hashed on a worker (ids in the thread pool when it cannot),
+  // up to ID_AHEAD chunks behind the chunker, while this thread cuts the next chunks. Order is kept.
   const hashing: { id: Promise<string>; chunk: ChunkParts }[] = [];
   const settle = async (keep: number): Promise<void> => {
     while (hashing.length > keep) {
       const { id: pending, chunk } = hashing.shift()!;
+      whole.nudge?.();
       const id = await pending;
       refs.push({ id, size: chunk.size });
       await uploader.add(id, chunk);
@@ -225,8 +232,10 @@ export async function writeChunked(
   };
   let digests: Checksums;
   try {
+    let end = 0;
     for await (const chunk of chunkStream(hashed(), ctx.sizes, ctx.ids.gear)) {
-      const id = ctx.ids.idAsync(chunk.parts);
+      end += chunk.size;
+      const id = whole.chunkId ? whole.chunkId(end) : ctx.ids.idAsync(chunk.parts);
       id.catch(() => {}); // awaited in order by settle; a failure surfaces there
       hashing.push({ id, chunk });
       await settle(ID_AHEAD);

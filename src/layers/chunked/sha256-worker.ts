@@ -33,56 +33,99 @@ const END = 2;
 type WaitAsync = (ta: Int32Array, index: number, value: number, timeoutMs: number) => { async: false; value: string } | { async: true; value: Promise<string> };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
+/** Chunk ids a worker can hash: SHA-256, or HMAC-SHA-256 under `hmacKey`. */
+export interface WorkerChunkIds {
+  hmacKey?: Uint8Array;
+}
+
+/**
+ * Whether a worker can hash the ids of chunks up to `maxChunk` bytes: it reads no further than the
+ * last chunk end published, so the ring must hold a whole chunk and the slice after it.
+ */
+export function workerCanHashIds(maxChunk: number, slice: number): boolean {
+  return maxChunk + 2 * slice <= RING_BYTES;
+}
+
+/** Chunk ends (absolute offsets) the writer has published and the worker not yet consumed, at most. */
+const CUT_SLOTS = 1024;
+/** Control word: chunk ends published so far. */
+const CW = 6;
+
 /**
  * The worker's source, plain CommonJS so that it runs the same under tsx, vitest and the built
  * package. Per job: hash what lies between R and W, wait on SEQ for more, post the digest at END.
+ * With chunk ids (`ids` 1: SHA-256, 2: HMAC-SHA-256 under `key`), the same bytes also go into the
+ * current chunk's hash, which ends at each published chunk end (its id posted as it is done); the
+ * worker then never reads past the last published end.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
+const { createHash, createHmac } = require('node:crypto');
 const ctl = new Int32Array(workerData.ctl);
 const ring = new Uint8Array(workerData.ring);
+const cuts = new Float64Array(workerData.cuts);
 const MASK = ring.length - 1;
 const STEP = 1024 * 1024;
-parentPort.on('message', () => {
+parentPort.on('message', (job) => {
   const h = createHash('sha256');
+  const ids = job.ids;
+  const chunkHash = () => (ids === 2 ? createHmac('sha256', job.key) : createHash('sha256'));
+  let ch = ids ? chunkHash() : undefined;
   let r = 0;
+  let pos = 0;
+  let cr = 0;
   for (;;) {
     const seq = Atomics.load(ctl, ${SEQ});
     const w = Atomics.load(ctl, ${W});
-    if (w === r) {
-      if (Atomics.load(ctl, ${STATE}) === ${END} && Atomics.load(ctl, ${W}) === r) break;
+    let avail = (w - r) >>> 0;
+    let next = Infinity;
+    if (ids) {
+      next = Atomics.load(ctl, ${CW}) === cr ? pos : cuts[cr % ${CUT_SLOTS}];
+      avail = Math.min(avail, next - pos);
+    }
+    if (avail === 0) {
+      if (Atomics.load(ctl, ${STATE}) === ${END} && Atomics.load(ctl, ${W}) === r && (!ids || Atomics.load(ctl, ${CW}) === cr)) break;
       Atomics.store(ctl, ${WORKER_SLEEPS}, 1);
-      if (Atomics.load(ctl, ${W}) === r && Atomics.load(ctl, ${STATE}) !== ${END}) Atomics.wait(ctl, ${SEQ}, seq, 1000);
+      if (Atomics.load(ctl, ${SEQ}) === seq) Atomics.wait(ctl, ${SEQ}, seq, 1000);
       Atomics.store(ctl, ${WORKER_SLEEPS}, 0);
       continue;
     }
     const at = r & MASK;
-    const n = Math.min((w - r) >>> 0, ring.length - at, STEP);
-    h.update(ring.subarray(at, at + n));
+    const n = Math.min(avail, ring.length - at, STEP);
+    const span = ring.subarray(at, at + n);
+    h.update(span);
+    if (ch) ch.update(span);
     r = (r + n) | 0;
+    pos += n;
     Atomics.store(ctl, ${R}, r);
     if (Atomics.load(ctl, ${WRITER_WAITS}) === 1) Atomics.notify(ctl, ${R});
+    if (ids && pos === next) {
+      parentPort.postMessage({ id: ch.digest('hex') });
+      ch = chunkHash();
+      cr++;
+    }
   }
-  parentPort.postMessage(h.digest('hex'));
+  parentPort.postMessage({ digest: h.digest('hex') });
 });
 `;
 
 /** One worker and its ring; runs one job at a time. */
 class HashWorker {
-  readonly ctl = new Int32Array(new SharedArrayBuffer(32));
+  readonly ctl = new Int32Array(new SharedArrayBuffer(32 + 4));
   readonly ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
+  readonly cuts = new Float64Array(new SharedArrayBuffer(8 * CUT_SLOTS));
   readonly worker: Worker;
   /** Set once the worker failed or exited; it is then never used again. */
   failure: Error | undefined;
   /** Settles (never rejects) when the worker fails or exits. */
   readonly dead: Promise<void>;
-  private onDigest: ((hex: string) => void) | undefined;
+  /** Where the running job's messages go. */
+  onMessage: ((m: { id?: string; digest?: string }) => void) | undefined;
 
   constructor() {
     // execArgv [] : not the parent's flags (`--input-type=module` would make the source ESM, a
     // loader such as tsx would only slow the start-up of this plain script).
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { ctl: this.ctl.buffer, ring: this.ring.buffer } });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { ctl: this.ctl.buffer, ring: this.ring.buffer, cuts: this.cuts.buffer } });
     this.worker.unref();
     this.dead = new Promise<void>((resolve) => {
       this.worker.once('error', (e) => {
@@ -94,25 +137,15 @@ class HashWorker {
         resolve();
       });
     });
-    this.worker.on('message', (hex: string) => this.onDigest?.(hex));
+    this.worker.on('message', (m: { id?: string; digest?: string }) => this.onMessage?.(m));
   }
 
-  /** Starts a job; the worker keeps the process alive until it ends. */
-  start(): void {
-    Atomics.store(this.ctl, W, 0);
-    Atomics.store(this.ctl, R, 0);
+  /** Starts a job (with chunk ids when `ids` is given); the worker keeps the process alive until it ends. */
+  start(ids: WorkerChunkIds | undefined): void {
+    for (const i of [W, R, CW, WRITER_WAITS]) Atomics.store(this.ctl, i, 0);
     Atomics.store(this.ctl, STATE, RUN);
     this.worker.ref();
-    this.worker.postMessage(0);
-  }
-
-  nextDigest(): Promise<string> {
-    return new Promise((resolve) => {
-      this.onDigest = (hex) => {
-        this.onDigest = undefined;
-        resolve(hex);
-      };
-    });
+    this.worker.postMessage(ids ? { ids: ids.hmacKey ? 2 : 1, key: ids.hmacKey } : { ids: 0 });
   }
 
   idle(): void {
@@ -135,11 +168,47 @@ export class Sha256Job {
   bytes = 0;
   private written = 0;
   private done = false;
+  private cutsPublished = 0;
+  private idsReceived = 0;
+  /** Resolvers of the chunk ids asked for and not yet received, in order. */
+  private readonly waiting: ((id: string) => void)[] = [];
+  private digestResolver: ((hex: string) => void) | undefined;
 
   constructor(
     private readonly pool: Sha256WorkerPool, private readonly w: HashWorker, private readonly signal: AbortSignal | undefined,
-    private readonly where: CloudmuxErrorOptions,
-  ) {}
+    private readonly where: CloudmuxErrorOptions, readonly hashesIds: boolean,
+  ) {
+    w.onMessage = (m) => {
+      if (m.id !== undefined) {
+        this.idsReceived++;
+        this.waiting.shift()?.(m.id);
+      } else if (m.digest !== undefined) {
+        this.digestResolver?.(m.digest);
+      }
+    };
+  }
+
+  /**
+   * With chunk ids: the chunk ending at byte `end` of the stream (all its bytes given to `update`
+   * already, chunks in order) — its id, hashed by the worker from the ring.
+   */
+  chunkId(end: number): Promise<string> {
+    this.check();
+    if (!this.hashesIds) throw new TransientError('this job hashes no chunk ids', this.where);
+    if (this.cutsPublished - this.idsReceived >= CUT_SLOTS) throw new TransientError(`more than ${CUT_SLOTS} chunk ids pending`, this.where);
+    const { ctl, cuts } = this.w;
+    const id = new Promise<string>((resolve) => this.waiting.push(resolve));
+    cuts[this.cutsPublished % CUT_SLOTS] = end;
+    this.cutsPublished++;
+    Atomics.store(ctl, CW, this.cutsPublished);
+    this.wake(false);
+    return this.race(id);
+  }
+
+  /** Wakes the worker when a chunk id is awaited that it has not sent yet (it may sleep short of it). */
+  nudge(): void {
+    if (this.idsReceived < this.cutsPublished) this.wake(true);
+  }
 
   /** Copies `piece` into the ring. Returns a promise only when it had to wait for room. */
   update(piece: Uint8Array): Promise<void> | undefined {
@@ -171,11 +240,12 @@ export class Sha256Job {
   /** Ends the job; the hex SHA-256 of every byte given to `update`. */
   async digest(): Promise<string> {
     this.check();
-    const result = this.w.nextDigest();
+    const result = new Promise<string>((resolve) => (this.digestResolver = resolve));
     Atomics.store(this.w.ctl, STATE, END);
     this.wake(true);
     const hex = await this.race(result);
     this.done = true;
+    this.w.onMessage = undefined;
     this.pool.release(this.w);
     return hex;
   }
@@ -251,14 +321,15 @@ export class Sha256WorkerPool {
   constructor(private readonly keepIdle = 1) {}
 
   /** A job on an idle worker or a new one. */
-  job(signal: AbortSignal | undefined, where: CloudmuxErrorOptions): Sha256Job {
+  job(signal: AbortSignal | undefined, where: CloudmuxErrorOptions, ids?: WorkerChunkIds): Sha256Job {
     if (this.closed) throw new TransientError('the store is closed', where);
     let w = this.idleWorkers.pop();
     while (w?.failure) w = this.idleWorkers.pop();
     w ??= new HashWorker();
     this.busy.add(w);
-    w.start();
-    return new Sha256Job(this, w, signal, where);
+    const job = new Sha256Job(this, w, signal, where, ids !== undefined);
+    w.start(ids);
+    return job;
   }
 
   /**
