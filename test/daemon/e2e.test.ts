@@ -153,7 +153,18 @@ describe('cloudmux daemon end to end (own s3rver + azurite, daemon as a child pr
     }
   }
 
+  let azStopped = false;
+
   it('outage, broken SIGHUP, recovery and drain; SIGTERM and kill -9 mid-copy lose nothing', async () => {
+    // CI retries a failed test once; the retry starts from what the failed attempt left behind:
+    // its daemons (they hold the listen port) are killed and a stopped Azurite is started again.
+    for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
+    await Promise.allSettled(daemons.map((d) => d.exited));
+    writeFileSync(configFile, stringify(raw));
+    if (azStopped) {
+      await az.restart();
+      azStopped = false;
+    }
     // --- healthy start: the outbox drains as the app writes.
     let daemon = await startDaemon();
     for (let i = 0; i < 10; i++) await put(`calm/${i}`, randomBytes(2_000 + i));
@@ -162,6 +173,7 @@ describe('cloudmux daemon end to end (own s3rver + azurite, daemon as a child pr
 
     // --- azure goes away: /readyz and /metrics say so within about one probe interval.
     await az.stop();
+    azStopped = true;
     const stoppedAt = Date.now();
     const notReady = await waitFor('readyz 503', async () => {
       const r = await http('/readyz');
@@ -197,6 +209,7 @@ describe('cloudmux daemon end to end (own s3rver + azurite, daemon as a child pr
 
     // --- azure is back: ready again, and the backlog drains.
     await az.restart();
+    azStopped = false;
     const backAt = Date.now();
     await waitFor('readyz 200', async () => (await http('/readyz')).status === 200, 20_000, 50);
     console.log(`daemon e2e: azure back → /readyz 200 after ${Date.now() - backAt} ms`);
