@@ -1,5 +1,6 @@
 import { InvalidConfigError } from '../../src/core/errors.js';
 import { redactOnInspect } from '../../src/core/redact.js';
+import { md5InTransit, type TransportMd5 } from '../../src/core/transport-md5.js';
 
 /** The provider name in errors and handles. */
 export const PROVIDER = 'azure';
@@ -66,7 +67,7 @@ export interface AzureStoreOptions {
    * `cloudmux_sha256`. `always`: also over TLS (a TLS-terminating proxy on the way); `never`: not
    * even over http. Single-shot puts always carry the MD5 (it is the blob's own, computed anyway).
    */
-  blockMd5?: 'auto' | 'always' | 'never';
+  blockMd5?: TransportMd5;
 }
 
 /** How requests are authenticated, resolved from options, URL and environment. */
@@ -271,15 +272,8 @@ export function resolveAzureConfig(url: URL | undefined, options: AzureStoreOpti
     listReorderBuffer: positiveInt('listReorderBuffer', options.listReorderBuffer, 10_000),
     copyPollIntervalMs: positiveInt('copyPollIntervalMs', options.copyPollIntervalMs, 500),
     sdkDataPath: options.sdkDataPath ?? false,
-    blockMd5: resolveBlockMd5(options.blockMd5, endpoint),
+    blockMd5: md5InTransit(options.blockMd5, endpoint, 'blockMd5', PROVIDER),
   });
-}
-
-function resolveBlockMd5(mode: AzureStoreOptions['blockMd5'], endpoint: string): boolean {
-  if (mode === undefined || mode === 'auto') return endpoint.startsWith('http:');
-  if (mode === 'always') return true;
-  if (mode === 'never') return false;
-  throw new InvalidConfigError(`blockMd5 must be auto, always or never, got ${JSON.stringify(mode)}`, { provider: PROVIDER });
 }
 
 const CS_FIELDS = new Set([

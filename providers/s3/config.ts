@@ -1,6 +1,7 @@
 import { InvalidConfigError } from '../../src/core/errors.js';
 import { validatePrefix } from '../../src/core/keys.js';
 import { StoreUrlParams, bucketAndPrefix, overlayDefined } from '../../src/core/store-url.js';
+import { md5InTransit, type TransportMd5 } from '../../src/core/transport-md5.js';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { redactOnInspect } from '../../src/core/redact.js';
 
@@ -66,7 +67,7 @@ export interface S3StoreOptions {
    * bytes sent. `always`: also over TLS (a TLS-terminating proxy on the way); `never`: not even
    * over http. Single-part puts keep their Content-MD5 (it is also the object's ETag check).
    */
-  partMd5?: 'auto' | 'always' | 'never';
+  partMd5?: TransportMd5;
   /** Objects larger than this are copied with UploadPartCopy (default and maximum 5 GiB). */
   multipartCopyThreshold?: number;
   /**
@@ -158,21 +159,14 @@ export function resolveOptions(o: S3StoreOptions): ResolvedS3Options {
     conditionalPut: o.conditionalPut ?? isAws,
     conditionalDelete: o.conditionalDelete ?? isAws,
     flexibleChecksums: o.flexibleChecksums ?? isAws,
-    partMd5: resolvePartMd5(o.partMd5, o.endpoint, o.client !== undefined),
+    // Without an endpoint: AWS itself (TLS), unless a caller's own client hides where it sends.
+    partMd5: md5InTransit(o.partMd5, o.endpoint ?? (o.client ? undefined : 'https://s3.amazonaws.com'), 'partMd5', 's3'),
     multipartCopyThreshold,
     isAws,
     fastReads: o.fastReads ?? true,
     etagMd5: o.etagMd5 ?? true,
     client: o.client,
   });
-}
-
-function resolvePartMd5(mode: S3StoreOptions['partMd5'], endpoint: string | undefined, ownClient: boolean): boolean {
-  // A caller's own client hides its endpoint: the transport is unknown, so the check stays.
-  if (mode === undefined || mode === 'auto') return endpoint === undefined ? ownClient : /^http:/i.test(endpoint);
-  if (mode === 'always') return true;
-  if (mode === 'never') return false;
-  throw new InvalidConfigError(`s3: partMd5 must be auto, always or never, got ${JSON.stringify(mode)}`, { provider: 's3' });
 }
 
 /** `a/b` and `a/b/` both mean "everything under a/b/". */

@@ -6,6 +6,7 @@ export * from './checksums.js';
 export * from './body.js';
 export * from './range.js';
 export * from './store-url.js';
+export * from './transport-md5.js';
 export * from './byte-window.js';
 export * from './helpers.js';
 export * from './listing.js';
