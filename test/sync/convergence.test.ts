@@ -165,7 +165,8 @@ async function chaos(remote: ChaosRemote, tag: string): Promise<string[]> {
     }
     await Promise.all(devices.map(async (dev) => {
       const offline = dev.offlineUntil >= round;
-      const kill = random() < 0.08;
+      // At least one kill -9 attempt per run where kills are possible (a run that drew none proves nothing about them); a round that ends before its kill point finishes.
+      const kill = random() < 0.08 || (kills === 0 && round === rounds - 1);
       if (!offline && kill && remote.root !== undefined && kills < 4) {
         kills++;
         const killAt = 1 + Math.floor(random() * 5);
@@ -192,6 +193,7 @@ async function chaos(remote: ChaosRemote, tag: string): Promise<string[]> {
   }
   const final = await finalState(devices, remote.store);
   const problems = checkConvergence(history, final);
+  if (remote.root !== undefined && kills === 0) problems.push('no kill -9 was attempted: every device was offline in the last round');
   if (quiet < 2) problems.push(`did not settle after ${passes} passes`);
   if (history.length <= rounds / 2) problems.push(`only ${history.length} writes in ${rounds} rounds: the generator is broken`);
   const copies = [...final.remote.keys()].filter((p) => p.includes('.conflict-')).length;
