@@ -48,7 +48,8 @@ export async function uploadPart(s: AzureStore, handle: UploadHandle, partNumber
   checkPart(h, partNumber, bytes.byteLength, PROVIDER, h.key);
   throwIfAborted(opts.signal, { provider: PROVIDER, key: h.key });
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  await putBlock(s, h.key, blockId(h.uploadId, partNumber), buf, s.config.blockMd5 ? md5Bytes(buf) : undefined, opts.signal);
+  const md5 = !s.config.blockMd5 ? undefined : opts.checksums?.md5 !== undefined ? Buffer.from(opts.checksums.md5, 'hex') : md5Bytes(buf);
+  await putBlock(s, h.key, blockId(h.uploadId, partNumber), buf, md5, opts.signal);
   return { partNumber, size: bytes.byteLength };
 }
 

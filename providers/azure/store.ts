@@ -358,6 +358,10 @@ export class AzureStore implements BlobStore, ResumableUploads {
     return Math.min(MAX_BLOCK_SIZE, Math.max(this.config.blockSize, Math.ceil(size / MAX_BLOCKS)));
   }
 
+  get partDigests(): readonly ChecksumAlgorithm[] {
+    return this.config.blockMd5 ? ['md5'] : [];
+  }
+
   /** Sends nothing: an Azure upload is just the block ids it will stage, which the handle fixes. */
   async startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle> {
     return resumable.startUpload(this, key, opts);

@@ -7,7 +7,7 @@ import {
   verifyingTransform,
 } from '../../src/core/index.js';
 import type {
-  BlobStore, Body, ByteRange, Capabilities, Checksums, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult,
+  BlobStore, Body, ByteRange, Capabilities, ChecksumAlgorithm, Checksums, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult,
   ListItem, ListOptions, ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, DeleteOptions,
   StartUploadOptions, UpdateMetadataOptions, UploadHandle, UploadPartOptions, UploadedPart,
 } from '../../src/core/index.js';
@@ -192,6 +192,10 @@ export class S3Store implements BlobStore, ResumableUploads {
 
   uploadPartSize(size: number): number {
     return this.partSizeFor(size);
+  }
+
+  get partDigests(): readonly ChecksumAlgorithm[] {
+    return this.resolved.flexibleChecksums ? ['sha256'] : this.resolved.partMd5 ? ['md5'] : [];
   }
 
   async startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle> {

@@ -24,6 +24,11 @@ export interface PartSourceOptions {
   /** For errors. */
   provider: string;
   key?: string;
+  /**
+   * Cut large parts into SharedArrayBuffer-backed buffers, so that a worker thread can hash them
+   * where they lie (see part-digests.ts). Parts of at most 1 MiB stay in ordinary memory.
+   */
+  shared?: boolean;
 }
 
 /**
@@ -90,7 +95,7 @@ export class PartSource {
   private allocate(size: number): Buffer {
     const reused = this.free.get(size)?.pop();
     if (reused) return reused;
-    const buf = Buffer.allocUnsafeSlow(size);
+    const buf = this.opts.shared ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafeSlow(size);
     this.pooled.add(buf.buffer);
     return buf;
   }
@@ -193,9 +198,11 @@ export interface UploadPartsOptions<P> {
   /**
    * Computes what the sender needs per part (digests the provider checks), once per part before
    * its first attempt; `null` means the part is already where it goes (a kept part of a resumed
-   * upload): it is not sent and its buffer is recycled.
+   * upload): it is not sent and its buffer is recycled. Called in part order as each part is read;
+   * a promise (digests computed on a worker thread) is awaited by that part's send only, so the
+   * next part is read meanwhile. Not called for a part kept by `holdLast`.
    */
-  prepare?(part: { number: number; bytes: Buffer }): P | null;
+  prepare?(part: { number: number; bytes: Buffer }): P | null | Promise<P | null>;
   /**
    * Keep the last part instead of sending it (a GCS session commits with its last byte, which
    * must carry the whole object's size and digests): it is returned as `held`. Needs concurrency 1.
@@ -253,7 +260,12 @@ export async function uploadParts<P, R>(
     run.abort(error);
   };
 
-  const sendOne = async (n: number, bytes: Buffer, prepared: P): Promise<void> => {
+  const sendOne = async (n: number, bytes: Buffer, preparing: P | null | Promise<P | null>): Promise<void> => {
+    const prepared = await preparing;
+    if (prepared === null) {
+      source.recycle(bytes);
+      return;
+    }
     let firstTry = true;
     const r = await retryInPlace(async (attempt) => {
       firstTry = attempt === 1;
@@ -297,6 +309,8 @@ export async function uploadParts<P, R>(
         source.recycle(bytes);
         continue;
       }
+      // Its rejection is the part's send's to report; until that send starts, it is not unhandled.
+      if (prepared instanceof Promise) prepared.catch(() => {});
       while (inflight.size >= concurrency && !failure) await Promise.race(inflight);
       if (failure) break;
       const task: Promise<void> = sendOne(n, bytes, prepared).catch(fail).finally(() => inflight.delete(task));

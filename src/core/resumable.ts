@@ -1,5 +1,5 @@
 import { IntegrityError, InvalidArgumentError } from './errors.js';
-import type { BlobStore, Checksums, ObjectMeta, SignalOptions } from './types.js';
+import type { BlobStore, ChecksumAlgorithm, Checksums, ObjectMeta, SignalOptions } from './types.js';
 
 /**
  * An upload in progress, serialised: a string the caller may store (a journal row) and hand back
@@ -85,6 +85,12 @@ export interface ResumableUploads {
    * `lastPart` instead of through `uploadPart`, so nothing is visible before completion.
    */
   readonly deferLastPart?: boolean;
+  /**
+   * The digests `uploadPart` sends with each part for the provider to check (Azure block MD5, S3
+   * part MD5 or SHA-256). Given in `UploadPartOptions.checksums` they are used as they are;
+   * otherwise `uploadPart` computes them. Absent: none.
+   */
+  readonly partDigests?: readonly ChecksumAlgorithm[];
   startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle>;
   uploadPart(handle: UploadHandle, partNumber: number, bytes: Uint8Array, opts?: UploadPartOptions): Promise<UploadedPart>;
   listParts(handle: UploadHandle, opts?: SignalOptions): Promise<UploadedPart[]>;

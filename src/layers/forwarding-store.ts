@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { NotSupportedError, PASSES_THROUGH, changeFeed, copyFromStoreOf, resumableUploads } from '../core/index.js';
 import type {
-  BlobStore, Body, Capabilities, ChangePage, ChangesSinceOptions, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
+  BlobStore, Body, Capabilities, ChangePage, ChecksumAlgorithm, ChangesSinceOptions, CompleteUploadOptions, CopyOptions, DeleteManyResult, GetOptions, GetResult, ListItem, ListOptions,
   ObjectMeta, PresignOptions, PutOptions, ResumableUploads, SignalOptions, DeleteOptions, StartUploadOptions, UpdateMetadataOptions, UploadHandle,
   UploadPartOptions, UploadedPart,
 } from '../core/index.js';
@@ -114,6 +114,10 @@ export abstract class ForwardingStore<Events extends object = Record<never, neve
 
   get deferLastPart(): boolean {
     return resumableUploads(this.inner)?.deferLastPart === true;
+  }
+
+  get partDigests(): readonly ChecksumAlgorithm[] {
+    return resumableUploads(this.inner)?.partDigests ?? [];
   }
 
   async startUpload(key: string, opts: StartUploadOptions): Promise<UploadHandle> {

@@ -8,6 +8,7 @@ import type {
 import { carriedMetadata, compareChecksums, hashObject, type ChecksumMode, type CopyObjectResult } from './copier.js';
 import type { JournalUpload, UploadJournal } from './journal.js';
 import { RETRY_BACKOFF } from './plan.js';
+import { sharedPartDigestPool, type PartDigests } from '../core/part-digests.js';
 
 export interface ResumableCopyOptions {
   signal?: AbortSignal;
@@ -21,6 +22,13 @@ export interface ResumableCopyOptions {
   partConcurrency?: number;
   /** Attempts per part on Throttled/Transient (the part is in memory, so resending is cheap). Default 3. */
   partAttempts?: number;
+  /**
+   * Hash on worker threads (default true): the whole object's SHA-256 and each part's digests
+   * (its CRC32C for the journal, the MD5 or SHA-256 the destination checks) are computed beside
+   * the transfer instead of on the thread that moves the bytes. Not for a destination that takes
+   * its parts in order (GCS), which has one part in flight anyway.
+   */
+  hashOffThread?: boolean;
   /** Bytes uploaded just now (a delta). Parts kept from an earlier run are not reported. */
   onProgress?(bytes: number): void;
   /** A part was accepted by the destination. */
@@ -137,21 +145,30 @@ export async function resumableCopy(
   // own MD5, where it has one, goes to the destination (the SHA-256 check proves these are its bytes).
   const srcMd5 = srcMeta.checksums.md5;
   if (!skipPrefix && srcMd5 !== undefined && srcSha === undefined) extra.push('md5');
-  const whole = skipPrefix ? undefined : new MultiHasher(extra);
+  const deferLast = dst.deferLastPart === true;
+  const digests = opts.hashOffThread !== false && !deferLast
+    ? sharedPartDigestPool().job(skipPrefix ? [] : ['sha256', ...extra], { provider: dst.provider, key }, signal)
+    : undefined;
+  const whole = skipPrefix || digests ? undefined : new MultiHasher(extra);
+  const wanted = new Set(dst.partDigests ?? []);
+  const partWants = { crc32c: true, md5: wanted.has('md5'), sha256: wanted.has('sha256') };
 
   const uploaded = new Map<number, UploadedPart>();
   let uploadedBytes = 0;
   let completed = false;
-  const deferLast = dst.deferLastPart === true;
   let lastPart: Buffer | undefined;
   try {
     if (startPart <= parts && (size > 0 || !kept.has(1))) {
       await streamParts();
     }
     let checksums: Checksums;
-    if (whole) {
-      if (whole.bytes !== size) throw new IntegrityError(`read ${whole.bytes} bytes from the source, which reported ${size}`, { provider: src.provider, key });
-      checksums = whole.digest();
+    // What was read from the source: hashed here, or on a digest worker.
+    const read = whole ? { ...whole.digest(), bytes: whole.bytes } : digests && !skipPrefix ? await digests.digest() : undefined;
+    digests?.abort(); // ended (or, past a kept prefix, only per-part digests): let the worker go
+    if (read) {
+      const { bytes, ...digested } = read;
+      if (bytes !== size) throw new IntegrityError(`read ${bytes} bytes from the source, which reported ${size}`, { provider: src.provider, key });
+      checksums = digested;
       const bad = compareChecksums(srcMeta.checksums, checksums, 'auto').mismatch;
       if (bad) throw new IntegrityError(`the source's bytes do not match its recorded ${bad}`, { provider: src.provider, key });
       if (checksums.md5 === undefined && srcMd5 !== undefined) checksums.md5 = srcMd5;
@@ -174,6 +191,7 @@ export async function resumableCopy(
       keptParts: parts - uploaded.size - (lastPart ? 1 : 0), uploadedParts: uploaded.size + (lastPart ? 1 : 0), uploadedBytes,
     };
   } catch (e) {
+    digests?.abort();
     if (!completed) {
       if (!journal) await abortQuietly(dst, handle); // nothing could resume it
       else if (!signal?.aborted && (isCloudmuxError(e, 'PreconditionFailed') || isCloudmuxError(e, 'IntegrityError'))) {
@@ -196,14 +214,14 @@ export async function resumableCopy(
       got.body.destroy();
       throw new PreconditionFailedError(`source etag is ${got.meta.etag}, not ${srcMeta.etag}`, { provider: src.provider, key });
     }
-    const source = new PartSource(bodyChunks(got.body), { partSize, hasher: whole, signal, provider: src.provider, key });
+    const source = new PartSource(bodyChunks(got.body), { partSize, hasher: whole, signal, provider: src.provider, key, shared: digests !== undefined });
     const backoff = new Backoff({ baseMs: RETRY_BACKOFF.baseMs, capMs: RETRY_BACKOFF.capMs, attempts: opts.partAttempts ?? 3 });
     let last: number;
     try {
-      const result = await uploadParts<string, UploadedPart>(source, async ({ number, bytes, prepared: crc32c, signal: partSignal }) => {
-        const p = await dst.uploadPart(handle, number, bytes, { signal: partSignal });
+      const result = await uploadParts<PartDigests, UploadedPart>(source, async ({ number, bytes, prepared: { crc32c, ...checksums }, signal: partSignal }) => {
+        const p = await dst.uploadPart(handle, number, bytes, { signal: partSignal, ...(digests ? { checksums } : {}) });
         uploaded.set(number, p);
-        await journal?.partUploaded(key, { partNumber: number, size: p.size, crc32c, etag: p.etag, sha256: p.checksums?.sha256 });
+        await journal?.partUploaded(key, { partNumber: number, size: p.size, crc32c: crc32c!, etag: p.etag, sha256: p.checksums?.sha256 });
         uploadedBytes += bytes.byteLength;
         opts.onProgress?.(bytes.byteLength);
         opts.onPart?.({ key, partNumber: number, parts, size: bytes.byteLength });
@@ -217,10 +235,11 @@ export async function resumableCopy(
         firstNumber: startPart,
         maxParts: parts,
         tooManyParts: () => new IntegrityError(`the source has more than the ${size} bytes it reported`, { provider: src.provider, key }),
+        // A part already at the destination (same CRC32C as journalled) is hashed, not sent.
         prepare: ({ number, bytes }) => {
-          const crc = new Crc32c().update(bytes).hex();
           const known = kept.has(number) ? prior?.parts.find((p) => p.partNumber === number) : undefined;
-          return known && known.crc32c === crc ? null : crc; // already at the destination: hashed, not sent
+          const keep = (d: PartDigests): PartDigests | null => (known && known.crc32c === d.crc32c ? null : d);
+          return digests ? digests.part(bytes, partWants).then(keep) : keep({ crc32c: new Crc32c().update(bytes).hex() });
         },
       });
       last = result.lastNumber;

@@ -388,6 +388,7 @@ describe.runIf(hasEndpoint)('s3 driver against the harness endpoint (needs S3_EN
     for (const [mode, sent] of [[undefined, true], ['always', true], ['never', false]] as const) {
       const { client, calls } = recordingClient();
       const s = open({ client, partSize: 5 * MiB, queueSize: 2, ...(mode ? { partMd5: mode } : {}) });
+      expect(s.partDigests).toEqual(sent ? ['md5'] : []); // what a resumable copy computes for it beforehand
       const gen = generatedStream(10 * MiB + 3, { seed: `part-md5-${mode}` });
       const meta = await s.put(`part-md5/${mode ?? 'auto'}`, gen.stream);
       expect(meta.checksums.sha256).toBe(gen.sha256());
