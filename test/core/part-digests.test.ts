@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Backoff } from '../../src/core/backoff.js';
 import { Crc32c, MultiHasher } from '../../src/core/checksums.js';
 import { isCloudmuxError } from '../../src/core/errors.js';
-import { PartDigestPool } from '../../src/core/part-digests.js';
+import { PartDigestPool, type PartDigests } from '../../src/core/part-digests.js';
 import { PartSource, uploadParts } from '../../src/core/part-upload.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
@@ -101,7 +101,7 @@ describe('PartDigestPool: digests of an upload on worker threads', () => {
       const job = pool.job(['sha256'], { provider: 'test' });
       const source = new PartSource(chunksOf(data, 64 * 1024), { partSize: 1024 * 1024 + 1, provider: 'test', shared: true });
       const seen: { n: number; md5: string; shared: boolean }[] = [];
-      await uploadParts(source, async ({ number, bytes, prepared }) => {
+      await uploadParts<PartDigests, number>(source, async ({ number, bytes, prepared }) => {
         expect(prepared.md5).toBe(hex('md5', bytes));
         seen.push({ n: number, md5: prepared.md5!, shared: bytes.buffer instanceof SharedArrayBuffer });
         return number;
