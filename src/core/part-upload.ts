@@ -44,6 +44,29 @@ export interface PartSourceOptions {
 /** Bytes of a part held as read chunks before a pooled part-size buffer is taken (see {@link PartSource.next}). */
 const SMALL_PART = 1024 * 1024;
 
+/**
+ * Shared part buffers kept between uploads, up to this many bytes: a migration of many large
+ * objects then cuts each object's parts into memory already mapped, instead of fresh pages (a page
+ * fault per 4 KiB; ~1 ms per MiB copied into fresh memory on the 2-core test VM).
+ */
+const SPARE_SHARED_BYTES = 64 * 1024 * 1024;
+const spareShared = new Map<number, Buffer[]>();
+let spareBytes = 0;
+
+function takeSpare(size: number): Buffer | undefined {
+  const b = spareShared.get(size)?.pop();
+  if (b) spareBytes -= b.byteLength;
+  return b;
+}
+
+function giveSpare(b: Buffer): void {
+  if (spareBytes + b.byteLength > SPARE_SHARED_BYTES) return;
+  const list = spareShared.get(b.byteLength) ?? [];
+  list.push(b);
+  spareShared.set(b.byteLength, list);
+  spareBytes += b.byteLength;
+}
+
 export class PartSource {
   private readonly source: AsyncIterator<Buffer>;
   private readonly sizing: (index: number) => number;
@@ -93,8 +116,11 @@ export class PartSource {
   }
 
   private allocate(size: number): Buffer {
-    const reused = this.free.get(size)?.pop();
-    if (reused) return reused;
+    const reused = this.free.get(size)?.pop() ?? (this.opts.shared ? takeSpare(size) : undefined);
+    if (reused) {
+      this.pooled.add(reused.buffer);
+      return reused;
+    }
     const buf = this.opts.shared ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafeSlow(size);
     this.pooled.add(buf.buffer);
     return buf;
@@ -165,6 +191,9 @@ export class PartSource {
 
   /** Stops reading the body (returns its iterator); idempotent. */
   async close(): Promise<void> {
+    // Shared buffers outlive their source: the next upload's parts reuse them (see SPARE_SHARED_BYTES).
+    if (this.opts.shared) for (const list of this.free.values()) for (const b of list) giveSpare(b);
+    this.free.clear();
     if (this.done) return;
     this.done = true;
     await this.source.return?.(undefined);

@@ -114,6 +114,24 @@ describe('PartDigestPool: digests of an upload on worker threads', () => {
     }
   });
 
+  it("a finished upload's shared part buffers are reused by the next upload's parts", async () => {
+    const partSize = 2 * 1024 * 1024 + 7; // a size no other test uses
+    const cut = async (): Promise<Set<ArrayBufferLike>> => {
+      const source = new PartSource(chunksOf(randomBytes(3 * partSize), 256 * 1024), { partSize, provider: 'test', shared: true });
+      const seen = new Set<ArrayBufferLike>();
+      for (let p = await source.next(); p; p = await source.next()) {
+        seen.add(p.buffer);
+        source.recycle(p);
+      }
+      await source.close();
+      return seen;
+    };
+    const first = await cut();
+    const second = await cut();
+    expect(first.size).toBe(1); // one part at a time, recycled
+    expect([...second].every((b) => first.has(b))).toBe(true);
+  });
+
   it('an idle worker never holds the process open', () => {
     const script = `import { sharedPartDigestPool } from ${JSON.stringify(resolve(ROOT, 'src/core/part-digests.ts'))};
 const job = sharedPartDigestPool().job(['sha256'], { provider: 'test' });
