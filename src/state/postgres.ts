@@ -169,7 +169,17 @@ export class PostgresStateStore implements StateStore {
        SELECT owner, version, false, GREATEST(0, EXTRACT(EPOCH FROM (expires_at - clock_timestamp())) * 1000)::float8
          FROM ${this.s}.write_leases WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM taken)`, [key, owner, leaseMs]);
     const row = rows[0];
-    if (row?.granted) return { granted: true, lease: { key, owner, version: row.version } };
+    if (row?.granted) {
+      // The stamp above was drawn when the statement began, which may be long before its row was
+      // written (a wait on the previous holder's row lock, a stall): meanwhile another writer may
+      // have drawn a higher one, taken the free lease and committed. A writer holding a stamp below
+      // the catalog's version would overwrite the providers and then be refused at its commit. So
+      // draw again now that the lease is ours: higher than every version committed before it.
+      const stamped = await this.query<{ version: number }>('acquireWrite', key, `UPDATE ${this.s}.write_leases SET version = nextval('${this.s}.version_seq')
+        WHERE key = $1 AND owner = $2 AND version = $3 RETURNING version`, [key, owner, row.version]);
+      if (stamped[0]) return { granted: true, lease: { key, owner, version: stamped[0].version } };
+      return { granted: false, holder: '(taken over)', remainingMs: 0 };
+    }
     // No row at all: the holder released it between the two halves of the statement; try again soon.
     return { granted: false, holder: row?.owner ?? '(released)', remainingMs: row ? Math.ceil(row.remaining_ms) : 0 };
   }

@@ -200,8 +200,10 @@ export interface StateStore {
   /**
    * Takes the write lease on `key` for `leaseMs` (on the store's clock; the database's for
    * PostgreSQL), or takes over one that expired, handing out a new version stamp as its fencing
-   * number. Not granted while another owner's lease runs. Writers of one key in any number of
-   * processes serialize through it.
+   * number: drawn once the lease is granted, so it is larger than every version committed before
+   * (a stamp drawn earlier could lose to a writer that took and committed the key meanwhile). Not
+   * granted while another owner's lease runs. Writers of one key in any number of processes
+   * serialize through it.
    */
   acquireWrite(key: string, owner: string, leaseMs: number): Promise<LeaseAttempt>;
   /** Extends a lease still held; false when it was lost (expired and taken over, or released). */

@@ -115,6 +115,38 @@ describe('postgres state: several processes on one database', () => {
     }
   });
 
+  it('a lease granted by a statement that waited is stamped above every version committed meanwhile', async () => {
+    // The history case "postgres: 2 routers, N=1 W=1" under load: a writer's acquire drew its stamp,
+    // then waited on the lease row; meanwhile another writer drew a higher stamp, took the free lease
+    // and committed. Granted with the lower stamp, the first writer overwrote the providers and was
+    // then refused at its commit, leaving its bytes where the catalog did not expect them.
+    const [late, other] = await twoProcesses();
+    const schema = late.toString().match(/schema (\S+)\)/)![1]!;
+    const blocker = new pg.Client({ connectionString: PG_URL });
+    await blocker.connect();
+    try {
+      // A row lock on the key's lease row (an insert not yet committed): the acquire below waits on it.
+      await blocker.query(`BEGIN; INSERT INTO "${schema}".write_leases (key, owner, version, expires_at) VALUES ('k', 'blocker', 0, clock_timestamp())`);
+      const acquiring = late.acquireWrite('k', 'late', 60_000);
+      for (let i = 0; ; i++) {
+        const waiting = await schemas.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%"${schema}".write_leases%'`);
+        if (Number(waiting[0]!.n) > 0) break;
+        if (i > 200) throw new Error('the acquire never waited on the lease row');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // Meanwhile another writer draws a stamp and commits; then the lease row is gone again.
+      const meanwhile = await other.nextVersion();
+      expect((await other.commitPut(rec('k', meanwhile, ['b']))).committed).toBe(true);
+      await blocker.query('ROLLBACK');
+      const got = await acquiring;
+      if (!got.granted) throw new Error(`not granted: held by ${got.holder}`);
+      expect(got.lease.version).toBeGreaterThan(meanwhile);
+      expect((await late.commitPut({ ...rec('k', got.lease.version, ['a']), lease: got.lease })).committed).toBe(true);
+    } finally {
+      await blocker.end();
+    }
+  });
+
   it('opening one schema from several processes at once creates it once; reopening keeps catalog, outbox and counter', async () => {
     const schema = schemas.name();
     const opened = await Promise.all([1, 2, 3].map(() => schemas.open({ schema })));
