@@ -345,6 +345,13 @@ export class ReplicationWorker extends EventEmitter<WorkerEvents> {
     const found = await this.state.lookup(entry.key);
     if (found.state !== 'live' || found.object.version !== entry.version) {
       await this.state.discard(entry.id);
+      // An earlier attempt (one that failed: attempts, or a last error, kept when a dead letter is
+      // requeued) may have landed with its answer lost. A commit that superseded the entry while it
+      // was pending owed that copy a delete; one that found it dead-lettered did not.
+      if ((entry.attempts > 0 || entry.lastError !== undefined) && !(found.state === 'live' && found.holders.some((h) => h.provider === entry.provider))) {
+        const owed = await this.state.repairReplica(entry.key, entry.provider);
+        if (owed) this.notify();
+      }
       this.counters.obsolete++;
       this.emit('done', { entry, outcome: 'obsolete' });
       return;

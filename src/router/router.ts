@@ -208,23 +208,23 @@ export class Router implements BlobStore, ChangeFeed {
     const lastModified = new Date();
     const ackedNames = new Set(acked.map((a) => a.provider));
     const owed = plan.targets.filter((p) => !ackedNames.has(p));
+    // A write that failed but may have landed on a provider the catalog will not list (the put moved
+    // on to a spare) is owed a delete in the commit, under the lease: after it, another writer may
+    // make that provider a holder, whose copy a later repair would wrongly forget.
+    const listed = new Set([...ackedNames, ...owed]);
+    const mayHold = [...new Set([...write.inDoubt, ...write.wrong])].filter((p) => !listed.has(p));
     const result = await this.state.commitPut({
       key, version, size: digest.bytes, sha256: digest.sha256, contentType, metadata, lastModified,
       acked: acked.map((a): Replica => ({ provider: a.provider, version, etag: a.meta.etag })), owed, lease: held.lease,
-      priority: this.priority.classify({ key, size: digest.bytes, metadata: opts.metadata }),
+      priority: this.priority.classify({ key, size: digest.bytes, metadata: opts.metadata }), ...(mayHold.length > 0 ? { mayHold } : {}),
     });
     held.consumed = result.committed;
     if (!result.committed) {
       // Only a writer that outlived its lease gets here; the writer that took over wins.
       throw new TransientError(`${key}: the write lease was lost before the commit (another writer took over); the put did not take effect`, { provider: this.provider, key });
     }
+    for (const p of mayHold) this.events.emit('repair', { key, provider: p, reason: 'may hold bytes of a write whose answer was lost' });
     if (result.entries.length > 0) this.events.emit('owed', result.entries);
-    // A write that failed but may have landed on a provider the catalog does not now list (the put
-    // moved on to a spare): owe that copy a delete, or it outlives the key's later versions and deletes.
-    const listed = new Set([...acked.map((a) => a.provider), ...owed]);
-    for (const p of new Set([...write.inDoubt, ...write.wrong])) {
-      if (!listed.has(p)) await this.repair(key, p, 'may hold bytes of a write whose answer was lost');
-    }
     if (acked.length < policy.writeQuorum || aborted) {
       // Committed on fewer providers than asked: the new bytes replaced the old on some of them, so
       // they are now the key's value (as a failed S3 put may have happened); the caller still hears of the failure.
@@ -265,13 +265,22 @@ export class Router implements BlobStore, ChangeFeed {
 
   /**
    * Nothing of a failed put is committed; the providers it may have reached might now hold its
-   * bytes while the catalog lists them as holders of the previous version. Check each, so the
-   * catalog's version never loses its last holder to a failed overwrite.
+   * bytes. One the catalog lists as a holder is checked, so the catalog's version never loses its
+   * last holder to a failed overwrite; any other is owed a delete (the worker looks first), or
+   * those bytes outlive the key's later versions and deletes. A key the catalog does not know is
+   * left alone: a copy found there is adopted by the next read, as any outside copy is.
    */
   private async reconcileAfterFailedPut(key: string, found: CatalogLookup, suspects: string[], held: HeldLease): Promise<void> {
-    if (found.state !== 'live') return;
+    if (found.state === 'unknown') return;
+    // A lease lost meanwhile (a stall past its expiry) would let what follows undo another writer's commit.
+    if (!await this.state.renewWrite(held.lease, this.leases.leaseMs).catch(() => false)) return;
+    const holders = new Set(found.state === 'live' ? found.holders.map((h) => h.provider) : []);
+    // Non-holders first, while the lease is surely ours: an adoption below commits and gives it up.
     for (const p of new Set(suspects)) {
-      if (!found.holders.some((h) => h.provider === p)) continue;
+      if (!holders.has(p)) await this.repair(key, p, 'may hold bytes of a put that was not committed').catch(() => undefined);
+    }
+    for (const p of new Set(suspects)) {
+      if (!holders.has(p)) continue;
       const outcome = await this.reconcileHolder(key, p, 'holds bytes of a put that was not committed', held).catch(() => 'skipped' as const);
       if (outcome === 'adopted') return;
     }

@@ -42,3 +42,16 @@ export function toEntry(r: OutboxRowOf<number | Date>): OutboxEntry {
   if (r.lease_until !== null) e.leaseUntil = new Date(r.lease_until);
   return e;
 }
+
+/**
+ * The providers a put's commit owes a delete, in name order: every provider that may keep a copy
+ * the catalog will not name — one with a recorded copy of an older version, one whose replica of an
+ * older version the put supersedes (a copy may have landed with its answer lost, and the catalog
+ * never named that provider), one a failed write of the put may have reached (`mayHold`) — except
+ * the put's own targets and providers already owed a delete. The worker looks before it deletes
+ * (never a holder's copy), so a delete owed where nothing landed costs one request.
+ */
+export function supersededCopies(mayKeep: { provider: string }[], targets: Iterable<string>, deleting: ReadonlySet<string>): string[] {
+  const keep = new Set(targets);
+  return [...new Set(mayKeep.map((r) => r.provider))].filter((p) => !keep.has(p) && !deleting.has(p)).sort();
+}

@@ -16,7 +16,7 @@ import { backlogOf } from './backlog.js';
 import { storedBytesSql, toStoredBytes, type StoredBytes } from './stored-bytes.js';
 import { pruneTombstones, readChangePage } from './postgres-change-feed.js';
 import { OUTBOX_COLUMNS, objectColumns, toNumber, type NewEntry, type ObjectRow, type OutboxRow } from './postgres-rows.js';
-import { replica, toEntry, toObject } from './catalog-rows.js';
+import { replica, supersededCopies, toEntry, toObject } from './catalog-rows.js';
 import { MIGRATIONS, SCHEMA_NAME, applyMigrations, lockId, preparedDb, schemaVersion, type Db } from './postgres-schema.js';
 
 export interface PostgresStateOptions {
@@ -227,15 +227,18 @@ export class PostgresStateStore implements StateStore {
       }
       const targets = [...new Set([...acked.keys(), ...rec.owed])];
       // Whatever was owed to the targets before, and replicas owed of older versions, are superseded.
-      await c.query(`DELETE FROM ${this.s}.outbox WHERE key = $1 AND state = 'pending'
-        AND (provider = ANY($2::text[]) OR (kind = 'replicate' AND version < $3))`, [rec.key, targets, rec.version]);
-      // Providers left holding an older copy that is no longer wanted there.
+      const superseded = await c.query<{ provider: string }>(`DELETE FROM ${this.s}.outbox WHERE key = $1 AND state = 'pending'
+        AND (provider = ANY($2::text[]) OR (kind = 'replicate' AND version < $3)) RETURNING provider`, [rec.key, targets, rec.version]);
+      // Providers left holding an older copy that is no longer wanted there: a recorded one, or one a
+      // superseded replica may have left (a copy that landed with its answer lost; see supersededCopies).
       const others = await c.query<{ provider: string }>(`SELECT r.provider FROM ${this.s}.replicas r
-        WHERE r.key = $1 AND r.version < $2 AND NOT (r.provider = ANY($3::text[]))
-          AND NOT EXISTS (SELECT 1 FROM ${this.s}.outbox o WHERE o.key = r.key AND o.provider = r.provider AND o.kind = 'delete' AND o.state = 'pending')
-        ORDER BY r.provider`, [rec.key, rec.version, targets]);
+        WHERE r.key = $1 AND r.version < $2 AND NOT (r.provider = ANY($3::text[]))`, [rec.key, rec.version, targets]);
+      const deleting = new Set((await c.query<{ provider: string }>(`SELECT provider FROM ${this.s}.outbox
+        WHERE key = $1 AND kind = 'delete' AND state = 'pending'`, [rec.key])).rows.map((r) => r.provider));
       const owed: NewEntry[] = [...new Set(rec.owed)].map((provider) => ({ kind: 'replicate', version: rec.version, provider, size: rec.size, priority: rec.priority }));
-      for (const { provider } of others.rows) owed.push({ kind: 'delete', version: rec.version, provider, size: 0, priority: rec.priority });
+      for (const provider of supersededCopies([...others.rows, ...superseded.rows, ...(rec.mayHold ?? []).map((provider) => ({ provider }))], targets, deleting)) {
+        owed.push({ kind: 'delete', version: rec.version, provider, size: 0, priority: rec.priority });
+      }
       return { committed: true, version: rec.version, entries: await this.insertEntries(c, rec.key, owed, now) };
     });
   }

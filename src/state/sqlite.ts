@@ -13,7 +13,7 @@ import { redactInspection } from '../core/redact.js';
 import { SQLITE_CACHED_COPIES_SCHEMA, type CachedCopyState } from './cached-copies.js';
 import { SqliteCachedCopies } from './sqlite-cached-copies.js';
 import { storedBytesSql, toStoredBytes, type StoredBytes } from './stored-bytes.js';
-import { replica, toChange, toEntry, toObject, type ChangeRowOf, type ObjectRowOf, type OutboxRowOf } from './catalog-rows.js';
+import { replica, supersededCopies, toChange, toEntry, toObject, type ChangeRowOf, type ObjectRowOf, type OutboxRowOf } from './catalog-rows.js';
 
 export interface SqliteStateOptions {
   /** Database file, or `:memory:` for tests. */
@@ -258,14 +258,17 @@ export class SqliteStateStore implements StateStore {
       // Whatever was owed to the targets before is superseded by this version.
       const dropOwed = this.db.prepare("DELETE FROM cmx_outbox WHERE key = ? AND provider = ? AND state = 'pending'");
       for (const p of targets) dropOwed.run(rec.key, p);
-      this.db.prepare("DELETE FROM cmx_outbox WHERE key = ? AND kind = 'replicate' AND version < ? AND state = 'pending'").run(rec.key, rec.version);
+      const superseded = this.db.prepare("DELETE FROM cmx_outbox WHERE key = ? AND kind = 'replicate' AND version < ? AND state = 'pending' RETURNING provider")
+        .all(rec.key, rec.version) as { provider: string }[];
       const entries: OutboxEntry[] = [];
       for (const p of rec.owed) entries.push(this.insertEntry('replicate', rec.key, rec.version, p, rec.size, now, undefined, undefined, rec.priority));
-      // Providers left holding an older copy that is no longer wanted there.
+      // Providers left holding an older copy that is no longer wanted there: a recorded one, or one a
+      // superseded replica may have left (a copy that landed with its answer lost; see supersededCopies).
       const others = this.db.prepare('SELECT provider FROM cmx_replicas WHERE key = ? AND version < ?').all(rec.key, rec.version) as { provider: string }[];
-      for (const { provider } of others) {
-        if (targets.has(provider)) continue;
-        if (!this.hasPending(rec.key, provider, 'delete')) entries.push(this.insertEntry('delete', rec.key, rec.version, provider, 0, now, undefined, undefined, rec.priority));
+      const deleting = new Set((this.db.prepare("SELECT provider FROM cmx_outbox WHERE key = ? AND kind = 'delete' AND state = 'pending'").all(rec.key) as { provider: string }[])
+        .map((r) => r.provider));
+      for (const provider of supersededCopies([...others, ...superseded, ...(rec.mayHold ?? []).map((provider) => ({ provider }))], targets, deleting)) {
+        entries.push(this.insertEntry('delete', rec.key, rec.version, provider, 0, now, undefined, undefined, rec.priority));
       }
       return { committed: true, version: rec.version, entries };
     }).immediate();

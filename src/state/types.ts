@@ -68,6 +68,11 @@ export interface PutRecord extends CatalogObject {
   acked: Replica[];
   /** Providers that must still receive it: one `replicate` outbox entry each. */
   owed: string[];
+  /**
+   * Providers a failed write of this put may have reached (its answer was lost) that are neither
+   * acked nor owed: each is owed a delete in the same commit, under the writer's lease.
+   */
+  mayHold?: string[];
   /** Commit only if the catalog has no row for the key at all (adoption of a pre-existing object). */
   onlyIfUnknown?: boolean;
   /** Priority class of the entries this put owes (default `normal`). */
@@ -213,7 +218,9 @@ export interface StateStore {
   lookup(key: string): Promise<CatalogLookup>;
   /**
    * Records a put: the key's new version, which providers hold it, and in the SAME transaction one
-   * replicate entry per owed provider and one delete entry per provider left with an older copy.
+   * replicate entry per owed provider and one delete entry per other provider that may keep a copy:
+   * one recorded with an older version, one whose replica of an older version this put supersedes
+   * (the copy may have landed with its answer lost), and each of `rec.mayHold`.
    * A record older than the key's current version is not applied (`committed: false`).
    */
   commitPut(rec: PutRecord): Promise<CommitResult>;

@@ -97,6 +97,24 @@ export function stateStoreCases(name: string, fresh: (clock?: () => number) => P
       expect(found.stale.map((h) => h.provider)).toEqual(['a', 'b']);
     });
 
+    it('an overwrite placed elsewhere owes a delete where it supersedes a replica owed of an older version (a copy may have landed unseen)', async () => {
+      const s = await fresh();
+      const v1 = await s.nextVersion();
+      await s.commitPut(rec('k', v1, ['b'], ['a', 'c']));
+      // The copy to a ran and its answer was lost: the entry waits for a retry, and the catalog never names a.
+      const [toA] = (await s.entries({ key: 'k' })).filter((e) => e.provider === 'a');
+      await s.retryLater(toA!.id, 'lost response', new Date(), true);
+      const v2 = await s.nextVersion();
+      const res = await s.commitPut(rec('k', v2, ['b'], ['c']));
+      // c is still a target (owed v2 instead); a is not: whatever landed there is owed a delete.
+      expect(res.entries.map((e) => `${e.kind}:${e.provider}@${e.version}`).sort()).toEqual([`delete:a@${v2}`, `replicate:c@${v2}`]);
+      // A provider already owed a delete is not owed a second.
+      const v3 = await s.nextVersion();
+      const again = await s.commitPut(rec('k', v3, ['b']));
+      expect(again.entries.map((e) => `${e.kind}:${e.provider}`).sort()).toEqual(['delete:c']);
+      expect((await s.entries({ key: 'k' })).map((e) => `${e.kind}:${e.provider}`).sort()).toEqual(['delete:a', 'delete:c']);
+    });
+
     it('adoption commits only for keys the catalog has never seen', async () => {
       const s = await fresh();
       const v1 = await s.nextVersion();
