@@ -38,7 +38,7 @@ const CASES: Case[] = [
   { name: 'postgres: 2 routers, N=1 W=1 over 2 providers, all faults', state: 'postgres', routers: 2, providers: ['a', 'b'], policy: { replicas: 1, writeQuorum: 1 }, faults: ALL_FAULTS, opsPerRouter: 60 },
   // Copies left by reads are checked like any read (a stale one is `stale-cached-read`); they expire and are evicted during the run.
   // Faults that fail a call before it runs, broken bodies, stalls and an outage: not the writes that land unseen (lost
-  // responses, caller aborts), whose stray copies the N=1 case above already meets now and then (a known flake of that case).
+  // responses, caller aborts), whose stray copies the N=1 case above covers (its flake, fixed: see test/router/stray-copies.test.ts).
   {
     name: 'postgres: 2 routers at two locations with copy on read (TTL 60 ms), N=1 W=1, resets, broken bodies, stalls, an outage', state: 'postgres', routers: 2, providers: ['a', 'b'],
     policy: { replicas: 1, writeQuorum: 1 }, faults: { reset: 0.03, resetBody: 0.02, latencyMs: [0, 4], outage: { from: 0.3, to: 0.5 } }, opsPerRouter: 100, copyOnRead: { ttlMs: 60 }, mix: { put: 25, delete: 5, get: 60, list: 10 },
