@@ -252,9 +252,11 @@ export class PostgresStateStore implements StateStore {
       await c.query(`INSERT INTO ${this.s}.objects (key, version, deleted, size, metadata, updated_at, change_xid) VALUES ($1, $2, true, 0, '{}', $3, ${CURRENT_XID})
         ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, deleted = true, size = 0, sha256 = NULL, content_type = NULL,
           metadata = '{}', updated_at = EXCLUDED.updated_at, change_xid = EXCLUDED.change_xid`, [rec.key, rec.version, new Date(now)]);
-      await c.query(`DELETE FROM ${this.s}.outbox WHERE key = $1 AND state = 'pending'`, [rec.key]);
+      // What was owed is superseded; a provider it was owed to may hold a copy (a replica that landed
+      // unseen, a delete not done yet), recorded or not: owed a delete like every recorded copy.
+      const owedTo = (await c.query<{ provider: string }>(`DELETE FROM ${this.s}.outbox WHERE key = $1 AND state = 'pending' RETURNING provider`, [rec.key])).rows;
       const holders = (await c.query<{ provider: string }>(`SELECT provider FROM ${this.s}.replicas WHERE key = $1 ORDER BY provider`, [rec.key])).rows;
-      const providers = new Set([...holders.map((h) => h.provider), ...rec.alsoOn]);
+      const providers = new Set([...holders, ...owedTo].map((h) => h.provider).concat(rec.alsoOn).sort());
       const lease = rec.leaseOwner ? { owner: rec.leaseOwner, until: now + (rec.leaseMs ?? 60_000) } : undefined;
       const entries = await this.insertEntries(c, rec.key, [...providers].map((provider) => ({ kind: 'delete', version: rec.version, provider, size: 0 })), now, lease);
       return { committed: true, version: rec.version, entries };

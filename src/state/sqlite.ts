@@ -284,10 +284,12 @@ export class SqliteStateStore implements StateStore {
         ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted = 1, size = 0, sha256 = NULL, content_type = NULL, metadata = '{}',
           updated_at = excluded.updated_at, change_seq = excluded.change_seq`)
         .run(rec.key, rec.version, now, this.nextChangeSeq());
-      this.db.prepare("DELETE FROM cmx_outbox WHERE key = ? AND state = 'pending'").run(rec.key);
+      // What was owed is superseded; a provider it was owed to may hold a copy (a replica that landed
+      // unseen, a delete not done yet), recorded or not: owed a delete like every recorded copy.
+      const owedTo = (this.db.prepare("DELETE FROM cmx_outbox WHERE key = ? AND state = 'pending' RETURNING provider").all(rec.key) as { provider: string }[]).map((r) => r.provider);
       const holders = (this.db.prepare('SELECT provider FROM cmx_replicas WHERE key = ?').all(rec.key) as { provider: string }[]).map((r) => r.provider);
       const entries: OutboxEntry[] = [];
-      for (const p of new Set([...holders, ...rec.alsoOn])) {
+      for (const p of new Set([...holders, ...owedTo, ...rec.alsoOn].sort())) {
         entries.push(this.insertEntry('delete', rec.key, rec.version, p, 0, now, rec.leaseOwner, rec.leaseOwner ? now + (rec.leaseMs ?? 60_000) : undefined));
       }
       return { committed: true, version: rec.version, entries };

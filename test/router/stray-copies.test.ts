@@ -144,6 +144,17 @@ describe('copies a write left unseen are owed a delete', () => {
       expect(await where(r, 'k')).toEqual({ b: 'v2' });
     });
 
+    it(`${name}: a key deleted before the worker deleted such a copy (the delete keeps owing it)`, async () => {
+      const r = await rig(await state());
+      await v1OnBWithUnseenCopyOnA(r);
+      await putWhileADown(r, 'v2');
+      expect((await r.router.state.entries({ key: 'k' })).map((e) => `${e.kind}:${e.provider}`)).toEqual(['delete:a']);
+      // Before: the delete's commit dropped every pending entry and owed deletes only where the catalog recorded a copy (b).
+      await r.router.delete('k');
+      await healAndDrain(r);
+      expect(await where(r, 'k')).toEqual({});
+    });
+
     it(`${name}: a failed put whose write landed unseen on a provider that holds no version (reconciled after the failure)`, async () => {
       const r = await rig(await state());
       await r.router.put('k', Buffer.from('v1'));

@@ -136,18 +136,29 @@ export function stateStoreCases(name: string, fresh: (clock?: () => number) => P
       const res = await s.commitDelete({ key: 'k', version: v2, alsoOn: ['c'], leaseOwner: 'router-1', leaseMs: 1000 });
       expect(res.committed).toBe(true);
       expect(await s.lookup('k')).toEqual({ state: 'deleted', version: v2 });
-      // The owed replicate to b is cancelled; a (holder) and c (asked for) get deletes.
-      expect(res.entries.map((e) => `${e.kind}:${e.provider}`).sort()).toEqual(['delete:a', 'delete:c']);
+      // The replicate owed to b becomes a delete (its copy may have landed unseen); a (holder) and c (asked for) get deletes too.
+      expect(res.entries.map((e) => `${e.kind}:${e.provider}`).sort()).toEqual(['delete:a', 'delete:b', 'delete:c']);
       expect(await s.claim('worker', 10, 60_000)).toEqual([]);
       clock.advance(1001);
       const claimed = await s.claim('worker', 10, 60_000);
-      expect(claimed).toHaveLength(2);
+      expect(claimed).toHaveLength(3);
       for (const e of claimed) await s.completeDelete(e);
       expect((await s.backlog()).count).toBe(0);
       expect(await s.listObjects({ limit: 10 })).toEqual([]);
       expect(await s.pruneTombstones(60_000)).toBe(0);
       expect(await s.pruneTombstones(5)).toBe(1);
       expect(await s.lookup('k')).toEqual({ state: 'unknown' });
+    });
+
+    it('a delete keeps owing a delete pending where the catalog records no copy (a repair of bytes it never named)', async () => {
+      const s = await fresh();
+      const v1 = await s.nextVersion();
+      await s.commitPut(rec('k', v1, ['a']));
+      // b holds bytes the catalog never named (a failed write that landed): a delete is owed there, with no replica row.
+      expect((await s.repairReplica('k', 'b'))?.kind).toBe('delete');
+      const v2 = await s.nextVersion();
+      const res = await s.commitDelete({ key: 'k', version: v2, alsoOn: [] });
+      expect(res.entries.map((e) => `${e.kind}:${e.provider}`).sort()).toEqual(['delete:a', 'delete:b']);
     });
 
     it('leases: two claimers never get the same entry; an expired lease is taken over', async () => {
