@@ -107,7 +107,7 @@ class DigestWorker {
     const die = (e: Error): void => {
       if (this.failure) return;
       this.failure = e;
-      for (const job of [...this.jobs.values()]) job.fail(e);
+      for (const job of [...this.jobs.values()]) job.workerFailed(e);
       this.jobs.clear();
       this.onDead(this);
     };
@@ -196,12 +196,15 @@ export class PartDigestJob {
     w?.resolve({ ...(m.md5 ? { md5: m.md5 } : {}), ...(m.sha256 ? { sha256: m.sha256 } : {}), ...(m.crc32c ? { crc32c: m.crc32c } : {}) });
   }
 
-  /** @internal Fails everything pending (worker death, abort, drop); the job is then over. */
-  fail(e: unknown): void {
+  /** @internal The worker died or exited: Transient, as nothing the caller wrote was completed. */
+  workerFailed(cause: Error): void {
+    this.fail(new TransientError('the digest worker thread failed; nothing was written; retry', { ...this.where, cause }));
+  }
+
+  /** Fails everything pending (worker death, abort, drop); the job is then over. */
+  private fail(e: unknown): void {
     if (this.failure !== undefined) return;
-    this.failure = e instanceof Error && !(e as { code?: unknown }).code && !(e instanceof TransientError)
-      ? new TransientError('the digest worker thread failed; nothing was written; retry', { ...this.where, cause: e })
-      : e;
+    this.failure = e;
     if (!this.ended || this.end) this.w.worker.postMessage({ t: 'drop', job: this.id });
     this.finish();
     for (const w of this.waiting.values()) w.reject(this.failure);
@@ -242,6 +245,11 @@ export class PartDigestPool {
   /** Workers alive, for tests. */
   get alive(): number {
     return this.workers.length;
+  }
+
+  /** Jobs not yet ended or dropped (each keeps its worker referenced), for tests. */
+  get running(): number {
+    return this.workers.reduce((n, w) => n + w.jobs.size, 0);
   }
 
   /** Terminates every worker; jobs still running fail with Transient. */

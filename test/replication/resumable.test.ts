@@ -11,6 +11,7 @@ import { RateLimitStore, RetryStore, resilient } from '../../src/layers/index.js
 import { MigrationJournal, type JournalUpload } from '../../src/replication/journal.js';
 import { migrate, type MigrationEvent } from '../../src/replication/migrate.js';
 import { trustedParts } from '../../src/replication/resumable-copy.js';
+import { sharedPartDigestPool } from '../../src/core/part-digests.js';
 import { stack } from '../encryption/helpers.js';
 import { FakeResumableStore } from './fake-resumable.js';
 import { overrideStore, payload } from './helpers.js';
@@ -191,6 +192,41 @@ describe('migrate: resumable uploads of large objects', () => {
     expect(await migrate(src, again, { journal: path, names, partConcurrency: 1 })).toMatchObject({ copied: 1, failed: 0 });
     expect(again.partsSent()).toEqual([2, 5]);
     expect(await getBuffer(again, 'big')).toEqual(BIG);
+  });
+
+  it('an abort or a refused part mid-object, with parts hashed on the digest workers, lets every job go; the next run resumes and verifies', async () => {
+    const MiB = 1024 * 1024;
+    const data = payload(5 * 2 * MiB + 11, 3); // 6 parts of 2 MiB + 1: cut into shared memory
+    const src = new MemoryStore();
+    await src.put('big', data);
+    const dst = new FakeResumableStore();
+    dst.partSize = 2 * MiB + 1;
+    const ac = new AbortController();
+    const send = dst.uploadPart.bind(dst);
+    const sentBytes: boolean[] = [];
+    dst.uploadPart = async (h, n, bytes, o) => {
+      sentBytes.push(bytes.buffer instanceof SharedArrayBuffer);
+      if (n === 4) ac.abort(); // while parts 4-6 are being hashed or sent
+      return send(h, n, bytes, o);
+    };
+    const path = journalPath();
+    const first = await migrate(src, dst, { journal: path, names, partConcurrency: 3, signal: ac.signal });
+    expect(first).toMatchObject({ copied: 0, verified: 0 });
+    expect(sentBytes.slice(0, 3).every(Boolean)).toBe(true);
+    expect(sharedPartDigestPool().running).toBe(0); // no worker left holding the process open
+
+    // A part refused for good (no abort): the job is let go too.
+    const failing = reopened(dst);
+    failing.failParts.set(6, { retryable: false });
+    expect(await migrate(src, failing, { journal: path, names, partConcurrency: 3, retries: 0 })).toMatchObject({ copied: 0, failed: 1 });
+    expect(sharedPartDigestPool().running).toBe(0);
+
+    const again = reopened(dst);
+    const second = await migrate(src, again, { journal: path, names, partConcurrency: 3 });
+    expect(second).toMatchObject({ copied: 1, verified: 1, failed: 0 });
+    expect(again.partsSent().length).toBeLessThan(6); // what the first run finished was kept
+    expect(createHash('sha256').update(await getBuffer(again, 'big')).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(sharedPartDigestPool().running).toBe(0);
   });
 
   it('retries a failed part in place (it is in memory) without restarting the object', async () => {
