@@ -165,6 +165,12 @@ describe('cloudmux daemon end to end (own s3rver + azurite, daemon as a child pr
       await az.restart();
       azStopped = false;
     }
+    // An emulator that died on its own (s3rver did once, mid-test, in a full run at load 5): say why, start it again.
+    for (const e of [s3, az]) {
+      if (e.running()) continue;
+      console.warn(`${e.name} had died; restarting it. Its last output:\n${e.output()}`);
+      await e.restart();
+    }
     // --- healthy start: the outbox drains as the app writes.
     let daemon = await startDaemon();
     for (let i = 0; i < 10; i++) await put(`calm/${i}`, randomBytes(2_000 + i));

@@ -23,6 +23,10 @@ export interface OwnEmulator {
   restart(): Promise<void>;
   /** Stops it and removes its data. */
   dispose(): Promise<void>;
+  /** Whether its process is still running (it may have died on its own). */
+  running(): boolean;
+  /** The last lines it printed, to say why it died. */
+  output(): string;
 }
 
 const BUCKET = 'cloudmux-router';
@@ -52,6 +56,8 @@ export async function ownS3rver(opts: { bucket?: string } = {}): Promise<OwnEmul
     kill: async () => proc?.kill(),
     stop: async () => proc?.stop(),
     restart: start,
+    running: () => proc !== undefined && proc.child.exitCode === null && proc.child.signalCode === null,
+    output: () => proc?.output() ?? '',
     dispose: async () => {
       await proc?.stop();
       await dir.remove();
@@ -83,6 +89,8 @@ export async function ownAzurite(opts: { container?: string } = {}): Promise<Own
     kill: async () => proc?.kill(),
     stop: async () => proc?.stop(),
     restart: start,
+    running: () => proc !== undefined && proc.child.exitCode === null && proc.child.signalCode === null,
+    output: () => proc?.output() ?? '',
     dispose: async () => {
       await proc?.stop();
       await dir.remove();
